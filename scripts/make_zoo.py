@@ -1,0 +1,262 @@
+"""Build the tiny models shipped in `rewdistill/models/zoo/`: a tokenizer, a teacher and a student base.
+
+Rerun with `python scripts/make_zoo.py all` (about 20-30 minutes on 2 CPU cores). Steps:
+
+1. tokenizer: byte-level BPE trained on text of both tiny tasks (digits split).
+2. teacher (Llama, ~1.9M params): trained on freshly generated problems of both tasks that appear in
+   no task split, and stopped part-way, like a real LLM that is good but imperfect: the first
+   checkpoint whose *validation* greedy accuracy is in [lo, hi] on both tasks and whose maj@8 beats
+   greedy by `min_gain`, is kept. Test accuracy is then measured once and written to zoo/README.md.
+3. student base (Llama, <= 1/4 of the teacher's params): "pretrained" on the tasks' questions and
+   on bare equations, never on a worked solution or an answer line, so it knows the words and some
+   arithmetic but not the task (greedy accuracy near zero).
+
+Weights are saved as safetensors with `save_pretrained`; they load with plain transformers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from rewdistill.algo.voting import majority_vote
+from rewdistill.models.load import ZOO_DIR
+from rewdistill.models.tokenizer import build_tokenizer
+from rewdistill.sampling.hf import generate
+from rewdistill.tasks import get_task
+from rewdistill.tasks import tiny_arith, tiny_choice
+
+WORK = Path("zoo_work")
+TEMPS = [0.6, 0.8, 1.0, 1.2]
+
+
+def split_questions() -> set[str]:
+    seen = set()
+    for name in ["tiny-arith", "tiny-choice"]:
+        task = get_task(name)
+        for split in ["train", "validation", "test"]:
+            seen.update(ex.question for ex in task.load(split))
+    return seen
+
+
+def fresh_problems(rng: random.Random, banned: set[str], arith_share: float = 0.5):
+    """Endless (prompt, response) pairs of both tasks, none of them in any task split."""
+    arith, choice = get_task("tiny-arith"), get_task("tiny-choice")
+    while True:
+        if rng.random() < arith_share:
+            q, sol, ans = tiny_arith.make_problem(rng)
+            ex = tiny_arith.Example("x", q, ans, sol)
+            task = arith
+        else:
+            q, sol, ans, opts = tiny_choice.make_problem(rng)
+            ex = tiny_choice.Example("x", q, ans, sol, opts)
+            task = choice
+        if q not in banned:
+            yield task.prompt(ex), " " + sol
+
+
+def pretrain_texts(rng: random.Random, banned: set[str]):
+    """Endless student-base text: question prompts and bare equations, never a solution or answer."""
+    gen = fresh_problems(rng, banned)
+    while True:
+        if rng.random() < 0.5:
+            prompt, _ = next(gen)
+            yield prompt.rsplit("\n", 1)[0], ""  # the question without the "Answer:" line
+        else:
+            a, b = rng.randint(0, 99), rng.randint(0, 20)
+            yield (f"{a} + {b} = {a + b}" if rng.random() < 0.5 or a < b else f"{a} - {b} = {a - b}"), ""
+
+
+def batch(tok, pairs):
+    """Right-padded (input_ids, labels); loss on the response when there is one, else on all tokens."""
+    rows = []
+    for prompt, resp in pairs:
+        p = tok(prompt, add_special_tokens=False)["input_ids"]
+        r = tok(resp, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] if resp else []
+        ids = p + r
+        labels = ([-100] * len(p) + r) if resp else p
+        rows.append((ids, labels))
+    width = max(len(i) for i, _ in rows)
+    ids = torch.full((len(rows), width), tok.pad_token_id)  # (B, T)
+    labels = torch.full((len(rows), width), -100)  # (B, T)
+    for k, (i, l) in enumerate(rows):
+        ids[k, : len(i)] = torch.tensor(i)
+        labels[k, : len(l)] = torch.tensor(l)
+    return ids, labels
+
+
+@torch.no_grad()
+def accuracy(model, tok, split: str, maj: bool, seed: int = 0) -> dict:
+    """Greedy accuracy (and maj@8 over TEMPS x 2) of `model` on both tiny tasks' `split`."""
+    model.eval()
+    out = {}
+    for name in ["tiny-arith", "tiny-choice"]:
+        task = get_task(name)
+        exs = task.load(split)
+        prompts = [task.prompt(e) for e in exs]
+        greedy = generate(model, tok, prompts, 0.0, 1, 64, 200)
+        out[name] = {"greedy": sum(task.is_correct(g.text, exs[g.prompt_index]) for g in greedy) / len(exs)}
+        if maj:
+            answers = [[] for _ in exs]
+            for t in TEMPS:
+                for g in generate(model, tok, prompts, t, 2, 64, 200, seed=seed + int(t * 10)):
+                    answers[g.prompt_index].append(task.extract(g.text, exs[g.prompt_index]))
+            votes = [majority_vote(a)[0] for a in answers]
+            out[name]["maj@8"] = sum(v == e.answer for v, e in zip(votes, exs)) / len(exs)
+    model.train()
+    return out
+
+
+def train(model, tok, data, steps: int, lr: float, bs: int, log: str, check=None, check_every: int = 50):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    t0 = time.time()
+    for step in range(1, steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, step / 50)
+        ids, labels = batch(tok, [next(data) for _ in range(bs)])
+        loss = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 25 == 0:
+            print(f"[{log}] step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+        if check is not None and step % check_every == 0 and check(step):
+            return step
+    return steps
+
+
+def cmd_tokenizer(args):
+    rng = random.Random(1)
+    corpus = []
+    for name in ["tiny-arith", "tiny-choice"]:
+        task = get_task(name)
+        corpus += [task.prompt(e) + " " + e.solution for e in task.load("train")]
+    corpus += [f"{a} + {b} = {a + b}" for a in range(100) for b in range(21)]
+    rng.shuffle(corpus)
+    tok = build_tokenizer(corpus)
+    tok.save_pretrained(WORK / "tokenizer")
+    print("vocab", len(tok))
+
+
+def load_tok():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(WORK / "tokenizer")
+
+
+def llama(tok, d, layers, heads, mlp, tie):
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=heads, intermediate_size=mlp, max_position_embeddings=512,
+        tie_word_embeddings=tie, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def cmd_teacher(args):
+    torch.manual_seed(0)
+    tok = load_tok()
+    if args.init:
+        model = LlamaForCausalLM.from_pretrained(args.init)
+    else:
+        model = llama(tok, 192, 3, 6, 768, False)
+    print("teacher params", sum(p.numel() for p in model.parameters()))
+    data = fresh_problems(random.Random(2 + args.data_seed), split_questions(), args.arith_share)
+    history = []
+
+    def check(step):
+        acc = accuracy(model, tok, "validation", maj=False)
+        greedy = [acc[n]["greedy"] for n in acc]
+        row = {"step": step, "val": acc}
+        if min(greedy) >= args.lo - 0.05:
+            row["val"] = accuracy(model, tok, "validation", maj=True)
+        history.append(row)
+        model.save_pretrained(WORK / f"teacher_ckpt/step{step}")
+        print(json.dumps(row), flush=True)
+        (WORK / "teacher_history.json").write_text(json.dumps(history, indent=1))
+        v = row["val"]
+        ok = all(
+            args.lo <= v[n]["greedy"] <= args.hi and v[n].get("maj@8", 0) - v[n]["greedy"] >= args.min_gain for n in v
+        )
+        if min(greedy) > args.hi:
+            raise SystemExit("teacher passed the window without meeting it; lower check_every or change the mix")
+        if ok:
+            model.save_pretrained(WORK / "teacher")
+            tok.save_pretrained(WORK / "teacher")
+        return ok
+
+    step = train(model, tok, data, args.max_steps, 2e-3, 64, "teacher", check, args.check_every)
+    print("teacher stopped at step", step)
+
+
+def cmd_student(args):
+    torch.manual_seed(1)
+    tok = load_tok()
+    model = llama(tok, 128, 2, 4, 384, True)
+    print("student params", sum(p.numel() for p in model.parameters()))
+    data = pretrain_texts(random.Random(3), split_questions())
+    train(model, tok, data, args.steps, 2e-3, 64, "student")
+    model.save_pretrained(WORK / "student")
+    tok.save_pretrained(WORK / "student")
+
+
+def cmd_finalize(args):
+    """Measure the chosen checkpoints on the test split, check the bounds, copy into the package."""
+    import shutil
+
+    from rewdistill.models.load import load_causal_lm
+
+    tok = load_tok()
+    report = {}
+    for name in ["teacher", "student"]:
+        model = load_causal_lm(str(WORK / name))
+        report[name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "test": accuracy(model, tok, "test", maj=(name == "teacher"), seed=123),
+        }
+        print(name, json.dumps(report[name]))
+    ratio = report["student"]["params"] / report["teacher"]["params"]
+    assert ratio <= 0.25, f"student/teacher params {ratio:.3f} > 1/4"
+    for n, r in report["teacher"]["test"].items():
+        assert 0.45 <= r["greedy"] <= 0.80, f"teacher greedy on {n} out of [45%, 80%]: {r}"
+        assert r["maj@8"] - r["greedy"] >= 0.05, f"teacher maj@8 gain on {n} under 5 points: {r}"
+    for n, r in report["student"]["test"].items():
+        assert r["greedy"] <= 0.15, f"student base greedy on {n} over 15%: {r}"
+    for name in ["teacher", "student"]:
+        dst = ZOO_DIR / name
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(WORK / name, dst)
+    (ZOO_DIR / "zoo_report.json").write_text(json.dumps(report, indent=1))
+    print("student/teacher params", round(ratio, 3))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("step", choices=["tokenizer", "teacher", "student", "finalize", "all"])
+    ap.add_argument("--lo", type=float, default=0.50, help="lowest validation greedy accuracy for the teacher")
+    ap.add_argument("--hi", type=float, default=0.75, help="highest validation greedy accuracy for the teacher")
+    ap.add_argument("--min-gain", type=float, default=0.07, help="least maj@8 - greedy on validation")
+    ap.add_argument("--check-every", type=int, default=50, help="teacher steps between validation checks")
+    ap.add_argument("--max-steps", type=int, default=4000, help="teacher step limit")
+    ap.add_argument("--steps", type=int, default=600, help="student base steps")
+    ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
+    ap.add_argument("--arith-share", type=float, default=0.5, help="share of tiny-arith problems in teacher data")
+    ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    WORK.mkdir(exist_ok=True)
+    steps = ["tokenizer", "teacher", "student", "finalize"] if args.step == "all" else [args.step]
+    for s in steps:
+        globals()[f"cmd_{s}"](args)
+
+
+if __name__ == "__main__":
+    main()

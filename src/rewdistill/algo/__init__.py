@@ -1,0 +1,1 @@
+"""The math layer: pure tensor / list functions. Imports torch only."""

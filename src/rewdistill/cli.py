@@ -1,0 +1,96 @@
+"""The `rewdistill` command line: `rewdistill run` runs the whole pipeline."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rewdistill.config import Config, ConfigError, iter_fields, load_config
+
+
+def _run_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "run",
+        help="run the whole pipeline (teacher-sample .. evaluate); finished stages are skipped",
+        description="Run every stage of data + reward distillation. With no arguments: tiny-arith on the "
+        "shipped tiny models, offline. Any config key can be set as --section.key VALUE.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML config file (sections as in `run --help`)")
+    p.add_argument("--task", help="task name (shortcut for --task.name)")
+    p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
+    p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    defaults = Config().model_dump()
+    group = p.add_argument_group("config options (override the YAML file)")
+    for key, desc, _ in iter_fields():
+        value = defaults
+        for part in key.split("."):
+            value = value[part]
+        group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="V", default=argparse.SUPPRESS,
+                           help=f"{desc} (default: {value})")
+    return p
+
+
+def _stage_names() -> list[str]:
+    from rewdistill.pipeline import STAGE_NAMES
+
+    return STAGE_NAMES
+
+
+def cmd_run(args) -> int:
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+    if args.task:
+        overrides["task.name"] = args.task
+    cfg = load_config(args.config, overrides)
+    run_dir = Path(args.run_dir or f"runs/{cfg.task.name}-seed{cfg.seed}")
+
+    from rewdistill.pipeline import run_pipeline
+    from rewdistill.report import format_table
+
+    logging.getLogger("rewdistill").info(f"run directory: {run_dir}")
+    run_pipeline(cfg, run_dir, args.until)
+    results = run_dir / "results.json"
+    if results.exists() and args.until in (None, "evaluate"):
+        import json
+
+        res = json.loads(results.read_text())
+        print(f"\n{res['task']} (seed {res['seed']}, {res['n_test']} test questions)\n")
+        print(format_table(res))
+        print(f"\nreport: {run_dir / 'report.md'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rewdistill", description="Distill not only data but also rewards.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    if not args.debug:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    from rewdistill.models.load import ModelLoadError
+
+    try:
+        return cmd_run(args)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"rewdistill: error: {e}", file=sys.stderr)
+        return 2
+    except (ModelLoadError, RuntimeError, ValueError) as e:
+        if args.debug:
+            raise
+        print(f"rewdistill: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rewdistill: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

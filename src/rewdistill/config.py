@@ -1,0 +1,171 @@
+"""Typed configuration: one section per stage, every field described, validated on load.
+
+Load order: defaults <- YAML file (`--config`) <- dotted CLI overrides (`--rl.kl_coef 0.05`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(Exception):
+    """A bad config file or option; the message names the key and what to do."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskCfg(Section):
+    name: Literal["tiny-arith", "tiny-choice"] = Field("tiny-arith", description="task to distill on")
+    data_seed: int = Field(0, description="seed that generates the tiny tasks' fixed splits")
+    n_train: int = Field(1000, ge=1, description="training questions used (gold answers never read)")
+    n_test: int = Field(300, ge=1, description="held-out test questions used by evaluate")
+
+
+class ModelsCfg(Section):
+    teacher: str = Field("zoo:teacher", description="teacher: HF hub id, local directory or zoo:<name>")
+    student: str = Field("zoo:student", description="student base: HF hub id, local directory or zoo:<name>")
+    device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights dtype for sampling and frozen models: auto = bf16 on GPU, fp32 on CPU"
+    )
+    trust_remote_code: bool = Field(False, description="allow model repos to run their own code (off: safe)")
+
+
+class SampleCfg(Section):
+    temperatures: list[float] = Field([0.6, 0.8, 1.0, 1.2], min_length=1, description="sampling temperatures")
+    n_per_temperature: int = Field(2, ge=1, description="responses per question at each temperature")
+    max_new_tokens: int = Field(64, ge=1, description="response length limit in tokens")
+    batch_size: int = Field(256, ge=1, description="prompts per generation batch")
+
+
+class PseudoLabelCfg(Section):
+    min_vote_share: float = Field(0.5, ge=0.0, le=1.0, description="drop questions whose top answer has a smaller share")
+
+
+class SFTCfg(Section):
+    epochs: int = Field(6, ge=1, description="passes over the label-1 teacher responses")
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate (linear warmup, cosine decay)")
+    warmup_frac: float = Field(0.05, ge=0, le=1, description="fraction of steps spent warming up")
+    batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+
+
+class RewardModelCfg(Section):
+    loss: Literal["bce", "bt"] = Field("bce", description="bce: pointwise on labels; bt: Bradley-Terry on label-1 vs label-0 pairs")
+    epochs: int = Field(2, ge=1, description="passes over the labelled teacher + student responses")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    batch_size: int = Field(32, ge=1, description="sequences (or pairs) per optimiser step")
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
+    use_student_samples: bool = Field(True, description="train on student responses too (the paper's method)")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+
+
+class RLCfg(Section):
+    steps: int = Field(40, ge=0, description="PPO iterations (rollout + update)")
+    rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
+    minibatch: int = Field(32, ge=1, description="responses per PPO minibatch")
+    ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")
+    lr: float = Field(1e-4, gt=0, description="policy learning rate")
+    critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate")
+    kl_coef: float = Field(0.05, ge=0, description="per-token KL penalty to the frozen SFT model")
+    kl_estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator used in the reward")
+    clip: float = Field(0.2, gt=0, description="policy ratio clip")
+    value_clip: float = Field(0.2, gt=0, description="value clip around the rollout's values")
+    vf_coef: float = Field(0.5, ge=0, description="value-loss weight")
+    gamma: float = Field(1.0, ge=0, le=1, description="discount")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    max_new_tokens: int = Field(64, ge=1, description="rollout response length limit")
+    reward_scale: float = Field(1.0, description="multiplies the reward-model score (a logit)")
+    unfinished_penalty: float = Field(-1.0, description="reward for a response cut by max_new_tokens")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+
+
+class EvalCfg(Section):
+    maj_k: int = Field(8, ge=1, description="teacher samples per question for maj@K (spread over sample temperatures)")
+    max_new_tokens: int = Field(64, ge=1, description="response length limit")
+    batch_size: int = Field(256, ge=1, description="prompts per generation batch")
+
+
+class Config(Section):
+    seed: int = Field(0, description="seed for sampling and training")
+    task: TaskCfg = TaskCfg()
+    models: ModelsCfg = ModelsCfg()
+    teacher_sample: SampleCfg = SampleCfg()
+    pseudo_label: PseudoLabelCfg = PseudoLabelCfg()
+    sft: SFTCfg = SFTCfg()
+    student_sample: SampleCfg = SampleCfg(temperatures=[0.8, 1.0], n_per_temperature=2)
+    reward_model: RewardModelCfg = RewardModelCfg()
+    rl: RLCfg = RLCfg()
+    evaluate: EvalCfg = EvalCfg()
+
+
+def _where(err: dict) -> str:
+    return ".".join(str(p) for p in err["loc"])
+
+
+def validate(data: dict, source: str) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise ConfigError(f"{source}: {_where(err)}: {msg}{more}; see `rewdistill run --help`") from None
+
+
+def set_dotted(data: dict, key: str, value) -> None:
+    """data['a']['b'] = value for key 'a.b', creating sections as needed."""
+    parts = key.split(".")
+    for p in parts[:-1]:
+        data = data.setdefault(p, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"option --{key}: {p} is not a section")
+    data[parts[-1]] = value
+
+
+def load_config(path: str | None, overrides: dict[str, str]) -> Config:
+    """Defaults, then the YAML file, then `overrides` ({'rl.kl_coef': '0.05'}; values parsed as YAML)."""
+    data: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for key, raw in overrides.items():
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_dotted(data, key, value)
+    return validate(data, path or "options")
+
+
+def section_hash(*parts) -> str:
+    """Stable short hash of config sections (pydantic models, dicts or strings)."""
+    blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
+    """(dotted key, description, default) of every leaf option, for the CLI's help."""
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from iter_fields(ann, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", f.description or "", f.default

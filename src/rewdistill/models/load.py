@@ -1,0 +1,62 @@
+"""Loading HF models and tokenizers: hub ids, local directories, and the shipped tiny zoo (`zoo:<name>`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+ZOO_DIR = Path(__file__).parent / "zoo"
+
+
+class ModelLoadError(Exception):
+    """A model or tokenizer could not be loaded; the message says which and what to do."""
+
+
+def resolve(path: str) -> str:
+    """`zoo:teacher` -> the shipped directory; anything else is passed to transformers unchanged."""
+    if path.startswith("zoo:"):
+        d = ZOO_DIR / path[4:]
+        if not (d / "config.json").exists():
+            names = sorted(p.name for p in ZOO_DIR.iterdir() if (p / "config.json").exists())
+            raise ModelLoadError(f"no shipped model {path!r}; shipped: {', '.join('zoo:' + n for n in names)}")
+        return str(d)
+    return path
+
+
+def pick_dtype(name: str, device: str) -> torch.dtype:
+    """`auto` -> bf16 on CUDA, fp32 elsewhere; else the named dtype."""
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load tokenizer from {path!r}: {str(e).splitlines()[0]}") from e
+    if tok.pad_token is None:  # many causal LMs ship without one; reuse EOS, masks keep it harmless
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve(path), dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load model from {path!r}: {str(e).splitlines()[0]}") from e
+    return model.to(device)
+
+
+def load_reward_model(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+    """A sequence classifier with one output: the reward model (or a causal LM to initialise one)."""
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolve(path), num_labels=1, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"cannot load reward model from {path!r}: {str(e).splitlines()[0]}") from e
+    return model.to(device)

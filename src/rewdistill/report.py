@@ -1,0 +1,113 @@
+"""The run's report: a results table (markdown and console) and plots (PNG)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROWS = [
+    ("teacher", "Teacher, greedy"),
+    ("teacher_maj@", "Teacher, maj@K"),
+    ("student_base", "Student base, greedy"),
+    ("student_sft", "Student after SFT (data distillation), greedy"),
+    ("student_rl", "Student after RL (data + reward distillation), greedy"),
+]
+
+
+def table_rows(results: dict) -> list[tuple[str, float]]:
+    acc = results["accuracy"]
+    out = []
+    for key, label in ROWS:
+        match = [k for k in acc if k == key or (key.endswith("@") and k.startswith(key))]
+        for k in match:
+            out.append((label.replace("maj@K", k.split("_")[-1]), acc[k]))
+    return out
+
+
+def format_table(results: dict) -> str:
+    lines = ["| Model | Test accuracy |", "|---|---:|"]
+    lines += [f"| {name} | {100 * a:.1f}% |" for name, a in table_rows(results)]
+    return "\n".join(lines)
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def plot_rl(run_dir: Path) -> str | None:
+    """rl_curves.png: reward, KL and pseudo-label agreement per PPO step."""
+    rows = _read_metrics(run_dir / "rl_metrics.jsonl")
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {"reward": "RM reward", "kl": "KL(pi || SFT) per response", "pseudo_label_agreement": "agreement with pseudo-label"}
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3))
+    for ax, (key, title) in zip(axes, series.items()):
+        pts = [(r["step"], r[key]) for r in rows if key in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
+        ax.set_title(title)
+        ax.set_xlabel("PPO step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run_dir / "rl_curves.png", dpi=110)
+    plt.close(fig)
+    return "rl_curves.png"
+
+
+def plot_accuracy(run_dir: Path, results: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table_rows(results)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = [n.split(",")[0].replace(" (data distillation)", "").replace(" (data + reward distillation)", "")
+             + ("\n" + n.split(", ")[-1] if ", " in n else "") for n, _ in rows]
+    ax.barh(names[::-1], [100 * a for _, a in rows][::-1], color="#4c72b0")
+    for i, (_, a) in enumerate(rows[::-1]):
+        ax.text(100 * a + 0.5, i, f"{100 * a:.1f}%", va="center", fontsize=8)
+    ax.set_xlabel(f"test accuracy on {results['task']} (%)")
+    ax.set_xlim(0, 105)
+    fig.tight_layout()
+    fig.savefig(run_dir / "accuracy.png", dpi=110)
+    plt.close(fig)
+    return "accuracy.png"
+
+
+def write_report(run_dir: Path, results: dict, cfg) -> None:
+    d = results["diagnostics"]
+    acc_png = plot_accuracy(run_dir, results)
+    rl_png = plot_rl(run_dir)
+    fmt = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    text = [
+        f"# rewdistill report: {results['task']} (seed {results['seed']})",
+        "",
+        f"Greedy accuracy on {results['n_test']} held-out test questions (gold answers).",
+        "",
+        format_table(results),
+        "",
+        f"![accuracy]({acc_png})",
+        "",
+        "## Diagnostics",
+        "",
+        f"- Pseudo-label accuracy vs gold, kept training questions: {fmt(d['pseudo_label_accuracy_kept'])} "
+        f"({d['questions_kept']}/{d['questions_total']} kept); all questions: {fmt(d['pseudo_label_accuracy_all'])}",
+        f"- Reward model vs gold on {d['reward_model_eval_responses']} held-out test responses: accuracy "
+        f"{fmt(d['reward_model_accuracy'])}, AUC {fmt(d['reward_model_auc'])}",
+    ]
+    if rl_png:
+        text += ["", "## RL", "", f"![rl curves]({rl_png})"]
+    text += ["", "## Config", "", "```yaml", _yaml(cfg), "```", ""]
+    (run_dir / "report.md").write_text("\n".join(text), encoding="utf-8")
+
+
+def _yaml(cfg) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False).strip()

@@ -1,0 +1,61 @@
+"""What every stage gets: the config, the run directory, a metrics log, devices and an Accelerator."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from rewdistill.config import Config
+from rewdistill.io import MetricsLog, read_jsonl
+from rewdistill.tasks import get_task
+
+logger = logging.getLogger("rewdistill")
+
+
+@dataclass
+class Ctx:
+    cfg: Config
+    run_dir: Path
+
+    @property
+    def task(self):
+        return get_task(self.cfg.task.name, self.cfg.task.data_seed)
+
+    @property
+    def device(self) -> str:
+        d = self.cfg.models.device
+        if d == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return d
+
+    def metrics(self, stage: str, main_process: bool = True):
+        """A fresh `<stage>_metrics.jsonl` logger (a no-op on non-main processes)."""
+        return MetricsLog(self.run_dir / f"{stage}_metrics.jsonl") if main_process else (lambda row: None)
+
+    def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
+        set_seed(self.cfg.seed)
+        return Accelerator(
+            cpu=self.device == "cpu", mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum
+        )
+
+    def path(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def questions(self) -> list[dict]:
+        """Training questions as written by teacher-sample: {qid, prompt} (no gold answers)."""
+        return read_jsonl(self.path("questions.jsonl"))
+
+
+def label_samples(samples: list[dict], labels: dict[str, dict]) -> list[dict]:
+    """Attach label 1/0 (agreement with the question's pseudo-label) to samples of kept questions."""
+    out = []
+    for s in samples:
+        lab = labels.get(s["qid"])
+        if lab is None or not lab["kept"]:
+            continue
+        out.append({**s, "label": int(s["answer"] is not None and s["answer"] == lab["pseudo_answer"])})
+    return out

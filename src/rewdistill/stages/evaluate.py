@@ -1,0 +1,97 @@
+"""Stage 7: accuracy on held-out test questions with gold answers, plus diagnostics.
+
+The only stage (with the labelled `gold` oracle) that reads gold answers.
+"""
+from __future__ import annotations
+
+from rewdistill.algo.voting import majority_vote
+from rewdistill.io import read_jsonl, write_json, write_jsonl
+from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
+from rewdistill.report import write_report
+from rewdistill.sampling.hf import generate
+from rewdistill.stages.common import Ctx
+from rewdistill.stages.sft import encode_pairs
+from rewdistill.train.reward_model import score_sequences
+
+
+def auc(scores: list[float], labels: list[int]) -> float | None:
+    """Probability that a random correct response outscores a random wrong one (ties count half)."""
+    pos = [s for s, l in zip(scores, labels) if l]
+    neg = [s for s, l in zip(scores, labels) if not l]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def run(ctx: Ctx) -> str:
+    cfg, m = ctx.cfg.evaluate, ctx.cfg.models
+    task = ctx.task
+    test = task.load("test")[: ctx.cfg.task.n_test]
+    prompts = [task.prompt(e) for e in test]
+    samples: list[dict] = []
+
+    def sample(name: str, path: str, temps: list[float]) -> list[list[str]]:
+        tok = load_tokenizer(path, m.trust_remote_code)
+        model = load_causal_lm(path, ctx.device, m.dtype, m.trust_remote_code).eval()
+        texts: list[list[str]] = [[] for _ in test]
+        for i, t in enumerate(temps):
+            for g in generate(model, tok, prompts, t, 1, cfg.max_new_tokens, cfg.batch_size,
+                              seed=ctx.cfg.seed * 7 + i, desc=f"eval {name}"):
+                texts[g.prompt_index].append(g.text)
+                ex = test[g.prompt_index]
+                samples.append({"model": name, "qid": ex.qid, "temperature": t, "text": g.text,
+                                "extracted": task.extract(g.text, ex), "correct": task.is_correct(g.text, ex)})
+        return texts
+
+    def greedy_acc(texts: list[list[str]]) -> float:
+        return sum(task.is_correct(t[0], e) for t, e in zip(texts, test)) / len(test)
+
+    models = {"teacher": m.teacher, "student_base": m.student,
+              "student_sft": str(ctx.path("student_sft")), "student_rl": str(ctx.path("student_rl"))}
+    acc = {name: greedy_acc(sample(name, path, [0.0])) for name, path in models.items()}
+    temps = ctx.cfg.teacher_sample.temperatures
+    k_temps = [temps[i % len(temps)] for i in range(cfg.maj_k)]
+    maj_texts = sample("teacher_maj", m.teacher, k_temps)
+    votes = [majority_vote([task.extract(t, e) for t in ts])[0] for ts, e in zip(maj_texts, test)]
+    acc[f"teacher_maj@{cfg.maj_k}"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
+
+    # Diagnostic 1: how often the pseudo-labels equal gold on the training questions.
+    labels = read_jsonl(ctx.path("labels.jsonl"))
+    gold = {e.qid: e.answer for e in task.load("train")}
+    kept = [l for l in labels if l["kept"]]
+    pl_acc_kept = sum(l["pseudo_answer"] == gold[l["qid"]] for l in kept) / max(1, len(kept))
+    pl_acc_all = sum(l["pseudo_answer"] == gold[l["qid"]] for l in labels) / max(1, len(labels))
+
+    # Diagnostic 2: the reward model against gold on held-out (test) responses it never saw.
+    rm_dir = str(ctx.path("reward_model"))
+    tok = load_tokenizer(rm_dir)
+    rm = load_reward_model(rm_dir, ctx.device, m.dtype)
+    test_prompts = {e.qid: p for e, p in zip(test, prompts)}
+    judged = [s for s in samples if s["model"] in ("teacher_maj", "student_sft", "student_rl")]
+    seqs = [p + r for p, r in encode_pairs(tok, test_prompts, judged)]
+    scores = score_sequences(rm, seqs, tok.pad_token_id)
+    for s, sc in zip(judged, scores):
+        s["rm_score"] = sc
+    correct = [int(s["correct"]) for s in judged]
+    rm_acc = sum((sc > 0) == bool(c) for sc, c in zip(scores, correct)) / max(1, len(judged))
+
+    write_jsonl(ctx.path("eval_samples.jsonl"), samples)
+    results = {
+        "task": ctx.cfg.task.name,
+        "seed": ctx.cfg.seed,
+        "n_test": len(test),
+        "accuracy": acc,
+        "diagnostics": {
+            "pseudo_label_accuracy_kept": pl_acc_kept,
+            "pseudo_label_accuracy_all": pl_acc_all,
+            "questions_kept": len(kept),
+            "questions_total": len(labels),
+            "reward_model_accuracy": rm_acc,
+            "reward_model_auc": auc(scores, correct),
+            "reward_model_eval_responses": len(judged),
+        },
+    }
+    write_json(ctx.path("results.json"), results)
+    write_report(ctx.run_dir, results, ctx.cfg)
+    return f"RL student {acc['student_rl']:.1%} vs SFT {acc['student_sft']:.1%} vs teacher {acc['teacher']:.1%} (greedy, test)"

@@ -1,0 +1,35 @@
+"""Stage 5: train a reward model (scalar head on the SFT student) on labelled teacher + student responses."""
+from __future__ import annotations
+
+from rewdistill.io import read_jsonl
+from rewdistill.models.load import load_reward_model, load_tokenizer
+from rewdistill.stages.common import Ctx
+from rewdistill.stages.sft import encode_pairs
+from rewdistill.train.reward_model import train_reward_model
+
+
+def run(ctx: Ctx) -> str:
+    cfg, m = ctx.cfg.reward_model, ctx.cfg.models
+    prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
+    rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
+    n_teacher = len(rows)
+    if cfg.use_student_samples:
+        rows += read_jsonl(ctx.path("student_samples.jsonl"))
+    sft_dir = str(ctx.path("student_sft"))
+    tok = load_tokenizer(sft_dir)
+    model = load_reward_model(sft_dir, ctx.device, "float32")
+    model.config.pad_token_id = tok.pad_token_id
+    items = [{"qid": r["qid"], "label": r["label"], "ids": p + resp}
+             for r, (p, resp) in zip(rows, encode_pairs(tok, prompts, rows))]
+    acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)
+    model = train_reward_model(
+        model, items, tok.pad_token_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        grad_accum=cfg.grad_accum, accelerator=acc, seed=ctx.cfg.seed,
+        log=ctx.metrics("reward_model", acc.is_main_process),
+    )
+    if acc.is_main_process:
+        model.save_pretrained(ctx.path("reward_model"))
+        tok.save_pretrained(ctx.path("reward_model"))
+    pos = sum(r["label"] for r in rows)
+    return (f"reward model ({cfg.loss}) on {n_teacher} teacher + {len(rows) - n_teacher} student responses "
+            f"({pos / len(rows):.0%} label 1) -> reward_model/")

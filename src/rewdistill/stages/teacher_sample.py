@@ -1,0 +1,40 @@
+"""Stage 1: the teacher writes several responses per training question at several temperatures."""
+from __future__ import annotations
+
+from rewdistill.io import write_jsonl
+from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.sampling.hf import generate
+from rewdistill.stages.common import Ctx, logger
+
+
+def sample_rows(ctx: Ctx, model_path: str, questions: list[dict], scfg, seed: int, who: str) -> list[dict]:
+    """Responses of `model_path` to `questions` at every temperature of `scfg`, with extracted answers."""
+    m = ctx.cfg.models
+    tok = load_tokenizer(model_path, m.trust_remote_code)
+    model = load_causal_lm(model_path, ctx.device, m.dtype, m.trust_remote_code).eval()
+    task = ctx.task
+    prompts = [q["prompt"] for q in questions]
+    exs = [q["_ex"] for q in questions]
+    rows = []
+    for t_i, temp in enumerate(scfg.temperatures):
+        gens = generate(model, tok, prompts, temp, scfg.n_per_temperature, scfg.max_new_tokens, scfg.batch_size,
+                        seed=seed * 1000 + t_i, desc=f"{who} T={temp}")
+        for g in gens:
+            q = questions[g.prompt_index]
+            rows.append({"qid": q["qid"], "temperature": temp, "text": g.text,
+                         "answer": task.extract(g.text, exs[g.prompt_index]), "finished": g.finished})
+    return rows
+
+
+def run(ctx: Ctx) -> str:
+    task = ctx.task
+    exs = task.load("train")[: ctx.cfg.task.n_train]
+    # Only the qid and prompt travel on; the Example is kept in memory for answer extraction (which,
+    # for choice tasks, needs the number of options), never for its gold answer.
+    questions = [{"qid": e.qid, "prompt": task.prompt(e), "_ex": e} for e in exs]
+    write_jsonl(ctx.path("questions.jsonl"), [{"qid": q["qid"], "prompt": q["prompt"]} for q in questions])
+    rows = sample_rows(ctx, ctx.cfg.models.teacher, questions, ctx.cfg.teacher_sample, ctx.cfg.seed, "teacher")
+    write_jsonl(ctx.path("teacher_samples.jsonl"), rows)
+    parsed = sum(r["answer"] is not None for r in rows)
+    logger.debug("teacher samples written")
+    return f"{len(rows)} teacher responses to {len(questions)} questions ({parsed / len(rows):.0%} with an answer)"

@@ -1,0 +1,54 @@
+"""What every task provides: questions, a prompt, answer extraction and grading. No models here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Example:
+    qid: str
+    question: str  # the question text shown to the model (for choice tasks, options included)
+    answer: str  # gold final answer, normalised; read only by evaluation and diagnostics
+    solution: str = ""  # gold worked solution; used only to build the shipped tiny models
+    options: list[str] = field(default_factory=list)  # option texts for choice tasks, A.. in order
+
+
+class Task:
+    """A task: load splits, format prompts, extract final answers. Subclasses override the four methods."""
+
+    name = "base"
+
+    def load(self, split: str) -> list[Example]:
+        raise NotImplementedError
+
+    def prompt(self, ex: Example) -> str:
+        raise NotImplementedError
+
+    def extract(self, response: str, ex: Example) -> str | None:
+        """Final answer in `response`, normalised like `Example.answer`, or None when unparsable."""
+        raise NotImplementedError
+
+    def is_correct(self, response: str, ex: Example) -> bool:
+        got = self.extract(response, ex)
+        return got is not None and got == ex.answer
+
+
+SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 300}
+
+
+def generated_splits(make, rng) -> dict[str, list[Example]]:
+    """Fixed, disjoint train / validation / test splits of a generated task.
+
+    `make(rng)` returns (question, solution, answer, options); a question already drawn is skipped.
+    """
+    seen: set[str] = set()
+    out: dict[str, list[Example]] = {}
+    for split, size in SPLIT_SIZES.items():
+        rows: list[Example] = []
+        while len(rows) < size:
+            q, sol, ans, opts = make(rng)
+            if q not in seen:
+                seen.add(q)
+                rows.append(Example(qid=f"{split}-{len(rows)}", question=q, answer=ans, solution=sol, options=opts))
+        out[split] = rows
+    return out

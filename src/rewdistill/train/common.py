@@ -1,0 +1,70 @@
+"""Pieces shared by the training loops: batching token sequences, forward passes, schedules."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def pad_right(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (ids, attention_mask), both (B, T)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def sft_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
+    """(prompt_ids, response_ids) pairs -> right-padded ids, mask and labels (-100 off the response)."""
+    ids, mask = pad_right([p + r for p, r in pairs], pad)  # (B, T)
+    labels = torch.full_like(ids, -100)
+    for i, (p, r) in enumerate(pairs):
+        labels[i, len(p) : len(p) + len(r)] = torch.tensor(r, dtype=torch.long)
+    return ids, mask, labels
+
+
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as `generate` uses them. (B, T) -> (B, T)."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(model, ids, mask, start: int, temperature: float = 1.0, with_entropy: bool = False):
+    """Log-probs of ids[:, start:] under `model` given everything before. ids, mask: (B, P+T) -> (B, T)."""
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits
+    logits = logits[:, start - 1 : -1].float() / temperature  # (B, T, V) predictions of ids[:, start:]
+    logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, start:, None]).squeeze(-1)  # (B, T)
+    if not with_entropy:
+        return logp
+    from rewdistill.algo.losses import entropy_from_logits
+
+    return logp, entropy_from_logits(logits)
+
+
+def token_scores(model, ids, mask) -> torch.Tensor:
+    """Per-position scalar outputs of a sequence-classification model (its head on every hidden state).
+
+    (B, T) -> (B, T). The reward model's score of a sequence is the value at its last real token.
+    """
+    model = getattr(model, "module", model)  # unwrap DDP
+    backbone = getattr(model, model.base_model_prefix)
+    hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
+    return model.score(hidden).squeeze(-1).float()
+
+
+def last_token_scores(model, ids, mask) -> torch.Tensor:
+    """Score of each right-padded sequence at its last real token. (B, T) -> (B,)."""
+    scores = token_scores(model, ids, mask)  # (B, T)
+    last = mask.long().sum(1) - 1  # (B,)
+    return scores[torch.arange(len(ids)), last]
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    """Multiplier for the base learning rate: linear warmup, then cosine decay to 10%."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

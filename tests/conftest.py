@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random-init models with locally built tokenizers (nothing is downloaded)."""
+from __future__ import annotations
+
+import pytest
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from rewdistill.models.tokenizer import build_tokenizer
+from rewdistill.tasks import get_task
+
+MICRO = [
+    "--task.n_train", "12", "--task.n_test", "6",
+    "--teacher_sample.temperatures", "[0.8, 1.2]", "--teacher_sample.n_per_temperature", "2",
+    "--teacher_sample.max_new_tokens", "48", "--student_sample.max_new_tokens", "48",
+    "--student_sample.temperatures", "[1.0]",
+    "--pseudo_label.min_vote_share", "0.25",
+    "--sft.epochs", "1", "--sft.batch_size", "4",
+    "--reward_model.epochs", "1", "--reward_model.batch_size", "4",
+    "--rl.steps", "2", "--rl.rollout_batch", "4", "--rl.minibatch", "2", "--rl.max_new_tokens", "48",
+    "--evaluate.maj_k", "2", "--evaluate.max_new_tokens", "48",
+]
+
+
+def _corpus():
+    out = []
+    for name in ["tiny-arith", "tiny-choice"]:
+        task = get_task(name)
+        out += [task.prompt(e) + " " + e.solution for e in task.load("train")[:300]]
+    return out
+
+
+@pytest.fixture(scope="session")
+def other_tokenizer(tmp_path_factory):
+    """A BPE tokenizer unlike the shipped one (smaller vocabulary), saved with save_pretrained."""
+    tok = build_tokenizer(_corpus(), vocab_size=300)
+    d = tmp_path_factory.mktemp("tok")
+    tok.save_pretrained(d)
+    return tok
+
+
+def save_tiny(kind: str, tok, path) -> str:
+    """A random-init 1-layer Llama or Qwen2 causal LM with `tok`, saved to `path`."""
+    common = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, intermediate_size=64, max_position_embeddings=512,
+                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+                  tie_word_embeddings=True)
+    model = LlamaForCausalLM(LlamaConfig(**common)) if kind == "llama" else Qwen2ForCausalLM(Qwen2Config(**common))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_student(tmp_path_factory, other_tokenizer):
+    return save_tiny("qwen2", other_tokenizer, tmp_path_factory.mktemp("qwen_student"))

@@ -1,0 +1,92 @@
+"""The whole pipeline end to end on a micro configuration, through the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from rewdistill.cli import main
+from rewdistill.io import read_jsonl
+from tests.conftest import MICRO
+
+ARTIFACTS = ["questions.jsonl", "teacher_samples.jsonl", "labels.jsonl", "teacher_labelled.jsonl",
+             "student_samples.jsonl", "sft_metrics.jsonl", "reward_model_metrics.jsonl", "rl_metrics.jsonl",
+             "eval_samples.jsonl", "results.json", "report.md", "manifest.json", "config.yaml", "accuracy.png"]
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory, tiny_qwen_student):
+    """One micro run: the shipped teacher, and a random-init Qwen2 student with a *different* tokenizer."""
+    run_dir = tmp_path_factory.mktemp("run")
+    args = ["run", "--run-dir", str(run_dir), "--models.student", tiny_qwen_student, *MICRO]
+    assert main(args) == 0
+    return run_dir, args
+
+
+def test_every_artifact_is_written(micro_run):
+    run_dir, _ = micro_run
+    for name in ARTIFACTS:
+        assert (run_dir / name).exists(), name
+    for d in ["student_sft", "reward_model", "student_rl"]:
+        assert (run_dir / d / "model.safetensors").exists(), d
+
+
+def test_results_are_fractions_and_consistent_with_samples(micro_run):
+    run_dir, _ = micro_run
+    res = json.loads((run_dir / "results.json").read_text())
+    for key in ["teacher", "teacher_maj@2", "student_base", "student_sft", "student_rl"]:
+        assert 0.0 <= res["accuracy"][key] <= 1.0
+    samples = read_jsonl(run_dir / "eval_samples.jsonl")
+    teacher = [s for s in samples if s["model"] == "teacher"]
+    assert len(teacher) == res["n_test"] == 6
+    assert res["accuracy"]["teacher"] == sum(s["correct"] for s in teacher) / 6
+    d = res["diagnostics"]
+    assert 0 < d["questions_kept"] <= d["questions_total"] == 12
+
+
+def test_pseudo_labels_are_majority_votes_of_teacher_answers(micro_run):
+    run_dir, _ = micro_run
+    samples = read_jsonl(run_dir / "teacher_samples.jsonl")
+    assert len(samples) == 12 * 4 and {s["temperature"] for s in samples} == {0.8, 1.2}
+    for lab in read_jsonl(run_dir / "labels.jsonl"):
+        answers = [s["answer"] for s in samples if s["qid"] == lab["qid"]]
+        if lab["pseudo_answer"] is not None:
+            assert answers.count(lab["pseudo_answer"]) / len(answers) == lab["vote_share"]
+            assert all(answers.count(a) <= answers.count(lab["pseudo_answer"]) for a in answers if a)
+
+
+def test_saved_models_load_with_plain_transformers_and_rl_changed_the_policy(micro_run):
+    run_dir, _ = micro_run
+    sft = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft")
+    rl = AutoModelForCausalLM.from_pretrained(run_dir / "student_rl")
+    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")
+    tok = AutoTokenizer.from_pretrained(run_dir / "reward_model")
+    assert rm.config.num_labels == 1 and rm.config.pad_token_id == tok.pad_token_id
+    diffs = [(a - b).abs().max().item() for a, b in zip(sft.parameters(), rl.parameters())]
+    assert max(diffs) > 0
+    rows = read_jsonl(run_dir / "rl_metrics.jsonl")
+    ppo = [r for r in rows if "approx_kl" in r]
+    assert len(ppo) == 2
+    for r in ppo:
+        for k in ["reward", "kl", "approx_kl", "clipfrac", "entropy", "value_loss", "response_length"]:
+            assert torch.isfinite(torch.tensor(r[k])), k
+
+
+def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later(micro_run, caplog):
+    run_dir, args = micro_run
+    before = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    caplog.set_level("INFO", logger="rewdistill")
+    assert main(args) == 0
+    assert caplog.text.count("done already") == 7
+    same = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert same == before
+    caplog.clear()
+    assert main(args + ["--rl.kl_coef", "0.2"]) == 0
+    assert caplog.text.count("done already") == 5
+    after = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    for s in ["teacher-sample", "pseudo-label", "sft", "student-sample", "reward-model"]:
+        assert after[s] == before[s]
+    for s in ["rl", "evaluate"]:
+        assert after[s]["hash"] != before[s]["hash"]
