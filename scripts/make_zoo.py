@@ -33,6 +33,7 @@ from rewdistill.tasks import tiny_arith, tiny_choice
 
 WORK = Path("zoo_work")
 TEMPS = [0.6, 0.8, 1.0, 1.2]
+STYLES = ["sequential", "grouped"]  # two valid solution paths, so that sampled errors differ
 
 
 def split_questions() -> set[str]:
@@ -49,11 +50,11 @@ def fresh_problems(rng: random.Random, banned: set[str], arith_share: float = 0.
     arith, choice = get_task("tiny-arith"), get_task("tiny-choice")
     while True:
         if rng.random() < arith_share:
-            q, sol, ans = tiny_arith.make_problem(rng)
+            q, sol, ans = tiny_arith.make_problem(rng, style=rng.choice(STYLES))
             ex = tiny_arith.Example("x", q, ans, sol)
             task = arith
         else:
-            q, sol, ans, opts = tiny_choice.make_problem(rng)
+            q, sol, ans, opts = tiny_choice.make_problem(rng, style=rng.choice(STYLES))
             ex = tiny_choice.Example("x", q, ans, sol, opts)
             task = choice
         if q not in banned:
@@ -91,8 +92,9 @@ def batch(tok, pairs):
 
 
 @torch.no_grad()
-def accuracy(model, tok, split: str, maj: bool, seed: int = 0) -> dict:
-    """Greedy accuracy (and maj@8 over TEMPS x 2) of `model` on both tiny tasks' `split`."""
+def accuracy(model, tok, split: str, maj: bool, seed: int = 0, maj_seeds: int = 1) -> dict:
+    """Greedy accuracy, and maj@8 over TEMPS x 2 (mean over `maj_seeds` sampling seeds, each kept in
+    `maj@8_per_seed`), of `model` on both tiny tasks' `split`."""
     model.eval()
     out = {}
     for name in ["tiny-arith", "tiny-choice"]:
@@ -102,12 +104,17 @@ def accuracy(model, tok, split: str, maj: bool, seed: int = 0) -> dict:
         greedy = generate(model, tok, prompts, 0.0, 1, 64, 200)
         out[name] = {"greedy": sum(task.is_correct(g.text, exs[g.prompt_index]) for g in greedy) / len(exs)}
         if maj:
-            answers = [[] for _ in exs]
-            for t in TEMPS:
-                for g in generate(model, tok, prompts, t, 2, 64, 200, seed=seed + int(t * 10)):
-                    answers[g.prompt_index].append(task.extract(g.text, exs[g.prompt_index]))
-            votes = [majority_vote(a)[0] for a in answers]
-            out[name]["maj@8"] = sum(v == e.answer for v, e in zip(votes, exs)) / len(exs)
+            per_seed = []
+            for s in range(maj_seeds):
+                answers = [[] for _ in exs]
+                for t in TEMPS:
+                    for g in generate(model, tok, prompts, t, 2, 64, 200, seed=seed + 1000 * s + int(t * 10)):
+                        answers[g.prompt_index].append(task.extract(g.text, exs[g.prompt_index]))
+                votes = [majority_vote(a)[0] for a in answers]
+                per_seed.append(sum(v == e.answer for v, e in zip(votes, exs)) / len(exs))
+            out[name]["maj@8"] = sum(per_seed) / len(per_seed)
+            if maj_seeds > 1:
+                out[name]["maj@8_per_seed"] = per_seed
     model.train()
     return out
 
@@ -219,7 +226,7 @@ def cmd_finalize(args):
         model = load_causal_lm(str(WORK / name))
         report[name] = {
             "params": sum(p.numel() for p in model.parameters()),
-            "test": accuracy(model, tok, "test", maj=(name == "teacher"), seed=123),
+            "test": accuracy(model, tok, "test", maj=(name == "teacher"), seed=123, maj_seeds=5),
         }
         print(name, json.dumps(report[name]))
     ratio = report["student"]["params"] / report["teacher"]["params"]
@@ -234,6 +241,16 @@ def cmd_finalize(args):
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(WORK / name, dst)
     (ZOO_DIR / "zoo_report.json").write_text(json.dumps(report, indent=1))
+    lines = ["# Shipped tiny models", "", "Made by `python scripts/make_zoo.py all`; test-split accuracy below.", "",
+             "| model | params | tiny-arith greedy | tiny-arith maj@8 | tiny-choice greedy | tiny-choice maj@8 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in report.items():
+        t = r["test"]
+        cell = lambda n, k: f"{100 * t[n][k]:.1f}%" if k in t[n] else "-"  # noqa: E731
+        lines.append(f"| {name} | {r['params'] / 1e6:.2f}M | {cell('tiny-arith', 'greedy')} | {cell('tiny-arith', 'maj@8')} "
+                     f"| {cell('tiny-choice', 'greedy')} | {cell('tiny-choice', 'maj@8')} |")
+    (ZOO_DIR / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
     print("student/teacher params", round(ratio, 3))
 
 

@@ -57,7 +57,7 @@ def test_reward_model_bt_and_bce_train(tmp_path, other_tokenizer):
         before = _params(model)
         logged = []
         train_reward_model(model, rows, other_tokenizer.pad_token_id, loss=loss, epochs=2, lr=1e-2, batch_size=4,
-                           grad_accum=2, accelerator=Accelerator(cpu=True), seed=0, log=logged.append)
+                           accelerator=Accelerator(cpu=True, gradient_accumulation_steps=2), seed=0, log=logged.append)
         assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged)
         assert any((a - b).abs().max() > 0 for a, b in zip(before, model.parameters()))
 

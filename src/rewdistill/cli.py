@@ -56,7 +56,7 @@ def cmd_run(args) -> int:
         import json
 
         res = json.loads(results.read_text())
-        print(f"\n{res['task']} (seed {res['seed']}, {res['n_test']} test questions)\n")
+        print(f"\n{res['task']} (seed {res['seed']}, {res['n_test']} {res['split']} questions)\n")
         print(format_table(res))
         print(f"\nreport: {run_dir / 'report.md'}")
     return 0

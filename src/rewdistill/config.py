@@ -24,8 +24,8 @@ class Section(BaseModel):
 class TaskCfg(Section):
     name: Literal["tiny-arith", "tiny-choice"] = Field("tiny-arith", description="task to distill on")
     data_seed: int = Field(0, description="seed that generates the tiny tasks' fixed splits")
-    n_train: int = Field(1000, ge=1, description="training questions used (gold answers never read)")
-    n_test: int = Field(300, ge=1, description="held-out test questions used by evaluate")
+    n_train: int = Field(2000, ge=1, description="training questions used (gold answers never read)")
+    n_test: int = Field(300, ge=1, description="held-out questions scored by evaluate")
 
 
 class ModelsCfg(Section):
@@ -50,7 +50,7 @@ class PseudoLabelCfg(Section):
 
 
 class SFTCfg(Section):
-    epochs: int = Field(6, ge=1, description="passes over the label-1 teacher responses")
+    epochs: int = Field(8, ge=1, description="passes over the label-1 teacher responses")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate (linear warmup, cosine decay)")
     warmup_frac: float = Field(0.05, ge=0, le=1, description="fraction of steps spent warming up")
     batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
@@ -91,6 +91,7 @@ class RLCfg(Section):
 
 
 class EvalCfg(Section):
+    split: Literal["test", "validation"] = Field("test", description="held-out split to score; tune on validation")
     maj_k: int = Field(8, ge=1, description="teacher samples per question for maj@K (spread over sample temperatures)")
     max_new_tokens: int = Field(64, ge=1, description="response length limit")
     batch_size: int = Field(256, ge=1, description="prompts per generation batch")

@@ -24,7 +24,7 @@ def table_rows(results: dict) -> list[tuple[str, float]]:
 
 
 def format_table(results: dict) -> str:
-    lines = ["| Model | Test accuracy |", "|---|---:|"]
+    lines = [f"| Model | {results.get('split', 'test').capitalize()} accuracy |", "|---|---:|"]
     lines += [f"| {name} | {100 * a:.1f}% |" for name, a in table_rows(results)]
     return "\n".join(lines)
 
@@ -72,7 +72,7 @@ def plot_accuracy(run_dir: Path, results: dict) -> str:
     ax.barh(names[::-1], [100 * a for _, a in rows][::-1], color="#4c72b0")
     for i, (_, a) in enumerate(rows[::-1]):
         ax.text(100 * a + 0.5, i, f"{100 * a:.1f}%", va="center", fontsize=8)
-    ax.set_xlabel(f"test accuracy on {results['task']} (%)")
+    ax.set_xlabel(f"{results['split']} accuracy on {results['task']} (%)")
     ax.set_xlim(0, 105)
     fig.tight_layout()
     fig.savefig(run_dir / "accuracy.png", dpi=110)
@@ -88,7 +88,7 @@ def write_report(run_dir: Path, results: dict, cfg) -> None:
     text = [
         f"# rewdistill report: {results['task']} (seed {results['seed']})",
         "",
-        f"Greedy accuracy on {results['n_test']} held-out test questions (gold answers).",
+        f"Greedy accuracy on {results['n_test']} held-out {results['split']} questions (gold answers).",
         "",
         format_table(results),
         "",

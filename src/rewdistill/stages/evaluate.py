@@ -27,7 +27,7 @@ def auc(scores: list[float], labels: list[int]) -> float | None:
 def run(ctx: Ctx) -> str:
     cfg, m = ctx.cfg.evaluate, ctx.cfg.models
     task = ctx.task
-    test = task.load("test")[: ctx.cfg.task.n_test]
+    test = task.load(cfg.split)[: ctx.cfg.task.n_test]
     prompts = [task.prompt(e) for e in test]
     samples: list[dict] = []
 
@@ -80,6 +80,7 @@ def run(ctx: Ctx) -> str:
     results = {
         "task": ctx.cfg.task.name,
         "seed": ctx.cfg.seed,
+        "split": cfg.split,
         "n_test": len(test),
         "accuracy": acc,
         "diagnostics": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from rewdistill.algo.voting import majority_vote
-from rewdistill.io import read_jsonl, write_jsonl
+from rewdistill.io import read_jsonl, write_json, write_jsonl
 from rewdistill.stages.common import Ctx, label_samples
 
 
@@ -29,5 +29,10 @@ def run(ctx: Ctx) -> str:
     labelled = label_samples(samples, {l["qid"]: l for l in labels})
     write_jsonl(ctx.path("teacher_labelled.jsonl"), labelled)
     pos = sum(r["label"] for r in labelled)
+    write_json(ctx.path("pseudo_label_stats.json"), {
+        "questions": len(labels), "questions_kept": len(kept), "min_vote_share": min_share,
+        "responses": len(samples), "responses_kept": len(labelled), "responses_label_1": pos,
+        "mean_vote_share_kept": sum(l["vote_share"] for l in kept) / len(kept),
+    })
     return (f"kept {len(kept)}/{len(labels)} questions (vote share >= {min_share}); "
             f"{pos}/{len(labelled)} teacher responses agree with their pseudo-label")

@@ -5,6 +5,7 @@ from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_reward_model, load_tokenizer
 from rewdistill.stages.common import Ctx
 from rewdistill.stages.sft import encode_pairs
+from rewdistill.train.common import save_pretrained
 from rewdistill.train.reward_model import train_reward_model
 
 
@@ -24,12 +25,10 @@ def run(ctx: Ctx) -> str:
     acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)
     model = train_reward_model(
         model, items, tok.pad_token_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-        grad_accum=cfg.grad_accum, accelerator=acc, seed=ctx.cfg.seed,
+        accelerator=acc, seed=ctx.cfg.seed,
         log=ctx.metrics("reward_model", acc.is_main_process),
     )
-    if acc.is_main_process:
-        model.save_pretrained(ctx.path("reward_model"))
-        tok.save_pretrained(ctx.path("reward_model"))
+    save_pretrained(acc, model, tok, ctx.path("reward_model"))
     pos = sum(r["label"] for r in rows)
     return (f"reward model ({cfg.loss}) on {n_teacher} teacher + {len(rows) - n_teacher} student responses "
             f"({pos / len(rows):.0%} label 1) -> reward_model/")

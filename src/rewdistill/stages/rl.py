@@ -4,6 +4,7 @@ from __future__ import annotations
 from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
 from rewdistill.stages.common import Ctx
+from rewdistill.train.common import save_pretrained
 from rewdistill.train.ppo import train_ppo
 
 
@@ -32,9 +33,7 @@ def run(ctx: Ctx) -> str:
 
     policy = train_ppo(policy, ref, critic, reward_model, tok, [q["prompt"] for q in questions], cfg,
                        accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=watch)
-    if acc.is_main_process:
-        policy.save_pretrained(ctx.path("student_rl"))
-        tok.save_pretrained(ctx.path("student_rl"))
+    save_pretrained(acc, policy, tok, ctx.path("student_rl"))
     first, last = agree[:3], agree[-3:]
     if not agree:
         return "0 PPO steps: student_rl/ is the SFT student"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_tokenizer
 from rewdistill.stages.common import Ctx
+from rewdistill.train.common import save_pretrained
 from rewdistill.train.sft import train_sft
 
 
@@ -27,11 +28,9 @@ def run(ctx: Ctx) -> str:
     acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)
     model = train_sft(
         model, encode_pairs(tok, prompts, rows), tok.pad_token_id,
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay, accelerator=acc, seed=ctx.cfg.seed,
         log=ctx.metrics("sft", acc.is_main_process),
     )
-    if acc.is_main_process:
-        model.save_pretrained(ctx.path("student_sft"))
-        tok.save_pretrained(ctx.path("student_sft"))
+    save_pretrained(acc, model, tok, ctx.path("student_sft"))
     return f"fine-tuned on {len(rows)} label-1 teacher responses -> student_sft/"

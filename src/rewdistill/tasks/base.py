@@ -52,3 +52,30 @@ def generated_splits(make, rng) -> dict[str, list[Example]]:
                 rows.append(Example(qid=f"{split}-{len(rows)}", question=q, answer=ans, solution=sol, options=opts))
         out[split] = rows
     return out
+
+
+def solution_lines(start: int, ops: list[int], style: str) -> list[str]:
+    """Equations that add the signed amounts `ops` to `start`, one per line.
+
+    sequential: one equation per step, in order (the gold style);
+    grouped: total the gains, total the losses, then apply both (another valid path, with other
+    intermediate numbers, so that a model's errors differ between paths as a real LLM's do).
+    """
+    lines: list[str] = []
+    if style == "sequential":
+        value = start
+        for n in ops:
+            lines.append(f"{value} {'+' if n > 0 else '-'} {abs(n)} = {value + n}")
+            value += n
+        return lines
+    gains, losses = [n for n in ops if n > 0], [-n for n in ops if n < 0]
+    value = start
+    for label, group, sign in (("Gained", gains, 1), ("Lost", losses, -1)):
+        if not group:
+            continue
+        total = sum(group)
+        if len(group) > 1:
+            lines.append(f"{label}: {' + '.join(map(str, group))} = {total}")
+        lines.append(f"{value} {'+' if sign > 0 else '-'} {total} = {value + sign * total}")
+        value += sign * total
+    return lines

@@ -1,14 +1,15 @@
 """tiny-arith: GSM8K-like multi-step word problems, generated from a seed.
 
-A question is a short story of 2-4 add/subtract steps; the worked solution writes one equation per
-step and ends with `#### N`, like GSM8K.
+A question is a short story of 2-4 add/subtract steps; the gold worked solution writes one equation
+per step and ends with `#### N`, like GSM8K. (The shipped teacher also learned a second, grouped
+solution style, see `base.solution_lines`.)
 """
 from __future__ import annotations
 
 import random
 import re
 
-from rewdistill.tasks.base import Example, Task, generated_splits
+from rewdistill.tasks.base import Example, Task, generated_splits, solution_lines
 
 NAMES = ["Mia", "Tom", "Ava", "Leo", "Zoe", "Sam", "Ivy", "Max", "Eli", "Amy", "Ben", "Kim"]
 ITEMS = ["apples", "pens", "coins", "books", "cards", "shells", "stickers", "marbles", "cookies", "stamps"]
@@ -17,24 +18,24 @@ LOSS = ["gives away {n} {item}", "loses {n} {item}", "sells {n} {item}", "uses {
 _ANSWER_RE = re.compile(r"####\s*(-?[\d,]+)")
 
 
-def make_problem(rng: random.Random, max_steps: int = 4, max_operand: int = 20) -> tuple[str, str, str]:
-    """One problem: (question, worked solution, answer)."""
+def make_problem(rng: random.Random, max_steps: int = 4, max_operand: int = 20,
+                 style: str = "sequential") -> tuple[str, str, str]:
+    """One problem: (question, worked solution in `style` (see `solution_lines`), answer)."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    value = rng.randint(2, max_operand)
+    start = value = rng.randint(2, max_operand)
     sentences = [f"{name} has {value} {item}."]
-    lines = [f"{name} starts with {value} {item}."]
+    ops: list[int] = []
     for _ in range(rng.randint(2, max_steps)):
         n = rng.randint(1, max_operand)
         if rng.random() < 0.5 and value - n >= 0:
             sentences.append(f"Then {name} " + rng.choice(LOSS).format(n=n, item=item) + ".")
-            lines.append(f"{value} - {n} = {value - n}")
-            value -= n
+            ops.append(-n)
         else:
             sentences.append(f"Then {name} " + rng.choice(GAIN).format(n=n, item=item) + ".")
-            lines.append(f"{value} + {n} = {value + n}")
-            value += n
+            ops.append(n)
+        value += ops[-1]
     sentences.append(f"How many {item} does {name} have now?")
-    lines.append(f"#### {value}")
+    lines = [f"{name} starts with {start} {item}.", *solution_lines(start, ops, style), f"#### {value}"]
     return " ".join(sentences), "\n".join(lines), str(value)
 
 

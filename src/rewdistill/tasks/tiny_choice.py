@@ -1,39 +1,41 @@
 """tiny-choice: MMLU-Pro-like ten-option questions (A-J), generated from a seed.
 
-Each question asks for the value of a short add/subtract expression; the nine distractors are nearby
-numbers. The worked solution reasons in one short line per step and ends with `The answer is (X)`.
+Each question asks for the value of a short add/subtract expression (2-3 steps); the ten options are
+the numbers of the answer's decade in order, so every distractor is a near miss and the letter of a
+value is its last digit (A=0 .. J=9): a tiny model can answer without learning to search the option
+list, which models of a few million parameters learn only slowly. The worked solution reasons in one
+short sentence per step and ends with `The answer is (X)`.
 """
 from __future__ import annotations
 
 import random
 import re
 
-from rewdistill.tasks.base import Example, Task, generated_splits
+from rewdistill.tasks.base import Example, Task, generated_splits, solution_lines
 
 LETTERS = "ABCDEFGHIJ"
 _ANSWER_RE = re.compile(r"answer is \(?([A-J])\)?")
 
 
-def make_problem(rng: random.Random, max_operand: int = 20) -> tuple[str, str, str, list[str]]:
-    """One problem: (question text with options, worked solution, answer letter, option texts)."""
-    value = rng.randint(2, max_operand)
-    expr, steps = str(value), []
-    for _ in range(rng.randint(1, 2)):
+def make_problem(rng: random.Random, max_operand: int = 20,
+                 style: str = "sequential") -> tuple[str, str, str, list[str]]:
+    """One problem: (question text with options, worked solution in `style`, answer letter, option texts)."""
+    start = value = rng.randint(2, max_operand)
+    expr, ops = str(value), []
+    for _ in range(rng.randint(2, 3)):
         n = rng.randint(1, max_operand)
         if rng.random() < 0.5 and value - n >= 0:
-            steps.append(f"{value} - {n} = {value - n}.")
             expr, value = f"{expr} - {n}", value - n
+            ops.append(-n)
         else:
-            steps.append(f"{value} + {n} = {value + n}.")
             expr, value = f"{expr} + {n}", value + n
-    pool = [v for v in range(max(0, value - 12), value + 13) if v != value]
-    options = rng.sample(pool, 9) + [value]
-    rng.shuffle(options)
-    letter = LETTERS[options.index(value)]
-    texts = [str(o) for o in options]
+            ops.append(n)
+    texts = [str(10 * (value // 10) + i) for i in range(10)]  # the answer's decade, in order
+    letter = LETTERS[value % 10]
     opt_lines = "\n".join(f"({LETTERS[i]}) {t}" for i, t in enumerate(texts))
     question = f"What is {expr}?\nOptions:\n{opt_lines}"
-    solution = " ".join(steps) + f" {value} is ({letter}). The answer is ({letter})."
+    steps = " ".join(line + "." for line in solution_lines(start, ops, style))
+    solution = f"{steps} {value} is ({letter}). The answer is ({letter})."
     return question, solution, letter, texts
 
 

@@ -68,3 +68,16 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
         return (step + 1) / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_pretrained(accelerator, model, tokenizer, out_dir) -> None:
+    """Save a (possibly wrapped / sharded) model and its tokenizer as a plain HF directory, once."""
+    accelerator.wait_for_everyone()
+    accelerator.unwrap_model(model).save_pretrained(
+        out_dir,
+        is_main_process=accelerator.is_main_process,
+        save_function=accelerator.save,
+        state_dict=accelerator.get_state_dict(model),
+    )
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(out_dir)

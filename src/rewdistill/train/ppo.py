@@ -73,7 +73,7 @@ def train_ppo(
     score_fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None = None,
     on_step: Callable[[int, list[str], list[int]], None] | None = None,  # (step, texts, prompt indices)
 ):
-    """Run `cfg.steps` PPO iterations; returns the unwrapped policy."""
+    """Run `cfg.steps` PPO iterations; returns the prepared (possibly wrapped) policy."""
     pad = tokenizer.pad_token_id
     opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     opt_c = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0)
@@ -156,4 +156,4 @@ def train_ppo(
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")
         bar.update(1)
     bar.close()
-    return accelerator.unwrap_model(policy)
+    return policy

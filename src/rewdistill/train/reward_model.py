@@ -27,66 +27,70 @@ def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
     return pairs
 
 
+def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device):
+    """Loss and stats of one micro-batch: `chunk` holds row indices (bce) or (chosen, rejected) pairs (bt)."""
+    if loss == "bt":
+        seqs = [rows[c]["ids"] for c, _ in chunk] + [rows[r]["ids"] for _, r in chunk]
+    else:
+        seqs = [rows[i]["ids"] for i in chunk]
+    ids, mask = pad_right(seqs, pad_id)  # (B, T), or (2P, T) for pairs
+    scores = last_token_scores(model, ids.to(device), mask.to(device))  # (B,) or (2P,)
+    if loss == "bt":
+        return bradley_terry_loss(scores[: len(chunk)], scores[len(chunk) :])
+    labels = torch.tensor([rows[i]["label"] for i in chunk], device=scores.device)
+    return bce_reward_loss(scores, labels)
+
+
 def train_reward_model(
     model,
     rows: list[dict],  # each: {"qid", "ids": prompt+response token ids, "label": 0/1}
     pad_id: int,
     *,
-    loss: str,
+    loss: str,  # "bce" (pointwise) or "bt" (pairwise Bradley-Terry)
     epochs: int,
     lr: float,
     batch_size: int,
-    grad_accum: int,
     accelerator: Accelerator,
     seed: int,
     log: Callable[[dict], None],
 ):
-    """Explicit loop; `loss` is "bce" (pointwise) or "bt" (pairwise). Returns the unwrapped model."""
+    """Explicit loop. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model, opt = accelerator.prepare(model, opt)
     items = make_pairs(rows, rng) if loss == "bt" else list(range(len(rows)))
     if not items:
-        raise ValueError("no training items for the reward model (bt needs label-1 and label-0 responses to one question)")
-    steps_per_epoch = max(1, len(items) // (batch_size * grad_accum))
-    total, step = steps_per_epoch * epochs, 0
+        raise ValueError("no reward-model training items: bt needs label-1 and label-0 responses to one question")
+    accum = accelerator.gradient_accumulation_steps
+    micro_per_epoch = max(1, len(items) // batch_size)
+    total = max(1, micro_per_epoch * epochs // accum)
+    step, window = 0, []
     bar = tqdm(total=total, desc="reward-model", unit="step", disable=not accelerator.is_main_process)
     model.train()
     for epoch in range(epochs):
         rng.shuffle(items)
-        for s in range(steps_per_epoch):
-            for g in opt.param_groups:
-                g["lr"] = lr * cosine_lr(step, total, int(0.05 * total))
-            stats_sum, loss_sum = {}, 0.0
-            for m in range(grad_accum):
-                lo = (s * grad_accum + m) * batch_size
-                chunk = items[lo : lo + batch_size]
-                if loss == "bt":
-                    seqs = [rows[c]["ids"] for c, _ in chunk] + [rows[r]["ids"] for _, r in chunk]
-                else:
-                    seqs = [rows[i]["ids"] for i in chunk]
-                ids, mask = pad_right(seqs, pad_id)
-                ids, mask = ids.to(accelerator.device), mask.to(accelerator.device)
+        for s in range(micro_per_epoch):
+            with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    scores = last_token_scores(model, ids, mask)  # (B,) or (2P,)
-                if loss == "bt":
-                    l, st = bradley_terry_loss(scores[: len(chunk)], scores[len(chunk) :])
-                else:
-                    labels = torch.tensor([rows[i]["label"] for i in chunk], device=scores.device)
-                    l, st = bce_reward_loss(scores, labels)
-                accelerator.backward(l / grad_accum)
-                loss_sum += l.item() / grad_accum
-                for k, v in st.items():
-                    stats_sum[k] = stats_sum.get(k, 0.0) + v / grad_accum
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad()
-            step += 1
-            log({"stage": "reward-model", "step": step, "epoch": epoch, "loss": loss_sum, **stats_sum})
-            bar.set_postfix(loss=f"{loss_sum:.3f}", acc=f"{stats_sum.get('acc', 0):.2f}")
-            bar.update(1)
+                    l, st = batch_loss(model, rows, items[s * batch_size : (s + 1) * batch_size], loss, pad_id,
+                                       accelerator.device)
+                accelerator.backward(l)
+                window.append({"loss": l.item(), **st})
+                if accelerator.sync_gradients:
+                    for g in opt.param_groups:
+                        g["lr"] = lr * cosine_lr(step, total, int(0.05 * total))
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad()
+            if accelerator.sync_gradients:
+                step += 1
+                row = {"step": step, "epoch": epoch, **{k: sum(w[k] for w in window) / len(window) for k in window[0]}}
+                window = []
+                log(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.2f}")
+                bar.update(1)
     bar.close()
-    return accelerator.unwrap_model(model)
+    return model
 
 
 @torch.no_grad()

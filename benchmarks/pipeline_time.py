@@ -1,0 +1,52 @@
+"""Wall time of the default `rewdistill run`, per stage.
+
+    python benchmarks/pipeline_time.py [--task tiny-arith] [--out benchmarks/results/pipeline_time.json] [-- extra run options]
+
+Runs the pipeline in a fresh run directory, prints a table of seconds per stage (from the run's
+manifest) and the total wall time, and writes them as JSON with the machine's facts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="tiny-arith", help="task to run")
+    ap.add_argument("--out", default="benchmarks/results/pipeline_time.json", help="JSON output path")
+    ap.add_argument("extra", nargs="*", help="more `rewdistill run` options (after --)")
+    args = ap.parse_args()
+    run_dir = Path(tempfile.mkdtemp(prefix="rewdistill-bench-"))
+    cmd = [sys.executable, "-m", "rewdistill.cli", "run", "--task", args.task, "--run-dir", str(run_dir), *args.extra]
+    t0 = time.time()
+    subprocess.run(cmd, check=True)
+    wall = time.time() - t0
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    results = json.loads((run_dir / "results.json").read_text())
+    out = {
+        "command": " ".join(["rewdistill", *cmd[3:]]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+        "accuracy": results["accuracy"],
+    }
+    print(f"\n| stage | seconds |\n|---|---:|")
+    for k, v in out["stage_seconds"].items():
+        print(f"| {k} | {v:.0f} |")
+    print(f"| **total (wall, incl. start-up)** | **{wall:.0f}** |")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
