@@ -64,3 +64,15 @@ def test_stage_hash_changes_only_downstream():
     same = ["teacher-sample", "pseudo-label", "sft", "student-sample"]
     assert all(a[s] == b[s] for s in same)
     assert all(a[s] != b[s] for s in ["reward-model", "rl", "evaluate"])
+
+
+def test_stages_may_use_different_precision_and_accumulation(tmp_path):
+    from rewdistill.stages.common import Ctx
+
+    ctx = Ctx(Config(), tmp_path)
+    a = ctx.accelerator("no", 2)
+    assert a.gradient_accumulation_steps == 2
+    b = ctx.accelerator("bf16", 1)
+    assert b.gradient_accumulation_steps == 1 and b.mixed_precision == "bf16"
+    c = ctx.accelerator("no", 1)
+    assert c.mixed_precision == "no"

@@ -113,3 +113,16 @@ def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later(micro_r
         assert after[s] == before[s]
     for s in ["rl", "evaluate"]:
         assert after[s]["hash"] != before[s]["hash"]
+
+
+def test_sft_and_reward_model_with_bf16_autocast_and_accumulation(tmp_path, tiny_qwen_student):
+    args = ["run", "--run-dir", str(tmp_path), "--models.student", tiny_qwen_student, *MICRO,
+            "--sft.mixed_precision", "bf16", "--sft.grad_accum", "2", "--sft.batch_size", "2",
+            "--reward_model.mixed_precision", "bf16", "--reward_model.grad_accum", "2", "--until", "reward-model"]
+    assert main(args) == 0
+    label1 = sum(r["label"] == 1 and r["finished"] for r in read_jsonl(tmp_path / "teacher_labelled.jsonl"))
+    sft_rows = read_jsonl(tmp_path / "sft_metrics.jsonl")
+    assert len(sft_rows) == max(1, (label1 // 2) // 2)  # micro-batches of 2, two per optimiser step
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in sft_rows)
+    assert (tmp_path / "reward_model" / "model.safetensors").exists()
+    assert not (tmp_path / "results.json").exists()  # --until stopped before rl / evaluate

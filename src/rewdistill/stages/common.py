@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 
 from rewdistill.config import Config
@@ -37,6 +38,9 @@ class Ctx:
         return MetricsLog(self.run_dir / f"{stage}_metrics.jsonl") if main_process else (lambda row: None)
 
     def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
+        """A fresh Accelerator for one stage (stages may differ in precision and accumulation)."""
+        AcceleratorState._reset_state()  # keeps the process group; drops the previous stage's settings
+        GradientState._reset_state()
         set_seed(self.cfg.seed)
         return Accelerator(
             cpu=self.device == "cpu", mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum
