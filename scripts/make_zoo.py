@@ -266,9 +266,12 @@ def main():
     ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
     ap.add_argument("--arith-share", type=float, default=0.5, help="share of tiny-arith problems in teacher data")
     ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
+    ap.add_argument("--work", default="zoo_work", help="working directory for checkpoints and logs")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global WORK
+    WORK = Path(args.work)
     WORK.mkdir(exist_ok=True)
     steps = ["tokenizer", "teacher", "student", "finalize"] if args.step == "all" else [args.step]
     for s in steps:

@@ -1,8 +1,8 @@
 """What every stage gets: the config, the run directory, a metrics log, devices and an Accelerator."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -14,15 +14,13 @@ from rewdistill.config import Config
 from rewdistill.io import MetricsLog, read_jsonl
 from rewdistill.tasks import get_task
 
-logger = logging.getLogger("rewdistill")
-
 
 @dataclass
 class Ctx:
     cfg: Config
     run_dir: Path
 
-    @property
+    @cached_property
     def task(self):
         return get_task(self.cfg.task.name, self.cfg.task.data_seed)
 

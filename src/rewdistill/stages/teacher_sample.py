@@ -4,7 +4,7 @@ from __future__ import annotations
 from rewdistill.io import write_jsonl
 from rewdistill.models.load import load_causal_lm, load_tokenizer
 from rewdistill.sampling.hf import generate
-from rewdistill.stages.common import Ctx, logger
+from rewdistill.stages.common import Ctx
 
 
 def sample_rows(ctx: Ctx, model_path: str, questions: list[dict], scfg, seed: int, who: str) -> list[dict]:
@@ -36,5 +36,4 @@ def run(ctx: Ctx) -> str:
     rows = sample_rows(ctx, ctx.cfg.models.teacher, questions, ctx.cfg.teacher_sample, ctx.cfg.seed, "teacher")
     write_jsonl(ctx.path("teacher_samples.jsonl"), rows)
     parsed = sum(r["answer"] is not None for r in rows)
-    logger.debug("teacher samples written")
     return f"{len(rows)} teacher responses to {len(questions)} questions ({parsed / len(rows):.0%} with an answer)"
