@@ -76,3 +76,10 @@ def test_stages_may_use_different_precision_and_accumulation(tmp_path):
     assert b.gradient_accumulation_steps == 1 and b.mixed_precision == "bf16"
     c = ctx.accelerator("no", 1)
     assert c.mixed_precision == "no"
+
+
+def test_shipped_example_config_equals_the_defaults():
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "configs" / "tiny-arith.yaml"
+    assert load_config(str(path), {}) == Config()
