@@ -45,11 +45,14 @@ def split_questions() -> set[str]:
     return seen
 
 
-def fresh_problems(rng: random.Random, banned: set[str], arith_share: float = 0.5):
-    """Endless (prompt, response) pairs of both tasks, none of them in any task split."""
+def fresh_problems(rng: random.Random, banned: set[str], mix: dict):
+    """Endless (prompt, response) pairs of both tasks, none of them in any task split.
+
+    `mix["arith"]` is the share of tiny-arith problems; the caller may change it between draws.
+    """
     arith, choice = get_task("tiny-arith"), get_task("tiny-choice")
     while True:
-        if rng.random() < arith_share:
+        if rng.random() < mix["arith"]:
             q, sol, ans = tiny_arith.make_problem(rng, style=rng.choice(STYLES))
             ex = tiny_arith.Example("x", q, ans, sol)
             task = arith
@@ -63,7 +66,7 @@ def fresh_problems(rng: random.Random, banned: set[str], arith_share: float = 0.
 
 def pretrain_texts(rng: random.Random, banned: set[str]):
     """Endless student-base text: question prompts and bare equations, never a solution or answer."""
-    gen = fresh_problems(rng, banned)
+    gen = fresh_problems(rng, banned, {"arith": 0.5})
     while True:
         if rng.random() < 0.5:
             prompt, _ = next(gen)
@@ -175,7 +178,8 @@ def cmd_teacher(args):
     else:
         model = llama(tok, 192, 3, 6, 768, False)
     print("teacher params", sum(p.numel() for p in model.parameters()))
-    data = fresh_problems(random.Random(2 + args.data_seed), split_questions(), args.arith_share)
+    mix = {"arith": args.arith_share}
+    data = fresh_problems(random.Random(2 + args.data_seed), split_questions(), mix)
     history = []
 
     def check(step):
@@ -184,6 +188,10 @@ def cmd_teacher(args):
         row = {"step": step, "val": acc}
         if min(greedy) >= args.lo - 0.05:
             row["val"] = accuracy(model, tok, "validation", maj=True)
+        if args.balance:
+            # give more data to the task that lags, so both reach the band together
+            mix["arith"] = min(0.9, max(0.1, 0.5 + acc["tiny-choice"]["greedy"] - acc["tiny-arith"]["greedy"]))
+            row["arith_share_next"] = mix["arith"]
         history.append(row)
         model.save_pretrained(WORK / f"teacher_ckpt/step{step}")
         print(json.dumps(row), flush=True)
@@ -265,6 +273,8 @@ def main():
     ap.add_argument("--steps", type=int, default=800, help="student base steps")
     ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
     ap.add_argument("--arith-share", type=float, default=0.5, help="share of tiny-arith problems in teacher data")
+    ap.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
+                    help="after each check, set the tiny-arith share to 0.5 + (choice acc - arith acc), in [0.1, 0.9]")
     ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
     ap.add_argument("--work", default="zoo_work", help="working directory for checkpoints and logs")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
