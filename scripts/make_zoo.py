@@ -30,6 +30,7 @@ from rewdistill.models.tokenizer import build_tokenizer
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
 from rewdistill.tasks import tiny_arith, tiny_choice
+from rewdistill.train.common import sft_batch
 
 WORK = Path("zoo_work")
 TEMPS = [0.6, 0.8, 1.0, 1.2]
@@ -77,21 +78,13 @@ def pretrain_texts(rng: random.Random, banned: set[str]):
 
 
 def batch(tok, pairs):
-    """Right-padded (input_ids, labels); loss on the response when there is one, else on all tokens."""
-    rows = []
+    """Right-padded (input_ids, mask, labels); loss on the response when there is one, else on all tokens."""
+    encoded = []
     for prompt, resp in pairs:
         p = tok(prompt, add_special_tokens=False)["input_ids"]
         r = tok(resp, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] if resp else []
-        ids = p + r
-        labels = ([-100] * len(p) + r) if resp else p
-        rows.append((ids, labels))
-    width = max(len(i) for i, _ in rows)
-    ids = torch.full((len(rows), width), tok.pad_token_id)  # (B, T)
-    labels = torch.full((len(rows), width), -100)  # (B, T)
-    for k, (i, l) in enumerate(rows):
-        ids[k, : len(i)] = torch.tensor(i)
-        labels[k, : len(l)] = torch.tensor(l)
-    return ids, labels
+        encoded.append((p, r) if resp else ([], p))
+    return sft_batch(encoded, tok.pad_token_id)
 
 
 @torch.no_grad()
@@ -128,8 +121,8 @@ def train(model, tok, data, steps: int, lr: float, bs: int, log: str, check=None
     for step in range(1, steps + 1):
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, step / 50)
-        ids, labels = batch(tok, [next(data) for _ in range(bs)])
-        loss = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=labels).loss
+        ids, mask, labels = batch(tok, [next(data) for _ in range(bs)])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

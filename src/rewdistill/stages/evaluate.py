@@ -31,9 +31,11 @@ def run(ctx: Ctx) -> str:
     prompts = [task.prompt(e) for e in test]
     samples: list[dict] = []
 
-    def sample(name: str, path: str, temps: list[float]) -> list[list[str]]:
-        tok = load_tokenizer(path, m.trust_remote_code)
-        model = load_causal_lm(path, ctx.device, m.dtype, m.trust_remote_code).eval()
+    def load(path: str):
+        return (load_causal_lm(path, ctx.device, m.dtype, m.trust_remote_code).eval(),
+                load_tokenizer(path, m.trust_remote_code))
+
+    def sample(name: str, model, tok, temps: list[float]) -> list[list[str]]:
         texts: list[list[str]] = [[] for _ in test]
         for i, t in enumerate(temps):
             for g in generate(model, tok, prompts, t, 1, cfg.max_new_tokens, cfg.batch_size,
@@ -47,14 +49,18 @@ def run(ctx: Ctx) -> str:
     def greedy_acc(texts: list[list[str]]) -> float:
         return sum(task.is_correct(t[0], e) for t, e in zip(texts, test)) / len(test)
 
-    models = {"teacher": m.teacher, "student_base": m.student,
-              "student_sft": str(ctx.path("student_sft")), "student_rl": str(ctx.path("student_rl"))}
-    acc = {name: greedy_acc(sample(name, path, [0.0])) for name, path in models.items()}
+    teacher = load(m.teacher)  # loaded once for greedy and maj@K
+    acc = {"teacher": greedy_acc(sample("teacher", *teacher, [0.0]))}
     temps = ctx.cfg.teacher_sample.temperatures
     k_temps = [temps[i % len(temps)] for i in range(cfg.maj_k)]
-    maj_texts = sample("teacher_maj", m.teacher, k_temps)
+    maj_texts = sample("teacher_maj", *teacher, k_temps)
+    del teacher
     votes = [majority_vote([task.extract(t, e) for t in ts])[0] for ts, e in zip(maj_texts, test)]
     acc[f"teacher_maj@{cfg.maj_k}"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
+    students = {"student_base": m.student, "student_sft": str(ctx.path("student_sft")),
+                "student_rl": str(ctx.path("student_rl"))}
+    for name, path in students.items():
+        acc[name] = greedy_acc(sample(name, *load(path), [0.0]))
 
     # Diagnostic 1: how often the pseudo-labels equal gold on the training questions.
     labels = read_jsonl(ctx.path("labels.jsonl"))
