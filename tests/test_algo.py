@@ -90,3 +90,30 @@ def test_reward_losses():
     loss, stats = bradley_terry_loss(torch.tensor([1.0]), torch.tensor([0.0]))
     assert loss.item() == pytest.approx(math.log(1 + math.exp(-1)))
     assert stats["acc"] == 1.0
+
+
+def test_group_advantages_hand_computed():
+    from rewdistill.algo.advantages import group_advantages
+
+    adv = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.3, 0.3, 0.3, 0.3]]))
+    # group 1: mean 0.5, unbiased std sqrt(1/3); group 2: all equal -> 0
+    assert torch.allclose(adv[0], torch.tensor([1, -1, -1, 1.0]) * 0.5 / math.sqrt(1 / 3), atol=1e-3)
+    assert torch.equal(adv[1], torch.zeros(4))
+    assert torch.allclose(group_advantages(torch.tensor([[2.0, 0.0]]), scale_by_std=False), torch.tensor([[1.0, -1.0]]))
+
+
+def test_rloo_advantages_leave_one_out():
+    from rewdistill.algo.advantages import rloo_advantages
+
+    adv = rloo_advantages(torch.tensor([[1.0, 0.0, 0.0], [2.0, 4.0, 6.0]]))
+    assert torch.allclose(adv, torch.tensor([[1.0, -0.5, -0.5], [-3.0, 0.0, 3.0]]))
+    with pytest.raises(ValueError, match="group_size"):
+        rloo_advantages(torch.tensor([[1.0]]))
+
+
+def test_adaptive_kl_controller_moves_toward_target_and_clips():
+    from rewdistill.algo.advantages import adaptive_kl_coef
+
+    assert adaptive_kl_coef(0.1, kl=2.0, target=1.0, horizon=10) == pytest.approx(0.102)  # error clipped to 0.2
+    assert adaptive_kl_coef(0.1, kl=0.9, target=1.0, horizon=10) == pytest.approx(0.099)
+    assert adaptive_kl_coef(0.1, kl=1.0, target=1.0, horizon=10) == pytest.approx(0.1)

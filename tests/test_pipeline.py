@@ -44,6 +44,9 @@ def test_results_are_fractions_and_consistent_with_samples(micro_run):
     assert res["accuracy"]["teacher"] == sum(s["correct"] for s in teacher) / 6
     d = res["diagnostics"]
     assert 0 < d["questions_kept"] <= d["questions_total"] == 12
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert res["seconds"] == {k: v["seconds"] for k, v in manifest["stages"].items()}
+    assert len(res["seconds"]) == 7 and all(v >= 0 for v in res["seconds"].values())
 
 
 def test_pseudo_labels_are_majority_votes_of_teacher_answers(micro_run):

@@ -9,7 +9,9 @@ from accelerate import Accelerator
 from rewdistill.config import RLCfg
 from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
 from rewdistill.train.common import sft_batch, token_logprobs
-from rewdistill.train.ppo import build_batch, train_ppo
+from rewdistill.rewards import make_rm_reward
+from rewdistill.train.rl_loop import train_rl
+from rewdistill.train.rollout import build_batch
 from rewdistill.train.reward_model import make_pairs, train_reward_model
 from tests.conftest import save_tiny
 
@@ -70,8 +72,8 @@ def test_ppo_micro_run_moves_policy_and_critic(tmp_path, other_tokenizer):
     p0, c0 = _params(policy), _params(critic)
     logged = []
     cfg = RLCfg(steps=2, rollout_batch=4, minibatch=2, max_new_tokens=8)
-    train_ppo(policy, ref, critic, rm, tok, ["Question: a\nAnswer:", "Question: bb\nAnswer:"], cfg,
-              accelerator=Accelerator(cpu=True), seed=0, log=logged.append)
+    train_rl(policy, ref, critic, tok, ["Question: a\nAnswer:", "Question: bb\nAnswer:"], cfg,
+             reward_fn=make_rm_reward(rm), accelerator=Accelerator(cpu=True), seed=0, log=logged.append)
     assert len(logged) == 2
     for r in logged:
         for k in ["reward", "kl", "approx_kl", "clipfrac", "entropy", "value_loss", "pg_loss"]:

@@ -1,4 +1,4 @@
-"""The `rewdistill` command line: `rewdistill run` runs the whole pipeline."""
+"""The `rewdistill` command line: `rewdistill run` runs the whole pipeline; `rewdistill ablate` compares variants."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,32 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--task", help="task name (shortcut for --task.name)")
     p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
     p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
+    _config_options(p)
+    return p
+
+
+def _ablate_parser(sub) -> argparse.ArgumentParser:
+    from rewdistill.ablate import DEFAULT_VARIANTS, VARIANTS
+
+    p = sub.add_parser(
+        "ablate",
+        help="the paper's comparison over seeds: SFT only, ours (rm) and other reward sources",
+        description="Run the pipeline once per seed with the paper's reward model (`rm`), then each other variant "
+        "from a copy of the stages it shares; write ablation.json, ablation.md and ablation.png. Tune on "
+        "validation (--evaluate.split validation), report on test.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML config file, the base of every variant")
+    p.add_argument("--task", help="task name (shortcut for --task.name)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (each one full run)")
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="V",
+                   help=f"variants, from: {', '.join(VARIANTS)}")
+    p.add_argument("--out", help="output directory (default: runs/ablate-<task>)")
+    _config_options(p)
+    return p
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     defaults = Config().model_dump()
     group = p.add_argument_group("config options (override the YAML file)")
@@ -30,7 +56,6 @@ def _run_parser(sub) -> argparse.ArgumentParser:
             value = value[part]
         group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="V", default=argparse.SUPPRESS,
                            help=f"{desc} (default: {value})")
-    return p
 
 
 def _stage_names() -> list[str]:
@@ -39,11 +64,27 @@ def _stage_names() -> list[str]:
     return STAGE_NAMES
 
 
-def cmd_run(args) -> int:
+def _overrides(args) -> dict[str, str]:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
     if args.task:
         overrides["task.name"] = args.task
-    cfg = load_config(args.config, overrides)
+    return overrides
+
+
+def cmd_ablate(args) -> int:
+    from rewdistill.ablate import format_ablation, run_ablation
+
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)  # validate before any work
+    out = Path(args.out or f"runs/ablate-{cfg.task.name}")
+    summary = run_ablation(args.config, overrides, args.seeds, args.variants, out)
+    print("\n" + format_ablation(summary))
+    print(f"\nwritten: {out / 'ablation.json'}, {out / 'ablation.md'}, {out / 'ablation.png'}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    cfg = load_config(args.config, _overrides(args))
     run_dir = Path(args.run_dir or f"runs/{cfg.task.name}-seed{cfg.seed}")
 
     from rewdistill.pipeline import run_pipeline
@@ -66,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rewdistill", description="Distill not only data but also rewards.")
     sub = ap.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _ablate_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     if not args.debug:
@@ -76,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from rewdistill.models.load import ModelLoadError
 
     try:
-        return cmd_run(args)
+        return cmd_run(args) if args.command == "run" else cmd_ablate(args)
     except ConfigError as e:
         if args.debug:
             raise

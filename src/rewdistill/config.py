@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(Exception):
@@ -70,28 +70,51 @@ class RewardModelCfg(Section):
 
 
 class RLCfg(Section):
-    steps: int = Field(40, ge=0, description="PPO iterations (rollout + update)")
+    algo: Literal["ppo", "grpo", "rloo"] = Field(
+        "ppo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: leave-one-out baseline")
+    reward: Literal["rm", "pseudo-label", "hybrid", "teacher-judge", "gold"] = Field(
+        "rm", description="rm: distilled reward model (the paper); pseudo-label: 1 if the answer equals the teacher's "
+        "majority vote; hybrid: rm + pseudo-label where one exists; teacher-judge: the teacher's mean token "
+        "log-prob of the response; gold: ORACLE upper bound, the only training use of gold answers")
+    steps: int = Field(40, ge=0, description="RL iterations (rollout + update) per round")
+    rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is retrained on "
+                        "the new responses too, and RL continues")
     rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
-    minibatch: int = Field(32, ge=1, description="responses per PPO minibatch")
+    group_size: int = Field(1, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
+    minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")
     lr: float = Field(1e-4, gt=0, description="policy learning rate")
-    critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate")
-    kl_coef: float = Field(0.05, ge=0, description="per-token KL penalty to the frozen SFT model")
+    critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate, ppo only")
+    kl_coef: float = Field(0.05, ge=0, description="KL penalty to the frozen SFT model (in the reward; grpo: in the loss)")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator used in the reward")
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (KL per response); null = fixed coef")
+    kl_horizon: int = Field(20, ge=1, description="adaptive KL controller horizon, in RL steps")
     clip: float = Field(0.2, gt=0, description="policy ratio clip")
     value_clip: float = Field(0.2, gt=0, description="value clip around the rollout's values")
     vf_coef: float = Field(0.5, ge=0, description="value-loss weight")
     gamma: float = Field(1.0, ge=0, le=1, description="discount")
     lam: float = Field(0.95, ge=0, le=1, description="GAE lambda")
+    whiten_rewards: bool = Field(False, description="ppo: whiten the terminal scores over each rollout")
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
     max_new_tokens: int = Field(64, ge=1, description="rollout response length limit")
-    reward_scale: float = Field(1.0, description="multiplies the reward-model score (a logit)")
+    reward_scale: float = Field(1.0, description="multiplies the reward (rm: a logit; rules: 0/1)")
+    hybrid_weight: float = Field(1.0, ge=0, description="hybrid: added (+w agree, -w disagree) to the rm score")
     unfinished_penalty: float = Field(-1.0, description="reward for a response cut by max_new_tokens")
+    watch_every: int = Field(10, ge=0, description="diagnostic: every N steps, greedy gold accuracy and reward on a "
+                             "fixed validation subset (never used for training); 0 = off")
+    watch_n: int = Field(100, ge=1, description="validation questions in the reward-hacking watch")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+
+    @model_validator(mode="after")
+    def _groups(self):
+        if self.algo in ("grpo", "rloo") and self.group_size < 2:
+            raise ValueError(f"rl.algo {self.algo} compares responses to one prompt: set rl.group_size >= 2 (e.g. 4)")
+        return self
 
 
 class EvalCfg(Section):
     split: Literal["test", "validation"] = Field("test", description="held-out split to score; tune on validation")
+    teacher: bool = Field(True, description="score the teacher too (greedy and maj@K); off to save time when comparing students")
     maj_k: int = Field(8, ge=1, description="teacher samples per question for maj@K (spread over sample temperatures)")
     max_new_tokens: int = Field(64, ge=1, description="response length limit")
     batch_size: int = Field(256, ge=1, description="prompts per generation batch")

@@ -26,17 +26,21 @@ class Stage:
     name: str
     run: Callable[[Ctx], str]  # does the work, returns a one-line summary
     deps: Callable[[Config], list]  # the config sections whose change reruns this stage
+    outputs: list[str]  # files and directories it writes in the run directory
 
 
 STAGES = [
     Stage("teacher-sample", teacher_sample.run,
-          lambda c: [c.seed, c.task.name, c.task.data_seed, c.task.n_train, c.models.teacher, c.models.dtype, c.teacher_sample]),
-    Stage("pseudo-label", pseudo_label.run, lambda c: [c.pseudo_label]),
-    Stage("sft", sft.run, lambda c: [c.models.student, c.sft]),
-    Stage("student-sample", student_sample.run, lambda c: [c.student_sample]),
-    Stage("reward-model", reward_model.run, lambda c: [c.reward_model]),
-    Stage("rl", rl.run, lambda c: [c.rl]),
-    Stage("evaluate", evaluate.run, lambda c: [c.task.n_test, c.models.student, c.evaluate]),
+          lambda c: [c.seed, c.task.name, c.task.data_seed, c.task.n_train, c.models.teacher, c.models.dtype, c.teacher_sample],
+          ["questions.jsonl", "teacher_samples.jsonl"]),
+    Stage("pseudo-label", pseudo_label.run, lambda c: [c.pseudo_label],
+          ["labels.jsonl", "teacher_labelled.jsonl", "pseudo_label_stats.json"]),
+    Stage("sft", sft.run, lambda c: [c.models.student, c.sft], ["student_sft", "sft_metrics.jsonl"]),
+    Stage("student-sample", student_sample.run, lambda c: [c.student_sample], ["student_samples.jsonl"]),
+    Stage("reward-model", reward_model.run, lambda c: [c.reward_model], ["reward_model", "reward_model_metrics.jsonl"]),
+    Stage("rl", rl.run, lambda c: [c.rl], ["student_rl", "rl_metrics.jsonl"]),
+    Stage("evaluate", evaluate.run, lambda c: [c.task.n_test, c.models.student, c.evaluate],
+          ["results.json", "report.md", "eval_samples.jsonl", "accuracy.png", "rl_curves.png"]),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -47,6 +51,29 @@ def stage_hashes(cfg: Config) -> dict[str, str]:
         prev = section_hash(*s.deps(cfg), prev)
         out[s.name] = prev
     return out
+
+
+def seed_from(src: Path, dst: Path, cfg: Config) -> list[str]:
+    """Copy into `dst` the finished stages of run `src` that `cfg` would not change (same chained hash), with
+    their manifest entries, so that running `cfg` in `dst` starts where the two configs part. Returns the
+    stages copied. Copies, not links: nothing later written in `dst` can touch `src`."""
+    import shutil
+
+    src_manifest = read_json(src / "manifest.json")
+    dst.mkdir(parents=True, exist_ok=True)
+    manifest = {"stages": {}}
+    for stage, h in zip(STAGES, stage_hashes(cfg).values()):
+        done = src_manifest["stages"].get(stage.name, {})
+        if done.get("hash") != h or not done.get("done"):
+            break
+        for name in stage.outputs:
+            if (src / name).is_dir():
+                shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+            elif (src / name).exists():
+                shutil.copy2(src / name, dst / name)
+        manifest["stages"][stage.name] = done
+    write_json(dst / "manifest.json", manifest)
+    return list(manifest["stages"])
 
 
 def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None) -> dict:
@@ -75,4 +102,10 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None) -> dict:
             logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: {summary} ({seconds:.0f}s)")
         if stage.name == until:
             break
+    results_path = run_dir / "results.json"
+    if manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
+        results = read_json(results_path)
+        results["seconds"] = {name: manifest["stages"][name].get("seconds") for name in STAGE_NAMES
+                              if name in manifest["stages"]}
+        write_json(results_path, results)
     return manifest

@@ -36,7 +36,7 @@ def _read_metrics(path: Path) -> list[dict]:
 
 
 def plot_rl(run_dir: Path) -> str | None:
-    """rl_curves.png: reward, KL and pseudo-label agreement per PPO step."""
+    """rl_curves.png: reward, KL, pseudo-label agreement per RL step, and the reward-hacking watch."""
     rows = _read_metrics(run_dir / "rl_metrics.jsonl")
     if not rows:
         return None
@@ -45,14 +45,26 @@ def plot_rl(run_dir: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {"reward": "RM reward", "kl": "KL(pi || SFT) per response", "pseudo_label_agreement": "agreement with pseudo-label"}
-    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3))
+    series = {"reward": "reward (rollouts)", "kl": "KL(pi || SFT) per response", "pseudo_label_agreement": "agreement with pseudo-label"}
+    fig, axes = plt.subplots(1, len(series) + 1, figsize=(4 * (len(series) + 1), 3))
     for ax, (key, title) in zip(axes, series.items()):
         pts = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
         ax.set_title(title)
-        ax.set_xlabel("PPO step")
+        ax.set_xlabel("RL step")
         ax.grid(alpha=0.3)
+    watch = [r for r in rows if "watch_val_gold_accuracy" in r]
+    ax = axes[-1]
+    ax.set_title("watch: validation subset (greedy)")
+    ax.set_xlabel("RL step")
+    if watch:
+        steps = [r["step"] for r in watch]
+        ax.plot(steps, [100 * r["watch_val_gold_accuracy"] for r in watch], marker=".", color="#4c72b0")
+        ax.set_ylabel("gold accuracy (%)", color="#4c72b0")
+        ax2 = ax.twinx()
+        ax2.plot(steps, [r["watch_val_rm_score"] for r in watch], marker=".", color="#dd8452")
+        ax2.set_ylabel("reward-model score", color="#dd8452")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(run_dir / "rl_curves.png", dpi=110)
     plt.close(fig)
@@ -102,7 +114,14 @@ def write_report(run_dir: Path, results: dict, cfg) -> None:
         f"{fmt(d['reward_model_accuracy'])}, AUC {fmt(d['reward_model_auc'])}",
     ]
     if rl_png:
-        text += ["", "## RL", "", f"![rl curves]({rl_png})"]
+        div = d.get("rl_divergence_step")
+        watch = d.get("rl_watch", {}).get("step", [])
+        note = ("no watch (rl.watch_every 0)" if not watch else
+                f"reward-model score and validation gold accuracy diverge at step {div}" if div is not None else
+                "reward-model score and validation gold accuracy did not diverge")
+        rl = results.get("rl", {})
+        text += ["", f"## RL ({rl.get('algo', 'ppo')}, reward {rl.get('reward', 'rm')}, {rl.get('rounds', 1)} round(s))",
+                 "", f"![rl curves]({rl_png})", "", f"Reward-hacking watch: {note}."]
     text += ["", "## Config", "", "```yaml", _yaml(cfg), "```", ""]
     (run_dir / "report.md").write_text("\n".join(text), encoding="utf-8")
 

@@ -10,6 +10,7 @@ from rewdistill.models.load import load_causal_lm, load_reward_model, load_token
 from rewdistill.report import write_report
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx
+from rewdistill.stages.rl import divergence_step
 from rewdistill.stages.sft import encode_pairs
 from rewdistill.train.reward_model import score_sequences
 
@@ -49,14 +50,16 @@ def run(ctx: Ctx) -> str:
     def greedy_acc(texts: list[list[str]]) -> float:
         return sum(task.is_correct(t[0], e) for t, e in zip(texts, test)) / len(test)
 
-    teacher = load(m.teacher)  # loaded once for greedy and maj@K
-    acc = {"teacher": greedy_acc(sample("teacher", *teacher, [0.0]))}
-    temps = ctx.cfg.teacher_sample.temperatures
-    k_temps = [temps[i % len(temps)] for i in range(cfg.maj_k)]
-    maj_texts = sample("teacher_maj", *teacher, k_temps)
-    del teacher
-    votes = [majority_vote([task.extract(t, e) for t in ts])[0] for ts, e in zip(maj_texts, test)]
-    acc[f"teacher_maj@{cfg.maj_k}"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
+    acc: dict[str, float] = {}
+    if cfg.teacher:
+        teacher = load(m.teacher)  # loaded once for greedy and maj@K
+        acc["teacher"] = greedy_acc(sample("teacher", *teacher, [0.0]))
+        temps = ctx.cfg.teacher_sample.temperatures
+        k_temps = [temps[i % len(temps)] for i in range(cfg.maj_k)]
+        maj_texts = sample("teacher_maj", *teacher, k_temps)
+        del teacher
+        votes = [majority_vote([task.extract(t, e) for t in ts])[0] for ts, e in zip(maj_texts, test)]
+        acc[f"teacher_maj@{cfg.maj_k}"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
     students = {"student_base": m.student, "student_sft": str(ctx.path("student_sft")),
                 "student_rl": str(ctx.path("student_rl"))}
     for name, path in students.items():
@@ -82,6 +85,13 @@ def run(ctx: Ctx) -> str:
     correct = [int(s["correct"]) for s in judged]
     rm_acc = sum((sc > 0) == bool(c) for sc, c in zip(scores, correct)) / max(1, len(judged))
 
+    # Diagnostic 3: the rl stage's reward-hacking watch (validation gold accuracy vs reward-model score).
+    watch = [r for r in read_jsonl(ctx.path("rl_metrics.jsonl")) if "watch_val_gold_accuracy" in r] \
+        if ctx.path("rl_metrics.jsonl").exists() else []
+    steps = [r["step"] for r in watch]
+    gold_curve = [r["watch_val_gold_accuracy"] for r in watch]
+    rm_curve = [r["watch_val_rm_score"] for r in watch]
+
     write_jsonl(ctx.path("eval_samples.jsonl"), samples)
     results = {
         "task": ctx.cfg.task.name,
@@ -97,8 +107,12 @@ def run(ctx: Ctx) -> str:
             "reward_model_accuracy": rm_acc,
             "reward_model_auc": auc(scores, correct),
             "reward_model_eval_responses": len(judged),
+            "rl_watch": {"step": steps, "val_gold_accuracy": gold_curve, "val_rm_score": rm_curve},
+            "rl_divergence_step": divergence_step(steps, rm_curve, gold_curve) if len(steps) > 1 else None,
         },
+        "rl": {"algo": ctx.cfg.rl.algo, "reward": ctx.cfg.rl.reward, "rounds": ctx.cfg.rl.rounds},
     }
     write_json(ctx.path("results.json"), results)
     write_report(ctx.run_dir, results, ctx.cfg)
-    return f"RL student {acc['student_rl']:.1%} vs SFT {acc['student_sft']:.1%} vs teacher {acc['teacher']:.1%} (greedy, test)"
+    vs_teacher = f" vs teacher {acc['teacher']:.1%}" if "teacher" in acc else ""
+    return f"RL student {acc['student_rl']:.1%} vs SFT {acc['student_sft']:.1%}{vs_teacher} (greedy, {cfg.split})"

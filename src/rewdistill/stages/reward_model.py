@@ -10,12 +10,20 @@ from rewdistill.train.reward_model import train_reward_model
 
 
 def run(ctx: Ctx) -> str:
-    cfg, m = ctx.cfg.reward_model, ctx.cfg.models
-    prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
     n_teacher = len(rows)
-    if cfg.use_student_samples:
+    if ctx.cfg.reward_model.use_student_samples:
         rows += read_jsonl(ctx.path("student_samples.jsonl"))
+    fit_reward_model(ctx, rows, "reward_model")
+    pos = sum(r["label"] for r in rows)
+    return (f"reward model ({ctx.cfg.reward_model.loss}) on {n_teacher} teacher + {len(rows) - n_teacher} student "
+            f"responses ({pos / len(rows):.0%} label 1) -> reward_model/")
+
+
+def fit_reward_model(ctx: Ctx, rows: list[dict], out: str, log_name: str = "reward_model") -> None:
+    """Train a reward model from the SFT student on labelled rows ({qid, text, label}); save to run_dir/out."""
+    cfg = ctx.cfg.reward_model
+    prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     sft_dir = str(ctx.path("student_sft"))
     tok = load_tokenizer(sft_dir)
     model = load_reward_model(sft_dir, ctx.device, "float32")
@@ -26,9 +34,6 @@ def run(ctx: Ctx) -> str:
     model = train_reward_model(
         model, items, tok.pad_token_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         accelerator=acc, seed=ctx.cfg.seed,
-        log=ctx.metrics("reward_model", acc.is_main_process),
+        log=ctx.metrics(log_name, acc.is_main_process),
     )
-    save_pretrained(acc, model, tok, ctx.path("reward_model"))
-    pos = sum(r["label"] for r in rows)
-    return (f"reward model ({cfg.loss}) on {n_teacher} teacher + {len(rows) - n_teacher} student responses "
-            f"({pos / len(rows):.0%} label 1) -> reward_model/")
+    save_pretrained(acc, model, tok, ctx.path(out))

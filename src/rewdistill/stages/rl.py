@@ -1,41 +1,130 @@
-"""Stage 6: PPO on the SFT student, rewarded by the distilled reward model, KL-anchored to the SFT model."""
+"""Stage 6: RL on the SFT student (PPO, GRPO or RLOO) with a chosen reward source, KL-anchored to SFT.
+
+With `rl.rounds > 1`, after each round the student re-samples, the new responses are labelled against
+the same pseudo-labels, and the reward model is retrained on teacher + all student responses
+(`reward_model_round<r>/`) before RL continues. A diagnostic watch logs, every `watch_every` steps,
+the greedy gold accuracy and reward-model score on a fixed validation subset: gold read there is
+logged only, never fed back into training.
+"""
 from __future__ import annotations
 
-from rewdistill.io import read_jsonl
+from rewdistill.io import read_jsonl, write_jsonl
 from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
-from rewdistill.stages.common import Ctx
+from rewdistill.rewards import make_hybrid_reward, make_match_reward, make_rm_reward, make_teacher_judge_reward
+from rewdistill.sampling.hf import generate
+from rewdistill.stages.common import Ctx, label_samples
+from rewdistill.stages.reward_model import fit_reward_model
+from rewdistill.stages.teacher_sample import sample_rows
 from rewdistill.train.common import save_pretrained
-from rewdistill.train.ppo import train_ppo
+from rewdistill.train.reward_model import score_sequences
+from rewdistill.train.rl_loop import train_rl
+
+
+def divergence_step(steps: list[int], rm_scores: list[float], gold_acc: list[float], tol: float = 0.03) -> int | None:
+    """First watched step where gold accuracy has fallen more than `tol` below its best so far while the
+    reward-model score is above its value at that best (reward hacking); None if that never happens."""
+    best = 0
+    for i in range(1, len(steps)):
+        if gold_acc[i] > gold_acc[best]:
+            best = i
+        elif gold_acc[i] < gold_acc[best] - tol and rm_scores[i] > rm_scores[best]:
+            return steps[i]
+    return None
+
+
+def build_reward(ctx: Ctx, source: str, rm_dir: str, questions: list[dict], labels: dict, by_id: dict):
+    cfg, m, task = ctx.cfg.rl, ctx.cfg.models, ctx.task
+    exs = [by_id[q["qid"]] for q in questions]
+
+    def extract(text: str, i: int):
+        return task.extract(text, exs[i])  # the Example only tells the number of options here
+
+    pseudo = [labels[q["qid"]]["pseudo_answer"] if labels[q["qid"]]["kept"] else None for q in questions]
+    if source == "rm" or source == "hybrid":
+        rm_fn = make_rm_reward(load_reward_model(rm_dir, ctx.device, m.dtype).eval())
+        if source == "rm":
+            return rm_fn
+        return make_hybrid_reward(rm_fn, make_match_reward(pseudo, extract), [p is not None for p in pseudo],
+                                  cfg.hybrid_weight)
+    if source == "pseudo-label":
+        return make_match_reward(pseudo, extract)
+    if source == "teacher-judge":
+        teacher = load_causal_lm(m.teacher, ctx.device, m.dtype, m.trust_remote_code).eval()
+        return make_teacher_judge_reward(teacher, load_tokenizer(m.teacher, m.trust_remote_code),
+                                         [q["prompt"] for q in questions])
+    if source == "gold":  # ORACLE upper bound: the one labelled training use of gold answers
+        return make_match_reward([e.answer for e in exs], extract)
+    raise ValueError(f"unknown rl.reward {source!r}")
 
 
 def run(ctx: Ctx) -> str:
-    cfg = ctx.cfg.rl
+    cfg, m = ctx.cfg.rl, ctx.cfg.models
     sft_dir, rm_dir = str(ctx.path("student_sft")), str(ctx.path("reward_model"))
     labels = {l["qid"]: l for l in read_jsonl(ctx.path("labels.jsonl"))}
-    questions = ctx.questions()  # RL prompts: every training question (no labels needed)
+    questions = ctx.questions()  # RL prompts: training questions (no labels needed) ...
+    if cfg.reward == "pseudo-label":  # ... except a rule reward needs a pseudo-label
+        questions = [q for q in questions if labels[q["qid"]]["kept"]]
+    task = ctx.task
+    by_id = {e.qid: e for e in task.load("train")}  # for answer extraction (options), not gold
     tok = load_tokenizer(sft_dir)
     policy = load_causal_lm(sft_dir, ctx.device, "float32")
-    ref = load_causal_lm(sft_dir, ctx.device, ctx.cfg.models.dtype)
-    critic = load_reward_model(rm_dir, ctx.device, "float32")
-    reward_model = load_reward_model(rm_dir, ctx.device, ctx.cfg.models.dtype)
-    task = ctx.task
-    by_id = {e.qid: e for e in task.load("train")}
+    ref = load_causal_lm(sft_dir, ctx.device, m.dtype)
+    critic = load_reward_model(rm_dir, ctx.device, "float32") if cfg.algo == "ppo" else None
     acc = ctx.accelerator(cfg.mixed_precision)
     log = ctx.metrics("rl", acc.is_main_process)
     agree: list[float] = []
+    watched: dict[str, list] = {"step": [], "rm": [], "gold": []}
+    # diagnostic only: a fixed validation subset with gold answers, and the stage-5 reward model
+    val = task.load("validation")[: cfg.watch_n] if cfg.watch_every else []
+    val_prompts = [task.prompt(e) for e in val]
+    watch_rm = load_reward_model(rm_dir, ctx.device, m.dtype).eval() if val else None
 
-    def watch(step: int, texts: list[str], idx: list[int]) -> None:
+    def watch(step: int, policy) -> None:
+        gens = generate(policy, tok, val_prompts, 0.0, 1, cfg.max_new_tokens, len(val_prompts))
+        gold = sum(task.is_correct(g.text, e) for g, e in zip(gens, val)) / len(val)
+        seqs = [tok(p, add_special_tokens=False)["input_ids"] + g.token_ids for p, g in zip(val_prompts, gens)]
+        rm = sum(score_sequences(watch_rm, seqs, tok.pad_token_id)) / len(seqs)
+        for k, v in [("step", step), ("rm", rm), ("gold", gold)]:
+            watched[k].append(v)
+        log({"stage": "rl", "step": step, "watch_val_gold_accuracy": gold, "watch_val_rm_score": rm})
+
+    def on_step(step: int, ro, policy) -> None:
         """Share of rollout answers that agree with the teacher's pseudo-label (no gold involved)."""
         hits = [task.extract(t, by_id[questions[i]["qid"]]) == labels[questions[i]["qid"]]["pseudo_answer"]
-                for t, i in zip(texts, idx) if labels[questions[i]["qid"]]["kept"]]
+                for t, i in zip(ro.texts, ro.idx) if labels[questions[i]["qid"]]["kept"]]
         agree.append(sum(hits) / max(1, len(hits)))
         log({"stage": "rl", "step": step, "pseudo_label_agreement": agree[-1]})
+        if val and step % cfg.watch_every == 0:
+            watch(step, policy)
 
-    policy = train_ppo(policy, ref, critic, reward_model, tok, [q["prompt"] for q in questions], cfg,
-                       accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=watch)
+    if val:
+        watch(0, policy)
+    student_rows = read_jsonl(ctx.path("student_samples.jsonl")) if ctx.path("student_samples.jsonl").exists() else []
+    kept_qs = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
+    for r in range(cfg.rounds):
+        if r > 0:  # re-sample with the improved student, relabel, retrain the reward model
+            save_pretrained(acc, policy, tok, ctx.path(f"rl_round{r}"))
+            new = label_samples(sample_rows(ctx, str(ctx.path(f"rl_round{r}")), kept_qs, ctx.cfg.student_sample,
+                                            ctx.cfg.seed + 10 + r, f"student round {r}"), labels)
+            write_jsonl(ctx.path(f"student_samples_round{r}.jsonl"), new)
+            student_rows += new
+            rm_dir = str(ctx.path(f"reward_model_round{r}"))
+            teacher_rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
+            fit_reward_model(ctx, teacher_rows + student_rows, f"reward_model_round{r}", f"reward_model_round{r}")
+            policy = acc.unwrap_model(policy)
+            acc = ctx.accelerator(cfg.mixed_precision)
+        reward_fn = build_reward(ctx, cfg.reward, rm_dir, questions, labels, by_id)
+        policy = train_rl(policy, ref, critic, tok, [q["prompt"] for q in questions], cfg, reward_fn=reward_fn,
+                          accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=on_step, first_step=r * cfg.steps + 1)
     save_pretrained(acc, policy, tok, ctx.path("student_rl"))
-    first, last = agree[:3], agree[-3:]
     if not agree:
-        return "0 PPO steps: student_rl/ is the SFT student"
-    return (f"{cfg.steps} PPO steps; rollout agreement with pseudo-labels "
-            f"{sum(first) / len(first):.0%} -> {sum(last) / len(last):.0%} -> student_rl/")
+        return "0 RL steps: student_rl/ is the SFT student"
+    first, last = agree[:3], agree[-3:]
+    summary = (f"{cfg.steps * cfg.rounds} {cfg.algo} steps on reward {cfg.reward}; rollout agreement with pseudo-labels "
+               f"{sum(first) / len(first):.0%} -> {sum(last) / len(last):.0%}")
+    if len(watched["step"]) > 1:
+        div = divergence_step(watched["step"], watched["rm"], watched["gold"])
+        summary += (f"; watch (validation): gold {watched['gold'][0]:.0%} -> {watched['gold'][-1]:.0%}, RM score "
+                    f"{watched['rm'][0]:.2f} -> {watched['rm'][-1]:.2f}"
+                    + (f", diverged at step {div}" if div is not None else ", no divergence"))
+    return summary + " -> student_rl/"

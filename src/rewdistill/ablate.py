@@ -1,0 +1,129 @@
+"""`rewdistill ablate`: the paper's comparison over several seeds, one run directory per (seed, variant).
+
+Per seed, the `rm` variant (the paper's method) runs the whole pipeline; every other variant starts from a
+copy of its finished stages (`pipeline.seed_from`) and reruns only what its config changes. `sft_only` is
+the SFT student of that same run (data distillation alone, the paper's "w/o R").
+"""
+from __future__ import annotations
+
+import logging
+import statistics
+from pathlib import Path
+
+from rewdistill.config import ConfigError, load_config
+from rewdistill.io import read_json, write_json
+from rewdistill.pipeline import run_pipeline, seed_from
+
+logger = logging.getLogger("rewdistill")
+
+VARIANTS: dict[str, dict[str, str] | None] = {
+    "sft_only": None,  # the SFT student of the rm run
+    "rm": {},  # the paper: reward model on pseudo-labelled teacher + student responses
+    "rm_teacher_only": {"reward_model.use_student_samples": "false"},
+    "teacher_judge": {"rl.reward": "teacher-judge"},
+    "pseudo_label": {"rl.reward": "pseudo-label"},
+    "gold": {"rl.reward": "gold"},  # ORACLE: trains on gold answers; an upper bound, not a method
+    # more, on request with --variants
+    "hybrid": {"rl.reward": "hybrid"},
+    "rm_grpo": {"rl.algo": "grpo", "rl.group_size": "4", "rl.rollout_batch": "16"},
+    "rm_rloo": {"rl.algo": "rloo", "rl.group_size": "4", "rl.rollout_batch": "16"},
+    "rm_2rounds": {"rl.rounds": "2"},
+}
+DEFAULT_VARIANTS = ["sft_only", "rm", "rm_teacher_only", "teacher_judge", "pseudo_label", "gold"]
+LABELS = {
+    "sft_only": "SFT only (data distillation, w/o R)",
+    "rm": "ours: RM on teacher + student responses",
+    "rm_teacher_only": "RM on teacher responses only",
+    "teacher_judge": "teacher-judge reward",
+    "pseudo_label": "pseudo-label (majority vote) reward",
+    "gold": "gold reward (ORACLE upper bound)",
+    "hybrid": "RM + pseudo-label (hybrid)",
+    "rm_grpo": "ours with GRPO",
+    "rm_rloo": "ours with RLOO",
+    "rm_2rounds": "ours, 2 rounds",
+}
+
+
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int], variants: list[str],
+                 out: Path) -> dict:
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    per_seed: dict[str, list[float]] = {v: [] for v in variants}
+    teacher, maj, split = [], [], "test"
+    for seed in seeds:
+        base = {**overrides, "seed": str(seed)}
+        rm_cfg = load_config(config, base)
+        rm_dir = out / f"seed{seed}" / "rm"
+        logger.info(f"== ablation seed {seed}: rm (full pipeline) in {rm_dir}")
+        run_pipeline(rm_cfg, rm_dir)
+        res = read_json(rm_dir / "results.json")
+        split = res["split"]
+        teacher.append(res["accuracy"]["teacher"])
+        maj.append(next(v for k, v in res["accuracy"].items() if k.startswith("teacher_maj@")))
+        for v in variants:
+            if v in ("sft_only", "rm"):
+                per_seed[v].append(res["accuracy"]["student_sft" if v == "sft_only" else "student_rl"])
+                continue
+            cfg = load_config(config, {**base, **VARIANTS[v], "evaluate.teacher": "false"})
+            vdir = out / f"seed{seed}" / v
+            if not (vdir / "manifest.json").exists():
+                copied = seed_from(rm_dir, vdir, cfg)
+                logger.info(f"== ablation seed {seed}: {v} in {vdir} (reusing {', '.join(copied) or 'nothing'})")
+            run_pipeline(cfg, vdir)
+            per_seed[v].append(read_json(vdir / "results.json")["accuracy"]["student_rl"])
+    summary = {
+        "task": rm_cfg.task.name,
+        "split": split,
+        "seeds": seeds,
+        "teacher_greedy": dict(zip(["mean", "std"], mean_std(teacher)), per_seed=teacher),
+        "teacher_maj_at_k": dict(zip(["mean", "std"], mean_std(maj)), per_seed=maj),
+        "variants": {v: dict(zip(["mean", "std"], mean_std(xs)), per_seed=xs) for v, xs in per_seed.items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ablation.json", summary)
+    (out / "ablation.md").write_text(format_ablation(summary) + f"\n\n![ablation](ablation.png)\n", encoding="utf-8")
+    plot_ablation(summary, out / "ablation.png")
+    return summary
+
+
+def format_ablation(s: dict) -> str:
+    n = len(s["seeds"])
+    pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
+    lines = [f"Greedy {s['split']} accuracy (%) on {s['task']}, mean ± std over {n} seed(s) ({', '.join(map(str, s['seeds']))})",
+             "", "| Variant | Accuracy | Per seed |", "|---|---:|---|"]
+    rows = [("Teacher, greedy", s["teacher_greedy"]), ("Teacher, maj@K", s["teacher_maj_at_k"])]
+    rows += [(f"{LABELS[v]} (`{v}`)", d) for v, d in s["variants"].items()]
+    for name, d in rows:
+        lines.append(f"| {name} | {pct(d)} | {' / '.join(f'{100 * x:.1f}' for x in d['per_seed'])} |")
+    return "\n".join(lines)
+
+
+def plot_ablation(s: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(s["variants"])
+    means = [100 * s["variants"][v]["mean"] for v in names]
+    stds = [100 * s["variants"][v]["std"] for v in names]
+    colors = ["#8c8c8c" if v == "sft_only" else "#c44e52" if v == "gold" else "#4c72b0" for v in names]
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.6))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colors)
+    for x, m in enumerate(means):
+        ax.text(x, m + 1, f"{m:.1f}", ha="center", fontsize=8)
+    ax.axhline(100 * s["teacher_greedy"]["mean"], ls="--", color="k", lw=1, label="teacher greedy")
+    ax.axhline(100 * s["teacher_maj_at_k"]["mean"], ls=":", color="k", lw=1, label="teacher maj@K")
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel(f"{s['split']} accuracy (%)")
+    ax.set_title(f"{s['task']}: mean ± std over {len(s['seeds'])} seeds")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,40 @@
+"""Critic-free advantages (GRPO, RLOO) and the adaptive KL controller, as pure functions.
+
+Group layout: the G responses to one prompt are adjacent, so a flat (N * G,) score vector reshapes to
+(N, G) with `scores.view(-1, G)`.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def group_advantages(scores: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO (Shao et al. 2024): each response's score minus its group's mean, divided by the group's std.
+
+    scores: (N, G) -> (N, G). A group whose responses all score the same gets advantage 0.
+    """
+    centred = scores - scores.mean(dim=1, keepdim=True)
+    if not scale_by_std:
+        return centred
+    return centred / (scores.std(dim=1, keepdim=True, unbiased=True) + eps)
+
+
+def rloo_advantages(scores: torch.Tensor) -> torch.Tensor:
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024): score minus the mean of the *other* G-1 scores.
+
+    scores: (N, G), G >= 2 -> (N, G). Equals G/(G-1) * (score - group mean).
+    """
+    G = scores.shape[1]
+    if G < 2:
+        raise ValueError("RLOO needs at least 2 responses per prompt (rl.group_size >= 2)")
+    others_mean = (scores.sum(dim=1, keepdim=True) - scores) / (G - 1)
+    return scores - others_mean
+
+
+def adaptive_kl_coef(coef: float, kl: float, target: float, horizon: int, n_steps: int = 1) -> float:
+    """Ziegler et al. (2019) proportional controller: move the KL coefficient toward the target KL.
+
+    error = clip(kl / target - 1, -0.2, 0.2); coef <- coef * (1 + error * n_steps / horizon).
+    """
+    error = min(0.2, max(-0.2, kl / target - 1.0))
+    return coef * (1.0 + error * n_steps / horizon)

@@ -1,0 +1,89 @@
+"""The RL loop shared by PPO, GRPO and RLOO: rollout -> reward -> advantages -> clipped updates.
+
+Each algorithm module (`ppo`, `grpo`, `rloo`) only turns a rollout's scores into advantages; the
+rollout, the policy update and the logging are shared.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from rewdistill.algo.advantages import adaptive_kl_coef
+from rewdistill.algo.losses import kl_per_token
+from rewdistill.train import grpo, ppo, rloo
+from rewdistill.train.rollout import PromptCycle, Rollout, final_scores, sample_rollout
+from rewdistill.train.updates import actor_update, critic_update
+
+ALGOS = {"ppo": ppo, "grpo": grpo, "rloo": rloo}
+RewardFn = Callable[[Rollout], torch.Tensor]  # rollout -> (B,) raw scores
+
+
+def train_rl(
+    policy,
+    ref,
+    critic,  # a sequence-classification model for PPO's values; None for grpo / rloo
+    tokenizer,
+    prompts: list[str],
+    cfg,  # RLCfg
+    *,
+    reward_fn: RewardFn,
+    accelerator: Accelerator,
+    seed: int,
+    log: Callable[[dict], None],
+    on_step: Callable[[int, Rollout, object], None] | None = None,  # (step, rollout, policy)
+    first_step: int = 1,
+):
+    """Run `cfg.steps` iterations of `cfg.algo`; returns the prepared (possibly wrapped) policy."""
+    algo = ALGOS[cfg.algo]
+    G = cfg.group_size
+    if not algo.NEEDS_CRITIC and G < 2:
+        raise ValueError(f"rl.algo {cfg.algo} compares responses to the same prompt: set rl.group_size >= 2")
+    opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    policy, opt_p = accelerator.prepare(policy, opt_p)
+    if algo.NEEDS_CRITIC:
+        opt_c = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0)
+        critic, opt_c = accelerator.prepare(critic, opt_c)
+    device = accelerator.device
+    ref.to(device).eval()
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    cycle = PromptCycle(len(prompts), seed + first_step)
+    kl_coef = cfg.kl_coef
+    last = first_step + cfg.steps - 1
+    bar = tqdm(total=cfg.steps, desc=f"rl ({cfg.algo})", unit="step", disable=not accelerator.is_main_process)
+    for step in range(first_step, last + 1):
+        idx = cycle.take(cfg.rollout_batch)
+        ro = sample_rollout(accelerator.unwrap_model(policy), ref, tokenizer, prompts, encoded, idx, G, cfg, device,
+                            seed=seed * 100_003 + step)
+        score = final_scores(reward_fn(ro).to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
+        kl = (kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask).sum(1)  # (B,) per response
+        if cfg.algo == "ppo":
+            adv, returns, values = ppo.advantages(ro, score, kl_coef, cfg, critic)
+        elif cfg.algo == "grpo":
+            adv = grpo.advantages(ro, score, G)
+        else:
+            adv = rloo.advantages(ro, score, G, kl_coef, cfg.kl_estimator)
+        stats = actor_update(policy, opt_p, ro, adv, cfg, accelerator, seed + step,
+                             kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0)
+        if algo.NEEDS_CRITIC:
+            stats.update(critic_update(critic, opt_c, ro, values, returns, cfg, accelerator, seed + step))
+        row = {
+            "stage": "rl", "step": step, "algo": cfg.algo,
+            "reward": score.mean().item(),
+            "kl": kl.mean().item(),  # per-response KL(pi || ref), summed over tokens
+            "kl_coef": kl_coef,
+            "response_length": ro.resp_mask.sum(1).mean().item(),
+            "finished_frac": ro.finished.float().mean().item(),
+            **{k: sum(v) / len(v) for k, v in stats.items()},
+        }
+        if cfg.kl_target is not None:
+            kl_coef = adaptive_kl_coef(kl_coef, row["kl"], cfg.kl_target, cfg.kl_horizon)
+        log(row)
+        if on_step is not None:
+            on_step(step, ro, accelerator.unwrap_model(policy))
+        bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")
+        bar.update(1)
+    bar.close()
+    return policy

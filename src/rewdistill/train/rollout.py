@@ -1,0 +1,84 @@
+"""Rollouts shared by every RL algorithm: sample responses, then score them under policy and reference.
+
+A rollout holds B = prompts x group_size responses; the group_size responses to one prompt are adjacent.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from rewdistill.sampling.hf import generate
+from rewdistill.train.common import token_logprobs
+
+
+@dataclass
+class Rollout:
+    idx: list[int]  # (B,) prompt index of each response
+    texts: list[str]  # (B,) decoded responses
+    ids: torch.Tensor  # (B, P+T) left-padded prompt, then right-padded response
+    mask: torch.Tensor  # (B, P+T) attention mask
+    resp_mask: torch.Tensor  # (B, T) 1.0 on response tokens (EOS included)
+    P: int  # prompt width: response token t sits at ids[:, P + t]
+    finished: torch.Tensor  # (B,) bool, False when cut by max_new_tokens
+    logp: torch.Tensor  # (B, T) log-prob of each response token under the rollout policy
+    ref_logp: torch.Tensor  # (B, T) ... under the frozen reference (SFT) model
+
+    @property
+    def last(self) -> torch.Tensor:
+        """(B,) position in `ids` of each response's last token."""
+        return self.P + self.resp_mask.sum(1).long() - 1
+
+
+def build_batch(prompt_ids: list[list[int]], resp_ids: list[list[int]], pad: int):
+    """Left-pad prompts to P, right-pad responses to T; returns ids, mask (B, P+T), resp_mask (B, T), P."""
+    P = max(len(p) for p in prompt_ids)
+    T = max(1, max(len(r) for r in resp_ids))
+    B = len(prompt_ids)
+    ids = torch.full((B, P + T), pad, dtype=torch.long)
+    mask = torch.zeros((B, P + T), dtype=torch.long)
+    resp_mask = torch.zeros((B, T))
+    for i, (p, r) in enumerate(zip(prompt_ids, resp_ids)):
+        ids[i, P - len(p) : P] = torch.tensor(p)
+        ids[i, P : P + len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, P - len(p) : P + len(r)] = 1
+        resp_mask[i, : len(r)] = 1.0
+    return ids, mask, resp_mask, P
+
+
+class PromptCycle:
+    """Endless shuffled passes over prompt indices; `take(k)` returns the next k."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.rng, self.queue = n, random.Random(seed), []
+
+    def take(self, k: int) -> list[int]:
+        while len(self.queue) < k:
+            fresh = list(range(self.n))
+            self.rng.shuffle(fresh)
+            self.queue += fresh
+        out, self.queue = self.queue[:k], self.queue[k:]
+        return out
+
+
+@torch.no_grad()
+def sample_rollout(policy, ref, tokenizer, prompts: list[str], encoded: list[list[int]], idx: list[int],
+                   group_size: int, cfg, device, seed: int) -> Rollout:
+    """group_size responses to each prompt in `idx`, with token log-probs under policy and reference."""
+    policy.eval()
+    gens = generate(policy, tokenizer, [prompts[i] for i in idx], cfg.temperature, group_size,
+                    cfg.max_new_tokens, len(idx) * group_size, seed=seed)
+    resp_idx = [idx[g.prompt_index] for g in gens]  # (B,)
+    ids, mask, resp_mask, P = build_batch([encoded[i] for i in resp_idx], [g.token_ids for g in gens],
+                                          tokenizer.pad_token_id)
+    ids, mask, resp_mask = ids.to(device), mask.to(device), resp_mask.to(device)
+    logp = token_logprobs(policy, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
+    ref_logp = token_logprobs(ref, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
+    finished = torch.tensor([g.finished for g in gens], device=device)
+    return Rollout(resp_idx, [g.text for g in gens], ids, mask, resp_mask, P, finished, logp, ref_logp)
+
+
+def final_scores(raw: torch.Tensor, finished: torch.Tensor, scale: float, unfinished_penalty: float) -> torch.Tensor:
+    """Terminal reward: scale * raw score, or the penalty for a response cut by the length limit. (B,)."""
+    return torch.where(finished, raw * scale, torch.full_like(raw, unfinished_penalty))

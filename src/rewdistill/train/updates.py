@@ -1,0 +1,61 @@
+"""Minibatch updates over one rollout: the clipped policy update (every algorithm) and the critic (PPO)."""
+from __future__ import annotations
+
+import torch
+
+from rewdistill.algo.losses import kl_per_token, masked_mean, ppo_policy_loss, ppo_value_loss
+from rewdistill.train.common import token_logprobs, token_scores
+from rewdistill.train.rollout import Rollout
+
+
+def _minibatches(B: int, size: int, epochs: int, seed: int):
+    for e in range(epochs):
+        perm = torch.randperm(B, generator=torch.Generator().manual_seed(seed * 7919 + e))
+        for lo in range(0, B, size):
+            yield perm[lo : lo + size]
+
+
+def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, seed: int,
+                 kl_loss_coef: float = 0.0) -> dict[str, list[float]]:
+    """Clipped surrogate on token advantages adv (B, T); with kl_loss_coef > 0 also + coef * k3 KL to the
+    reference in the loss (GRPO). Returns lists of per-minibatch stats."""
+    policy.train()
+    stats: dict[str, list[float]] = {}
+    for mb in _minibatches(len(ro.ids), cfg.minibatch, cfg.ppo_epochs, seed):
+        mb = mb.to(ro.ids.device)
+        with accelerator.autocast():
+            new_logp, entropy = token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, cfg.temperature, True)
+        m = ro.resp_mask[mb]
+        loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip)
+        st["pg_loss"] = loss.item()
+        if kl_loss_coef > 0:
+            kl = masked_mean(kl_per_token(new_logp, ro.ref_logp[mb], "k3"), m)
+            loss = loss + kl_loss_coef * kl
+            st["kl_loss"] = kl.item()
+        opt.zero_grad()
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        st["entropy"] = masked_mean(entropy.detach(), m).item()
+        for k, v in st.items():
+            stats.setdefault(k, []).append(v)
+    return stats
+
+
+def critic_update(critic, opt, ro: Rollout, old_values: torch.Tensor, returns: torch.Tensor, cfg, accelerator,
+                  seed: int) -> dict[str, list[float]]:
+    """Clipped value loss against GAE returns. old_values, returns: (B, T)."""
+    critic.train()
+    stats: dict[str, list[float]] = {}
+    for mb in _minibatches(len(ro.ids), cfg.minibatch, cfg.ppo_epochs, seed + 1):
+        mb = mb.to(ro.ids.device)
+        with accelerator.autocast():
+            values = token_scores(critic, ro.ids[mb], ro.mask[mb])[:, ro.P - 1 : -1]  # (b, T)
+        loss, st = ppo_value_loss(values, old_values[mb], returns[mb], ro.resp_mask[mb], cfg.value_clip)
+        opt.zero_grad()
+        accelerator.backward(cfg.vf_coef * loss)
+        accelerator.clip_grad_norm_(critic.parameters(), 1.0)
+        opt.step()
+        for k, v in {"value_loss": loss.item(), **st}.items():
+            stats.setdefault(k, []).append(v)
+    return stats
