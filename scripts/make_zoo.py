@@ -191,7 +191,7 @@ def cmd_teacher(args):
         row = {"step": step, "val": acc}
         if min(greedy) >= args.lo - 0.05:
             row["val"] = accuracy(model, tok, "validation", maj=True, maj_seeds=2)
-        if min(greedy) >= args.lo - 0.15:
+        if min(greedy) >= args.slow_from:
             lr_scale["x"] = args.slow_lr  # move slowly through the band: more checkpoints inside it
         if args.balance:
             # more data to the task that lags, so that both reach the band together
@@ -276,9 +276,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=["tokenizer", "teacher", "student", "finalize", "all"])
     ap.add_argument("--lo", type=float, default=0.48, help="lowest validation greedy accuracy for the teacher")
-    ap.add_argument("--hi", type=float, default=0.72, help="highest validation greedy accuracy for the teacher")
+    ap.add_argument("--hi", type=float, default=0.75, help="highest validation greedy accuracy for the teacher")
     ap.add_argument("--min-gain", type=float, default=0.07, help="least maj@8 - greedy on validation")
-    ap.add_argument("--check-every", type=int, default=30, help="teacher steps between validation checks")
+    ap.add_argument("--check-every", type=int, default=15, help="teacher steps between validation checks")
     ap.add_argument("--max-steps", type=int, default=4000, help="teacher step limit")
     ap.add_argument("--steps", type=int, default=800, help="student base steps")
     ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
@@ -287,6 +287,8 @@ def main():
                     help="after each check, set the tiny-arith share to 0.5 + gain * (choice acc - arith acc), in [0.1, 0.9]")
     ap.add_argument("--balance-gain", type=float, default=2.0, help="slope of the balancing rule")
     ap.add_argument("--slow-lr", type=float, default=0.25, help="learning-rate factor once both tasks near the band")
+    ap.add_argument("--slow-from", type=float, default=0.15,
+                    help="switch to the slow learning rate once both tasks' validation greedy reach this (learning jumps late)")
     ap.add_argument("--patience", type=int, default=4, help="checks to keep going after the first qualified one")
     ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
     ap.add_argument("--work", default="zoo_work", help="working directory for checkpoints and logs")

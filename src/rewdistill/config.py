@@ -60,6 +60,8 @@ class SFTCfg(Section):
 
 
 class RewardModelCfg(Section):
+    init: str = Field("sft", description="starting weights: sft (the SFT student, as in the paper), teacher (a larger "
+                      "verifier; responses are re-tokenised as text), or a model path / hub id")
     loss: Literal["bce", "bt"] = Field("bce", description="bce: pointwise on labels; bt: Bradley-Terry on label-1 vs label-0 pairs")
     epochs: int = Field(2, ge=1, description="passes over the labelled teacher + student responses")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
@@ -76,16 +78,16 @@ class RLCfg(Section):
         "rm", description="rm: distilled reward model (the paper); pseudo-label: 1 if the answer equals the teacher's "
         "majority vote; hybrid: rm + pseudo-label where one exists; teacher-judge: the teacher's mean token "
         "log-prob of the response; gold: ORACLE upper bound, the only training use of gold answers")
-    steps: int = Field(40, ge=0, description="RL iterations (rollout + update) per round")
+    steps: int = Field(20, ge=0, description="RL iterations (rollout + update) per round")
     rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is retrained on "
                         "the new responses too, and RL continues")
     rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
     group_size: int = Field(1, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
     minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")
-    lr: float = Field(1e-4, gt=0, description="policy learning rate")
+    lr: float = Field(5e-5, gt=0, description="policy learning rate")
     critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate, ppo only")
-    kl_coef: float = Field(0.05, ge=0, description="KL penalty to the frozen SFT model (in the reward; grpo: in the loss)")
+    kl_coef: float = Field(0.2, ge=0, description="KL penalty to the frozen SFT model (in the reward; grpo: in the loss)")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator used in the reward")
     kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (KL per response); null = fixed coef")
     kl_horizon: int = Field(20, ge=1, description="adaptive KL controller horizon, in RL steps")
@@ -99,7 +101,7 @@ class RLCfg(Section):
     max_new_tokens: int = Field(64, ge=1, description="rollout response length limit")
     reward_scale: float = Field(1.0, description="multiplies the reward (rm: a logit; rules: 0/1)")
     hybrid_weight: float = Field(1.0, ge=0, description="hybrid: added (+w agree, -w disagree) to the rm score")
-    unfinished_penalty: float = Field(-1.0, description="reward for a response cut by max_new_tokens")
+    unfinished_penalty: float | None = Field(-1.0, description="reward for a response cut by max_new_tokens; null = score it like any other")
     watch_every: int = Field(10, ge=0, description="diagnostic: every N steps, greedy gold accuracy and reward on a "
                              "fixed validation subset (never used for training); 0 = off")
     watch_n: int = Field(100, ge=1, description="validation questions in the reward-hacking watch")

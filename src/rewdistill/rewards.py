@@ -15,20 +15,31 @@ import torch
 
 from rewdistill.algo.losses import masked_mean
 from rewdistill.train.common import token_logprobs, token_scores
+from rewdistill.train.reward_model import score_sequences
 from rewdistill.train.rollout import Rollout, build_batch
 
 SOURCES = ["rm", "pseudo-label", "hybrid", "teacher-judge", "gold"]
 
 
-def make_rm_reward(reward_model) -> Callable[[Rollout], torch.Tensor]:
-    """The reward model shares the policy's tokenizer (it starts from the SFT student)."""
+def make_rm_reward(reward_model, rm_tok=None, prompts: list[str] | None = None) -> Callable[[Rollout], torch.Tensor]:
+    """Reward-model logit of each response. With `rm_tok` (a reward model on another tokenizer, e.g. from
+    the teacher) prompt and response texts are re-tokenised for it, as in reward-model training."""
 
     @torch.no_grad()
     def fn(ro: Rollout) -> torch.Tensor:
-        scores = token_scores(reward_model, ro.ids, ro.mask)  # (B, P+T)
-        return scores[torch.arange(len(ro.ids)), ro.last]
+        if rm_tok is None:  # same tokenizer as the policy: score the rollout's own tokens
+            scores = token_scores(reward_model, ro.ids, ro.mask)  # (B, P+T)
+            return scores[torch.arange(len(ro.ids)), ro.last]
+        seqs = [rm_tok(prompts[i], add_special_tokens=False)["input_ids"]
+                + rm_tok(" " + t.lstrip(), add_special_tokens=False)["input_ids"] + [rm_tok.eos_token_id]
+                for t, i in zip(ro.texts, ro.idx)]
+        return torch.tensor(score_sequences(reward_model, seqs, rm_tok.pad_token_id))
 
     return fn
+
+
+def same_tokenizer(a, b) -> bool:
+    return a.get_vocab() == b.get_vocab() and a.eos_token_id == b.eos_token_id and a.pad_token_id == b.pad_token_id
 
 
 def make_match_reward(targets: list[str | None], extract: Callable[[str, int], str | None]):

@@ -16,17 +16,22 @@ def run(ctx: Ctx) -> str:
         rows += read_jsonl(ctx.path("student_samples.jsonl"))
     fit_reward_model(ctx, rows, "reward_model")
     pos = sum(r["label"] for r in rows)
-    return (f"reward model ({ctx.cfg.reward_model.loss}) on {n_teacher} teacher + {len(rows) - n_teacher} student "
+    return (f"reward model ({ctx.cfg.reward_model.loss}, from {ctx.cfg.reward_model.init}) on {n_teacher} teacher + {len(rows) - n_teacher} student "
             f"responses ({pos / len(rows):.0%} label 1) -> reward_model/")
+
+
+def rm_init_path(ctx: Ctx) -> str:
+    init = ctx.cfg.reward_model.init
+    return {"sft": str(ctx.path("student_sft")), "teacher": ctx.cfg.models.teacher}.get(init, init)
 
 
 def fit_reward_model(ctx: Ctx, rows: list[dict], out: str, log_name: str = "reward_model") -> None:
     """Train a reward model from the SFT student on labelled rows ({qid, text, label}); save to run_dir/out."""
     cfg = ctx.cfg.reward_model
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
-    sft_dir = str(ctx.path("student_sft"))
-    tok = load_tokenizer(sft_dir)
-    model = load_reward_model(sft_dir, ctx.device, "float32")
+    init = rm_init_path(ctx)
+    tok = load_tokenizer(init, ctx.cfg.models.trust_remote_code)
+    model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
     items = [{"qid": r["qid"], "label": r["label"], "ids": p + resp}
              for r, (p, resp) in zip(rows, encode_pairs(tok, prompts, rows))]

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from rewdistill.io import read_jsonl, write_jsonl
 from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
-from rewdistill.rewards import make_hybrid_reward, make_match_reward, make_rm_reward, make_teacher_judge_reward
+from rewdistill.rewards import (
+    make_hybrid_reward,
+    make_match_reward,
+    make_rm_reward,
+    make_teacher_judge_reward,
+    same_tokenizer,
+)
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx, label_samples
 from rewdistill.stages.reward_model import fit_reward_model
@@ -41,7 +47,10 @@ def build_reward(ctx: Ctx, source: str, rm_dir: str, questions: list[dict], labe
 
     pseudo = [labels[q["qid"]]["pseudo_answer"] if labels[q["qid"]]["kept"] else None for q in questions]
     if source == "rm" or source == "hybrid":
-        rm_fn = make_rm_reward(load_reward_model(rm_dir, ctx.device, m.dtype).eval())
+        rm_tok = load_tokenizer(rm_dir)
+        other = None if same_tokenizer(rm_tok, load_tokenizer(str(ctx.path("student_sft")))) else rm_tok
+        rm_fn = make_rm_reward(load_reward_model(rm_dir, ctx.device, m.dtype).eval(), other,
+                               [q["prompt"] for q in questions])
         if source == "rm":
             return rm_fn
         return make_hybrid_reward(rm_fn, make_match_reward(pseudo, extract), [p is not None for p in pseudo],
@@ -69,7 +78,10 @@ def run(ctx: Ctx) -> str:
     tok = load_tokenizer(sft_dir)
     policy = load_causal_lm(sft_dir, ctx.device, "float32")
     ref = load_causal_lm(sft_dir, ctx.device, m.dtype)
-    critic = load_reward_model(rm_dir, ctx.device, "float32") if cfg.algo == "ppo" else None
+    rm_tok = load_tokenizer(rm_dir)
+    # PPO's critic starts from the reward model when it reads the policy's tokens, else from the SFT student
+    critic_init = rm_dir if same_tokenizer(rm_tok, tok) else sft_dir
+    critic = load_reward_model(critic_init, ctx.device, "float32") if cfg.algo == "ppo" else None
     acc = ctx.accelerator(cfg.mixed_precision)
     log = ctx.metrics("rl", acc.is_main_process)
     agree: list[float] = []
@@ -82,8 +94,9 @@ def run(ctx: Ctx) -> str:
     def watch(step: int, policy) -> None:
         gens = generate(policy, tok, val_prompts, 0.0, 1, cfg.max_new_tokens, len(val_prompts))
         gold = sum(task.is_correct(g.text, e) for g, e in zip(gens, val)) / len(val)
-        seqs = [tok(p, add_special_tokens=False)["input_ids"] + g.token_ids for p, g in zip(val_prompts, gens)]
-        rm = sum(score_sequences(watch_rm, seqs, tok.pad_token_id)) / len(seqs)
+        seqs = [rm_tok(p, add_special_tokens=False)["input_ids"] + rm_tok(" " + g.text.lstrip(), add_special_tokens=False)
+                ["input_ids"] + [rm_tok.eos_token_id] for p, g in zip(val_prompts, gens)]
+        rm = sum(score_sequences(watch_rm, seqs, rm_tok.pad_token_id)) / len(seqs)
         for k, v in [("step", step), ("rm", rm), ("gold", gold)]:
             watched[k].append(v)
         log({"stage": "rl", "step": step, "watch_val_gold_accuracy": gold, "watch_val_rm_score": rm})

@@ -79,6 +79,8 @@ def sample_rollout(policy, ref, tokenizer, prompts: list[str], encoded: list[lis
     return Rollout(resp_idx, [g.text for g in gens], ids, mask, resp_mask, P, finished, logp, ref_logp)
 
 
-def final_scores(raw: torch.Tensor, finished: torch.Tensor, scale: float, unfinished_penalty: float) -> torch.Tensor:
-    """Terminal reward: scale * raw score, or the penalty for a response cut by the length limit. (B,)."""
+def final_scores(raw: torch.Tensor, finished: torch.Tensor, scale: float, unfinished_penalty: float | None) -> torch.Tensor:
+    """Terminal reward: scale * raw score, or the penalty (if any) for a response cut by the length limit. (B,)."""
+    if unfinished_penalty is None:
+        return raw * scale
     return torch.where(finished, raw * scale, torch.full_like(raw, unfinished_penalty))

@@ -1,0 +1,166 @@
+"""Reward sources, RL algorithms, rounds, the reward-hacking watch and `rewdistill ablate`, on micro configs."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rewdistill.cli import main
+from rewdistill.config import RLCfg
+from rewdistill.io import read_jsonl
+from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.rewards import make_hybrid_reward, make_match_reward, make_teacher_judge_reward
+from rewdistill.stages.rl import divergence_step
+from rewdistill.train.rl_loop import train_rl
+from rewdistill.train.rollout import Rollout
+from tests.conftest import MICRO, save_tiny
+
+MICRO_Q: list[str] = []  # MICRO with the Qwen2 student, filled by `base_run`
+
+
+def fake_rollout(texts: list[str], idx: list[int]) -> Rollout:
+    B = len(texts)
+    z = torch.zeros(B, 3)
+    return Rollout(idx, texts, torch.zeros(B, 5, dtype=torch.long), torch.ones(B, 5), torch.ones(B, 3), 2,
+                   torch.ones(B, dtype=torch.bool), z, z)
+
+
+def test_match_and_hybrid_rewards():
+    targets = ["7", None, "3"]
+    match = make_match_reward(targets, lambda text, i: text.split()[-1])
+    ro = fake_rollout(["so 7", "so 7", "so 4", "so 3"], [0, 1, 2, 2])
+    assert match(ro).tolist() == [1.0, 0.0, 0.0, 1.0]  # no target -> never a match
+    hybrid = make_hybrid_reward(lambda r: torch.tensor([0.5, 0.5, 0.5, 0.5]), match, [True, False, True], 2.0)
+    assert hybrid(ro).tolist() == [2.5, 0.5, -1.5, 2.5]  # +-2 where a pseudo-label exists, rm alone elsewhere
+
+
+def test_teacher_judge_is_a_mean_log_prob(tmp_path, other_tokenizer):
+    path = save_tiny("llama", other_tokenizer, tmp_path / "t")
+    teacher, tok = load_causal_lm(path), load_tokenizer(path)
+    judge = make_teacher_judge_reward(teacher, tok, ["Question: 1 + 2?\nAnswer:", "Question: 5?\nAnswer:"])
+    scores = judge(fake_rollout([" 1 + 2 = 3\n#### 3", " #### 5", ""], [0, 1, 1]))
+    assert scores.shape == (3,) and bool((scores < 0).all()) and torch.isfinite(scores).all()
+    # by hand for the last one: the response is just EOS, so the score is log p(EOS | prompt)
+    ids = tok("Question: 5?\nAnswer:", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    logp = torch.log_softmax(teacher(input_ids=ids).logits[0, -1], -1)[tok.eos_token_id]
+    assert scores[2].item() == pytest.approx(logp.item(), abs=1e-4)
+
+
+def test_divergence_step():
+    steps = [0, 10, 20, 30, 40]
+    assert divergence_step(steps, [0.1, 0.2, 0.3, 0.5, 0.6], [0.40, 0.45, 0.44, 0.40, 0.30]) == 30
+    assert divergence_step(steps, [0.1, 0.2, 0.1, 0.0, 0.0], [0.40, 0.45, 0.44, 0.40, 0.30]) is None  # RM fell too
+    assert divergence_step(steps, [0.1, 0.2, 0.3, 0.5, 0.6], [0.40, 0.45, 0.46, 0.50, 0.55]) is None
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo"])
+def test_each_algorithm_trains(tmp_path, other_tokenizer, algo):
+    path = save_tiny("qwen2", other_tokenizer, tmp_path / "m")
+    tok = load_tokenizer(path)
+    policy, ref = load_causal_lm(path), load_causal_lm(path)
+    critic = None
+    if algo == "ppo":
+        from rewdistill.models.load import load_reward_model
+
+        critic = load_reward_model(path)
+    p0 = [p.detach().clone() for p in policy.parameters()]
+    cfg = RLCfg(algo=algo, steps=2, rollout_batch=2, group_size=1 if algo == "ppo" else 3, minibatch=3,
+                max_new_tokens=6, kl_target=0.5, unfinished_penalty=None)
+    logged = []
+    # a reward that differs between responses to one prompt, so group baselines leave a signal
+    token_reward = lambda ro: ro.ids[:, ro.P:].float().mean(1) / 100  # noqa: E731
+    train_rl(policy, ref, critic, tok, ["Question: a\nAnswer:", "Question: bb\nAnswer:"], cfg,
+             reward_fn=token_reward, accelerator=Accelerator(cpu=True), seed=0, log=logged.append)
+    assert [r["step"] for r in logged] == [1, 2]
+    for r in logged:
+        for k in ["reward", "kl", "approx_kl", "clipfrac", "entropy", "pg_loss"] + (["value_loss"] if algo == "ppo" else []):
+            assert math.isfinite(r[k]), k
+        assert r["algo"] == algo
+    assert logged[1]["kl_coef"] != logged[0]["kl_coef"]  # adaptive controller moved
+    assert any((a - b).abs().max() > 0 for a, b in zip(p0, policy.parameters()))
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, tiny_qwen_student):
+    """A micro run up to the reward model, with a Qwen2 student whose tokenizer is not the teacher's; each
+    test copies it and runs only the rl stage."""
+    d = tmp_path_factory.mktemp("base")
+    assert main(["run", "--run-dir", str(d), *MICRO, "--models.student", tiny_qwen_student, "--until", "reward-model"]) == 0
+    MICRO_Q[:] = [*MICRO, "--models.student", tiny_qwen_student]
+    return d
+
+
+@pytest.mark.parametrize("reward,lo,hi", [("rm", -50, 50), ("pseudo-label", 0, 1), ("hybrid", -51, 51),
+                                          ("teacher-judge", -100, 0), ("gold", 0, 1)])
+def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
+    d = tmp_path / "run"
+    shutil.copytree(base_run, d)
+    args = ["run", "--run-dir", str(d), *MICRO_Q, "--rl.reward", reward, "--rl.unfinished_penalty", "0",
+            "--rl.watch_every", "1", "--rl.watch_n", "4", "--until", "rl"]
+    assert main(args) == 0
+    rows = read_jsonl(d / "rl_metrics.jsonl")
+    steps = [r for r in rows if "reward" in r]
+    assert len(steps) == 2 and all(lo <= r["reward"] <= hi and math.isfinite(r["pg_loss"]) for r in steps)
+    watch = [r for r in rows if "watch_val_gold_accuracy" in r]
+    assert [r["step"] for r in watch] == [0, 1, 2] and all(0 <= r["watch_val_gold_accuracy"] <= 1 for r in watch)
+    sft = AutoModelForCausalLM.from_pretrained(d / "student_sft")
+    rl = AutoModelForCausalLM.from_pretrained(d / "student_rl")
+    assert any((a - b).abs().max() > 0 for a, b in zip(sft.parameters(), rl.parameters()))
+
+
+def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_path):
+    d = tmp_path / "run"
+    shutil.copytree(base_run, d)
+    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--rl.rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
+                 "--until", "rl"]) == 0
+    assert (d / "reward_model_round1" / "model.safetensors").exists()
+    assert len(read_jsonl(d / "student_samples_round1.jsonl")) > 0
+    assert [r["step"] for r in read_jsonl(d / "rl_metrics.jsonl") if "reward" in r] == [1, 2, 3, 4]
+
+
+def test_group_algorithms_need_groups(tmp_path, capsys):
+    assert main(["run", "--run-dir", str(tmp_path), "--rl.algo", "rloo"]) == 2
+    assert "rl.group_size >= 2" in capsys.readouterr().err
+
+
+def test_ablate_micro(tmp_path):
+    out = tmp_path / "ab"
+    assert main(["ablate", "--out", str(out), "--seeds", "0", "1", "--variants", "sft_only", "rm", "rm_teacher_only",
+                 "gold", *MICRO]) == 0
+    s = json.loads((out / "ablation.json").read_text())
+    assert s["task"] == "tiny-arith" and s["seeds"] == [0, 1] and (out / "ablation.png").exists()
+    assert set(s["variants"]) == {"sft_only", "rm", "rm_teacher_only", "gold"}
+    for seed_i, seed in enumerate([0, 1]):
+        rm = json.loads((out / f"seed{seed}" / "rm" / "results.json").read_text())
+        assert s["variants"]["rm"]["per_seed"][seed_i] == rm["accuracy"]["student_rl"]
+        assert s["variants"]["sft_only"]["per_seed"][seed_i] == rm["accuracy"]["student_sft"]
+        assert s["teacher_greedy"]["per_seed"][seed_i] == rm["accuracy"]["teacher"]
+        gold = json.loads((out / f"seed{seed}" / "gold" / "results.json").read_text())
+        assert s["variants"]["gold"]["per_seed"][seed_i] == gold["accuracy"]["student_rl"] and gold["rl"]["reward"] == "gold"
+        # the teacher-only variant reused the samples and SFT, and retrained the reward model without student data
+        m_rm = json.loads((out / f"seed{seed}" / "rm" / "manifest.json").read_text())["stages"]
+        m_to = json.loads((out / f"seed{seed}" / "rm_teacher_only" / "manifest.json").read_text())["stages"]
+        assert m_to["sft"] == m_rm["sft"] and m_to["reward-model"]["hash"] != m_rm["reward-model"]["hash"]
+        assert "0 student" in m_to["reward-model"]["summary"]
+    v = s["variants"]["rm"]
+    assert v["mean"] == pytest.approx(sum(v["per_seed"]) / 2)
+    assert "| ours: RM on teacher + student responses (`rm`) |" in (out / "ablation.md").read_text()
+
+
+def test_reward_model_from_the_teacher_with_another_tokenizer(base_run, tmp_path):
+    """The micro student (Qwen2) and the teacher have different tokenizers: the teacher-initialised reward
+    model is trained and queried on re-tokenised text, and PPO's critic starts from the SFT student."""
+    d = tmp_path / "run"
+    shutil.copytree(base_run, d)
+    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--reward_model.init", "teacher", "--rl.unfinished_penalty", "null",
+                 "--until", "rl"]) == 0
+    rm_tok = AutoTokenizer.from_pretrained(d / "reward_model")
+    assert len(rm_tok) != len(AutoTokenizer.from_pretrained(d / "student_sft"))
+    rows = [r for r in read_jsonl(d / "rl_metrics.jsonl") if "reward" in r]
+    assert len(rows) == 2 and all(math.isfinite(r["reward"]) and math.isfinite(r["value_loss"]) for r in rows)
+    assert len({round(r["reward"], 6) for r in rows}) == 2  # real scores, not the constant unfinished penalty
