@@ -36,6 +36,9 @@ from rewdistill.tasks import tiny_arith, tiny_choice
 from rewdistill.train.common import sft_batch
 
 WORK = Path("zoo_work")
+EVAL_N = None  # questions per task in accuracy checks (None: the whole split); --micro sets a few
+SIZES = {"teacher": (192, 3, 6, 768), "student": (128, 2, 4, 384)}  # d, layers, heads, mlp
+MICRO_SIZES = {"teacher": (64, 1, 2, 128), "student": (16, 1, 2, 32)}
 TEMPS = [0.6, 0.8, 1.0, 1.2]
 STYLES = ["sequential", "grouped"]  # two valid solution paths, so that sampled errors differ
 
@@ -98,7 +101,7 @@ def accuracy(model, tok, split: str, maj: bool, seed: int = 0, maj_seeds: int = 
     out = {}
     for name in ["tiny-arith", "tiny-choice"]:
         task = get_task(name)
-        exs = task.load(split)
+        exs = task.load(split)[:EVAL_N]
         prompts = [task.prompt(e) for e in exs]
         greedy = generate(model, tok, prompts, 0.0, 1, 64, 200)
         out[name] = {"greedy": sum(task.is_correct(g.text, exs[g.prompt_index]) for g in greedy) / len(exs)}
@@ -175,7 +178,7 @@ def cmd_teacher(args):
     if args.init:
         model = LlamaForCausalLM.from_pretrained(args.init)
     else:
-        model = llama(tok, 192, 3, 6, 768, False)
+        model = llama(tok, *SIZES["teacher"], False)
     print("teacher params", sum(p.numel() for p in model.parameters()))
     mix = {"arith": args.arith_share}
     lr_scale = {"x": 1.0}
@@ -224,7 +227,7 @@ def cmd_teacher(args):
 def cmd_student(args):
     torch.manual_seed(1)
     tok = load_tok()
-    model = llama(tok, 128, 2, 4, 384, True)
+    model = llama(tok, *SIZES["student"], True)
     print("student params", sum(p.numel() for p in model.parameters()))
     data = pretrain_texts(random.Random(3), split_questions())
     train(model, tok, data, args.steps, 2e-3, 64, "student")
@@ -249,16 +252,25 @@ def cmd_finalize(args):
         print(name, json.dumps(report[name]))
     ratio = report["student"]["params"] / report["teacher"]["params"]
     assert ratio <= 0.25, f"student/teacher params {ratio:.3f} > 1/4"
+    dest = Path(args.dest) if args.dest else ZOO_DIR
+    if args.micro:  # a smoke run: no accuracy bounds, never into the package
+        dest = Path(args.dest or WORK / "zoo_out")
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "zoo_report.json").write_text(json.dumps(report, indent=1))
+        for name in ["teacher", "student"]:
+            shutil.copytree(WORK / name, dest / name, dirs_exist_ok=True)
+        print("micro zoo in", dest)
+        return
     for n, r in report["teacher"]["test"].items():
         assert 0.45 <= r["greedy"] <= 0.80, f"teacher greedy on {n} out of [45%, 80%]: {r}"
         assert r["maj@8"] - r["greedy"] >= 0.05, f"teacher maj@8 gain on {n} under 5 points: {r}"
     for n, r in report["student"]["test"].items():
         assert r["greedy"] <= 0.15, f"student base greedy on {n} over 15%: {r}"
     for name in ["teacher", "student"]:
-        dst = ZOO_DIR / name
+        dst = dest / name
         shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(WORK / name, dst)
-    (ZOO_DIR / "zoo_report.json").write_text(json.dumps(report, indent=1))
+    (dest / "zoo_report.json").write_text(json.dumps(report, indent=1))
     lines = ["# Shipped tiny models", "", "Made by `python scripts/make_zoo.py all`; test-split accuracy below.", "",
              "| model | params | tiny-arith greedy | tiny-arith maj@8 | tiny-choice greedy | tiny-choice maj@8 |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -267,12 +279,12 @@ def cmd_finalize(args):
         cell = lambda n, k: f"{100 * t[n][k]:.1f}%" if k in t[n] else "-"  # noqa: E731
         lines.append(f"| {name} | {r['params'] / 1e6:.2f}M | {cell('tiny-arith', 'greedy')} | {cell('tiny-arith', 'maj@8')} "
                      f"| {cell('tiny-choice', 'greedy')} | {cell('tiny-choice', 'maj@8')} |")
-    (ZOO_DIR / "README.md").write_text("\n".join(lines) + "\n")
+    (dest / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print("student/teacher params", round(ratio, 3))
 
 
-def main():
+def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("step", choices=["tokenizer", "teacher", "student", "finalize", "all"])
     ap.add_argument("--lo", type=float, default=0.48, help="lowest validation greedy accuracy for the teacher")
@@ -293,7 +305,13 @@ def main():
     ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
     ap.add_argument("--work", default="zoo_work", help="working directory for checkpoints and logs")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    args = ap.parse_args()
+    ap.add_argument("--dest", help="where finalize puts the models (default: the package's zoo/)")
+    ap.add_argument("--micro", action="store_true",
+                    help="smoke run: tiny models, 8 questions per accuracy check, no bounds, output under --work")
+    args = ap.parse_args(argv)
+    if args.micro:
+        global EVAL_N, SIZES
+        EVAL_N, SIZES = 8, MICRO_SIZES
     torch.set_num_threads(args.threads)
     global WORK
     WORK = Path(args.work)

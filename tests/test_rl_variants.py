@@ -116,7 +116,7 @@ def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
 def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_path):
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--rl.rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
+    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
                  "--until", "rl"]) == 0
     assert (d / "reward_model_round1" / "model.safetensors").exists()
     assert len(read_jsonl(d / "student_samples_round1.jsonl")) > 0

@@ -21,6 +21,7 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--task", help="task name (shortcut for --task.name)")
     p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
     p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
+    p.add_argument("--rounds", help="iterative rounds of RL (shortcut for --rl.rounds)")
     _config_options(p)
     return p
 
@@ -68,6 +69,8 @@ def _overrides(args) -> dict[str, str]:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
     if args.task:
         overrides["task.name"] = args.task
+    if getattr(args, "rounds", None):
+        overrides["rl.rounds"] = args.rounds
     return overrides
 
 

@@ -1,0 +1,39 @@
+"""The weight-making script end to end in a micro configuration (tiny models, a few steps, no bounds)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from rewdistill.models.load import ZOO_DIR
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "make_zoo.py"
+
+
+def test_make_zoo_all_micro(tmp_path):
+    shipped = {p: p.stat().st_mtime_ns for p in ZOO_DIR.rglob("*") if p.is_file()}
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(SCRIPT), "all", "--micro", "--work", str(work), "--threads", "1",
+           "--max-steps", "4", "--check-every", "2", "--patience", "0", "--steps", "4",
+           "--lo", "0", "--hi", "1", "--min-gain", "-1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "teacher: chose step 2" in out.stdout
+    dest = work / "zoo_out"
+    report = json.loads((dest / "zoo_report.json").read_text())
+    assert report["student"]["params"] <= report["teacher"]["params"] / 4
+    for name in ["teacher", "student"]:
+        assert (dest / name / "model.safetensors").exists()
+        model = AutoModelForCausalLM.from_pretrained(dest / name)
+        assert sum(p.numel() for p in model.parameters()) == report[name]["params"]
+        AutoTokenizer.from_pretrained(dest / name)
+        for task in ["tiny-arith", "tiny-choice"]:
+            assert 0.0 <= report[name]["test"][task]["greedy"] <= 1.0
+    assert "maj@8" in report["teacher"]["test"]["tiny-arith"]
+    history = json.loads((work / "teacher_history.json").read_text())
+    assert [h["step"] for h in history] == [2]
+    # the shipped zoo is untouched by a micro run
+    assert shipped == {p: p.stat().st_mtime_ns for p in ZOO_DIR.rglob("*") if p.is_file()}
