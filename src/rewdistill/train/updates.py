@@ -23,19 +23,20 @@ def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, 
     stats: dict[str, list[float]] = {}
     for mb in _minibatches(len(ro.ids), cfg.minibatch, cfg.ppo_epochs, seed):
         mb = mb.to(ro.ids.device)
-        with accelerator.autocast():
-            new_logp, entropy = token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, cfg.temperature, True)
-        m = ro.resp_mask[mb]
-        loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip)
-        st["pg_loss"] = loss.item()
-        if kl_loss_coef > 0:
-            kl = masked_mean(kl_per_token(new_logp, ro.ref_logp[mb], "k3"), m)
-            loss = loss + kl_loss_coef * kl
-            st["kl_loss"] = kl.item()
-        opt.zero_grad()
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(policy.parameters(), 1.0)
-        opt.step()
+        with accelerator.accumulate(policy):  # one optimiser step per minibatch (sync flag set for this step)
+            with accelerator.autocast():
+                new_logp, entropy = token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, cfg.temperature, True)
+            m = ro.resp_mask[mb]
+            loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip)
+            st["pg_loss"] = loss.item()
+            if kl_loss_coef > 0:
+                kl = masked_mean(kl_per_token(new_logp, ro.ref_logp[mb], "k3"), m)
+                loss = loss + kl_loss_coef * kl
+                st["kl_loss"] = kl.item()
+            opt.zero_grad()
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(policy.parameters(), 1.0)
+            opt.step()
         st["entropy"] = masked_mean(entropy.detach(), m).item()
         for k, v in st.items():
             stats.setdefault(k, []).append(v)
@@ -49,13 +50,14 @@ def critic_update(critic, opt, ro: Rollout, old_values: torch.Tensor, returns: t
     stats: dict[str, list[float]] = {}
     for mb in _minibatches(len(ro.ids), cfg.minibatch, cfg.ppo_epochs, seed + 1):
         mb = mb.to(ro.ids.device)
-        with accelerator.autocast():
-            values = token_scores(critic, ro.ids[mb], ro.mask[mb])[:, ro.P - 1 : -1]  # (b, T)
-        loss, st = ppo_value_loss(values, old_values[mb], returns[mb], ro.resp_mask[mb], cfg.value_clip)
-        opt.zero_grad()
-        accelerator.backward(cfg.vf_coef * loss)
-        accelerator.clip_grad_norm_(critic.parameters(), 1.0)
-        opt.step()
+        with accelerator.accumulate(critic):
+            with accelerator.autocast():
+                values = token_scores(critic, ro.ids[mb], ro.mask[mb])[:, ro.P - 1 : -1]  # (b, T)
+            loss, st = ppo_value_loss(values, old_values[mb], returns[mb], ro.resp_mask[mb], cfg.value_clip)
+            opt.zero_grad()
+            accelerator.backward(cfg.vf_coef * loss)
+            accelerator.clip_grad_norm_(critic.parameters(), 1.0)
+            opt.step()
         for k, v in {"value_loss": loss.item(), **st}.items():
             stats.setdefault(k, []).append(v)
     return stats
