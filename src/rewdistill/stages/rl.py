@@ -115,7 +115,7 @@ def run(ctx: Ctx) -> str:
     student_rows = read_jsonl(ctx.path("student_samples.jsonl")) if ctx.path("student_samples.jsonl").exists() else []
     kept_qs = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
     for r in range(cfg.rounds):
-        if r > 0:  # re-sample with the improved student, relabel, retrain the reward model
+        if r > 0 and cfg.reward in ("rm", "hybrid"):  # re-sample with the improved student, relabel, retrain the RM
             save_pretrained(acc, policy, tok, ctx.path(f"rl_round{r}"))
             new = label_samples(sample_rows(ctx, str(ctx.path(f"rl_round{r}")), kept_qs, ctx.cfg.student_sample,
                                             ctx.cfg.seed + 10 + r, f"student round {r}"), labels)
@@ -124,6 +124,7 @@ def run(ctx: Ctx) -> str:
             rm_dir = str(ctx.path(f"reward_model_round{r}"))
             teacher_rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
             fit_reward_model(ctx, teacher_rows + student_rows, f"reward_model_round{r}", f"reward_model_round{r}")
+        if r > 0:
             policy = acc.unwrap_model(policy)
             acc = ctx.accelerator(cfg.mixed_precision)
         reward_fn = build_reward(ctx, cfg.reward, rm_dir, questions, labels, by_id)
