@@ -164,3 +164,14 @@ def test_reward_model_from_the_teacher_with_another_tokenizer(base_run, tmp_path
     rows = [r for r in read_jsonl(d / "rl_metrics.jsonl") if "reward" in r]
     assert len(rows) == 2 and all(math.isfinite(r["reward"]) and math.isfinite(r["value_loss"]) for r in rows)
     assert len({round(r["reward"], 6) for r in rows}) == 2  # real scores, not the constant unfinished penalty
+
+
+def test_ablate_jobs_runs_seeds_as_parallel_processes(tmp_path):
+    out = tmp_path / "ab"
+    args = ["ablate", "--out", str(out), "--seeds", "0", "1", "--variants", "sft_only", "rm", *MICRO]
+    assert main([*args, "--jobs", "2"]) == 0
+    s = json.loads((out / "ablation.json").read_text())
+    assert s["seeds"] == [0, 1] and all((out / f"seed{k}.log").exists() for k in (0, 1))
+    for i, seed in enumerate([0, 1]):
+        rm = json.loads((out / f"seed{seed}" / "rm" / "results.json").read_text())
+        assert s["variants"]["rm"]["per_seed"][i] == rm["accuracy"]["student_rl"]

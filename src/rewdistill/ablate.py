@@ -49,11 +49,42 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
+def run_seeds_in_parallel(config: str | None, overrides: dict[str, str], seeds: list[int], variants: list[str],
+                          out: Path, jobs: int) -> None:
+    """One `rewdistill ablate --seeds s` subprocess per seed, `jobs` at a time, the CPU threads split among
+    them (tiny models use cores better as parallel single-thread jobs). Seeds write to separate folders."""
+    import os
+    import subprocess
+    import sys
+
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    base = [sys.executable, "-m", "rewdistill.cli", "ablate", "--out", str(out), "--variants", *variants]
+    base += ["--config", config] if config else []
+    for key, value in overrides.items():
+        base += [f"--{key}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    out.mkdir(parents=True, exist_ok=True)
+    running: list[tuple[int, subprocess.Popen]] = []
+    pending = list(seeds)
+    while pending or running:
+        while pending and len(running) < jobs:
+            seed = pending.pop(0)
+            log = out / f"seed{seed}.log"
+            logger.info(f"== ablation seed {seed}: started as a job ({threads} thread(s)), log {log}")
+            with open(log, "w") as f:
+                running.append((seed, subprocess.Popen([*base, "--seeds", str(seed)], env=env, stdout=f, stderr=f)))
+        seed, proc = running.pop(0)
+        if proc.wait() != 0:
+            raise RuntimeError(f"ablation seed {seed} failed (exit {proc.returncode}); see {out / f'seed{seed}.log'}")
+
+
 def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int], variants: list[str],
-                 out: Path) -> dict:
+                 out: Path, jobs: int = 1) -> dict:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if jobs > 1 and len(seeds) > 1:
+        run_seeds_in_parallel(config, overrides, seeds, variants, out, jobs)  # then the loop below only reads
     per_seed: dict[str, list[float]] = {v: [] for v in variants}
     teacher, maj, split = [], [], "test"
     for seed in seeds:

@@ -43,6 +43,7 @@ def _ablate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="V",
                    help=f"variants, from: {', '.join(VARIANTS)}")
     p.add_argument("--out", help="output directory (default: runs/ablate-<task>)")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once as separate processes (CPU threads split)")
     _config_options(p)
     return p
 
@@ -80,7 +81,7 @@ def cmd_ablate(args) -> int:
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)  # validate before any work
     out = Path(args.out or f"runs/ablate-{cfg.task.name}")
-    summary = run_ablation(args.config, overrides, args.seeds, args.variants, out)
+    summary = run_ablation(args.config, overrides, args.seeds, args.variants, out, args.jobs)
     print("\n" + format_ablation(summary))
     print(f"\nwritten: {out / 'ablation.json'}, {out / 'ablation.md'}, {out / 'ablation.png'}")
     return 0
