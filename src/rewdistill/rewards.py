@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from rewdistill.algo.losses import masked_mean
-from rewdistill.train.common import token_logprobs, token_scores
+from rewdistill.train.common import encode_text_pair, token_logprobs, token_scores
 from rewdistill.train.reward_model import score_sequences
 from rewdistill.train.rollout import Rollout, build_batch
 
@@ -30,9 +30,7 @@ def make_rm_reward(reward_model, rm_tok=None, prompts: list[str] | None = None) 
         if rm_tok is None:  # same tokenizer as the policy: score the rollout's own tokens
             scores = token_scores(reward_model, ro.ids, ro.mask)  # (B, P+T)
             return scores[torch.arange(len(ro.ids)), ro.last]
-        seqs = [rm_tok(prompts[i], add_special_tokens=False)["input_ids"]
-                + rm_tok(" " + t.lstrip(), add_special_tokens=False)["input_ids"] + [rm_tok.eos_token_id]
-                for t, i in zip(ro.texts, ro.idx)]
+        seqs = [p + r for p, r in (encode_text_pair(rm_tok, prompts[i], t) for t, i in zip(ro.texts, ro.idx))]
         return torch.tensor(score_sequences(reward_model, seqs, rm_tok.pad_token_id))
 
     return fn

@@ -21,7 +21,7 @@ from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx, label_samples
 from rewdistill.stages.reward_model import fit_reward_model
 from rewdistill.stages.teacher_sample import sample_rows
-from rewdistill.train.common import save_pretrained
+from rewdistill.train.common import encode_text_pair, save_pretrained
 from rewdistill.train.reward_model import score_sequences
 from rewdistill.train.rl_loop import train_rl
 
@@ -38,7 +38,8 @@ def divergence_step(steps: list[int], rm_scores: list[float], gold_acc: list[flo
     return None
 
 
-def build_reward(ctx: Ctx, source: str, rm_dir: str, questions: list[dict], labels: dict, by_id: dict):
+def build_reward(ctx: Ctx, source: str, rm_dir: str, rm_tok, rm_reads_policy_tokens: bool, questions: list[dict],
+                 labels: dict, by_id: dict):
     cfg, m, task = ctx.cfg.rl, ctx.cfg.models, ctx.task
     exs = [by_id[q["qid"]] for q in questions]
 
@@ -47,10 +48,8 @@ def build_reward(ctx: Ctx, source: str, rm_dir: str, questions: list[dict], labe
 
     pseudo = [labels[q["qid"]]["pseudo_answer"] if labels[q["qid"]]["kept"] else None for q in questions]
     if source == "rm" or source == "hybrid":
-        rm_tok = load_tokenizer(rm_dir)
-        other = None if same_tokenizer(rm_tok, load_tokenizer(str(ctx.path("student_sft")))) else rm_tok
-        rm_fn = make_rm_reward(load_reward_model(rm_dir, ctx.device, m.dtype).eval(), other,
-                               [q["prompt"] for q in questions])
+        rm_fn = make_rm_reward(load_reward_model(rm_dir, ctx.device, m.dtype).eval(),
+                               None if rm_reads_policy_tokens else rm_tok, [q["prompt"] for q in questions])
         if source == "rm":
             return rm_fn
         return make_hybrid_reward(rm_fn, make_match_reward(pseudo, extract), [p is not None for p in pseudo],
@@ -78,9 +77,10 @@ def run(ctx: Ctx) -> str:
     tok = load_tokenizer(sft_dir)
     policy = load_causal_lm(sft_dir, ctx.device, "float32")
     ref = load_causal_lm(sft_dir, ctx.device, m.dtype)
-    rm_tok = load_tokenizer(rm_dir)
+    rm_tok = load_tokenizer(rm_dir)  # every round's reward model starts from the same init, so one tokenizer
+    rm_reads_policy_tokens = same_tokenizer(rm_tok, tok)
     # PPO's critic starts from the reward model when it reads the policy's tokens, else from the SFT student
-    critic_init = rm_dir if same_tokenizer(rm_tok, tok) else sft_dir
+    critic_init = rm_dir if rm_reads_policy_tokens else sft_dir
     critic = load_reward_model(critic_init, ctx.device, "float32") if cfg.algo == "ppo" else None
     acc = ctx.accelerator(cfg.mixed_precision)
     log = ctx.metrics("rl", acc.is_main_process)
@@ -94,8 +94,7 @@ def run(ctx: Ctx) -> str:
     def watch(step: int, policy) -> None:
         gens = generate(policy, tok, val_prompts, 0.0, 1, cfg.max_new_tokens, len(val_prompts))
         gold = sum(task.is_correct(g.text, e) for g, e in zip(gens, val)) / len(val)
-        seqs = [rm_tok(p, add_special_tokens=False)["input_ids"] + rm_tok(" " + g.text.lstrip(), add_special_tokens=False)
-                ["input_ids"] + [rm_tok.eos_token_id] for p, g in zip(val_prompts, gens)]
+        seqs = [p + r for p, r in (encode_text_pair(rm_tok, q, g.text) for q, g in zip(val_prompts, gens))]
         rm = sum(score_sequences(watch_rm, seqs, rm_tok.pad_token_id)) / len(seqs)
         for k, v in [("step", step), ("rm", rm), ("gold", gold)]:
             watched[k].append(v)
@@ -112,8 +111,10 @@ def run(ctx: Ctx) -> str:
 
     if val:
         watch(0, policy)
-    student_rows = read_jsonl(ctx.path("student_samples.jsonl")) if ctx.path("student_samples.jsonl").exists() else []
-    kept_qs = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
+    if cfg.rounds > 1:  # what later rounds retrain the reward model on
+        student_rows = read_jsonl(ctx.path("student_samples.jsonl")) if ctx.path("student_samples.jsonl").exists() else []
+        kept_qs = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
+        teacher_rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
     for r in range(cfg.rounds):
         if r > 0 and cfg.reward in ("rm", "hybrid"):  # re-sample with the improved student, relabel, retrain the RM
             save_pretrained(acc, policy, tok, ctx.path(f"rl_round{r}"))
@@ -122,12 +123,11 @@ def run(ctx: Ctx) -> str:
             write_jsonl(ctx.path(f"student_samples_round{r}.jsonl"), new)
             student_rows += new
             rm_dir = str(ctx.path(f"reward_model_round{r}"))
-            teacher_rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
             fit_reward_model(ctx, teacher_rows + student_rows, f"reward_model_round{r}", f"reward_model_round{r}")
         if r > 0:
             policy = acc.unwrap_model(policy)
             acc = ctx.accelerator(cfg.mixed_precision)
-        reward_fn = build_reward(ctx, cfg.reward, rm_dir, questions, labels, by_id)
+        reward_fn = build_reward(ctx, cfg.reward, rm_dir, rm_tok, rm_reads_policy_tokens, questions, labels, by_id)
         policy = train_rl(policy, ref, critic, tok, [q["prompt"] for q in questions], cfg, reward_fn=reward_fn,
                           accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=on_step, first_step=r * cfg.steps + 1)
     save_pretrained(acc, policy, tok, ctx.path("student_rl"))

@@ -4,19 +4,14 @@ from __future__ import annotations
 from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_tokenizer
 from rewdistill.stages.common import Ctx
-from rewdistill.train.common import save_pretrained
+from rewdistill.train.common import encode_text_pair, save_pretrained
 from rewdistill.train.sft import train_sft
 
 
 def encode_pairs(tok, prompts: dict[str, str], rows: list[dict]) -> list[tuple[list[int], list[int]]]:
     """Teacher text -> student tokens: prompt ids, then response ids + EOS (prompt and response apart,
     exactly as the student sees them when it generates)."""
-    pairs = []
-    for r in rows:
-        p = tok(prompts[r["qid"]], add_special_tokens=False)["input_ids"]
-        resp = tok(" " + r["text"].lstrip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        pairs.append((p, resp))
-    return pairs
+    return [encode_text_pair(tok, prompts[r["qid"]], r["text"]) for r in rows]
 
 
 def run(ctx: Ctx) -> str:

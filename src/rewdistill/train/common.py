@@ -18,6 +18,13 @@ def pad_right(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask
 
 
+def encode_text_pair(tok, prompt: str, text: str) -> tuple[list[int], list[int]]:
+    """Prompt ids, then response ids + EOS, tokenised apart (as the model sees them when it generates);
+    the response gets exactly one leading space. Used wherever text from another model is scored or trained on."""
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    return p, tok(" " + text.lstrip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
 def sft_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
     """(prompt_ids, response_ids) pairs -> right-padded ids, mask and labels (-100 off the response)."""
     ids, mask = pad_right([p + r for p, r in pairs], pad)  # (B, T)
