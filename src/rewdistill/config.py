@@ -22,10 +22,22 @@ class Section(BaseModel):
 
 
 class TaskCfg(Section):
-    name: Literal["tiny-arith", "tiny-choice"] = Field("tiny-arith", description="task to distill on")
-    data_seed: int = Field(0, description="seed that generates the tiny tasks' fixed splits")
+    name: Literal["tiny-arith", "tiny-choice", "gsm8k", "mmlu-pro", "jsonl"] = Field(
+        "tiny-arith", description="task: tiny-arith / tiny-choice (shipped, generated), gsm8k, mmlu-pro, or jsonl (your own)")
+    path: str | None = Field(None, description="gsm8k / mmlu-pro / jsonl: a local JSONL/parquet file, or a directory with "
+                             "train/validation/test files; null = the hub (needs `pip install datasets` and the network)")
+    data_seed: int = Field(0, description="seed that generates the tiny tasks and carves missing splits of file tasks")
     n_train: int = Field(2000, ge=1, description="training questions used (gold answers never read)")
     n_test: int = Field(300, ge=1, description="held-out questions scored by evaluate")
+    n_validation: int = Field(200, ge=1, description="file tasks without a validation file: rows carved out of train")
+    n_heldout: int = Field(1000, ge=1, description="file tasks with no train file (e.g. MMLU-Pro): rows of test kept as test")
+    bad_rows: Literal["fail", "skip"] = Field("fail", description="a bad data row: fail (with file and line) or skip and count")
+    num_fewshot: int = Field(0, ge=0, le=8, description="gsm8k: chain-of-thought exemplars in the prompt (fixed, Wei et al.)")
+    answer_mode: Literal["auto", "strict", "flexible"] = Field(
+        "auto", description="gsm8k: strict (#### N), flexible (last number), auto (#### N if present, else last number)")
+    answer_type: Literal["numeric", "choice", "text"] = Field("numeric", description="jsonl: how answers compare")
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="wrap prompts in the tokenizer's chat template: auto = when the tokenizer has one")
 
 
 class ModelsCfg(Section):

@@ -63,15 +63,14 @@ def make_hybrid_reward(rm_fn, match_fn, has_label: list[bool], weight: float):
 def make_teacher_judge_reward(teacher, teacher_tok, prompts: list[str], batch_size: int = 64):
     """Mean per-token log-prob of the response under the teacher, given the prompt (<= 0; higher is better)."""
     device = next(teacher.parameters()).device
-    enc_prompts = [teacher_tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
     @torch.no_grad()
     def fn(ro: Rollout) -> torch.Tensor:
         out = []
         for lo in range(0, len(ro.texts), batch_size):
             texts, idx = ro.texts[lo : lo + batch_size], ro.idx[lo : lo + batch_size]
-            resp = [teacher_tok(t, add_special_tokens=False)["input_ids"] + [teacher_tok.eos_token_id] for t in texts]
-            ids, mask, resp_mask, P = build_batch([enc_prompts[i] for i in idx], resp, teacher_tok.pad_token_id)
+            pairs = [encode_text_pair(teacher_tok, prompts[i], t) for t, i in zip(texts, idx)]
+            ids, mask, resp_mask, P = build_batch([p for p, _ in pairs], [r for _, r in pairs], teacher_tok.pad_token_id)
             ids, mask, resp_mask = ids.to(device), mask.to(device), resp_mask.to(device)
             logp = token_logprobs(teacher, ids, mask, P)  # (b, T)
             out.append(masked_mean(logp, resp_mask, dim=1).cpu())

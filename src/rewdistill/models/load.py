@@ -31,13 +31,19 @@ def pick_dtype(name: str, device: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False):
+def load_tokenizer(path: str, trust_remote_code: bool = False, chat_template: str = "auto"):
+    """A tokenizer with a pad token; `chat_template` (auto / on / off) decides whether prompts are wrapped in
+    its chat template (`train.common.encode_prompt`): auto = when it has one."""
     try:
         tok = AutoTokenizer.from_pretrained(resolve(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load tokenizer from {path!r}: {str(e).splitlines()[0]}") from e
     if tok.pad_token is None:  # many causal LMs ship without one; reuse EOS, masks keep it harmless
         tok.pad_token = tok.eos_token
+    has_template = bool(getattr(tok, "chat_template", None))
+    if chat_template == "on" and not has_template:
+        raise ModelLoadError(f"tokenizer {path!r} has no chat template; set task.chat_template to auto or off")
+    tok.rewdistill_chat = has_template and chat_template != "off"
     return tok
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from rewdistill.train.common import encode_prompt
+
 
 @dataclass
 class Generation:
@@ -18,6 +20,17 @@ class Generation:
     text: str  # decoded response, special tokens removed
     token_ids: list[int]  # response token ids (EOS included when the model stopped by itself)
     finished: bool  # False when cut by max_new_tokens
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """Token ids that end a response: the tokenizer's EOS and the model's generation-config EOS ids (chat models
+    often end a turn with a token of their own, e.g. Llama 3's <|eot_id|>)."""
+    ids = [tokenizer.eos_token_id]
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for t in gen if isinstance(gen, list) else [gen]:
+        if t is not None and t not in ids:
+            ids.append(t)
+    return ids
 
 
 @torch.no_grad()
@@ -34,10 +47,10 @@ def generate(
 ) -> list[Generation]:
     """`n` responses per prompt at one temperature, in prompt order (prompt 0's n first)."""
     device = next(model.parameters()).device
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     jobs = [i for i in range(len(prompts)) for _ in range(n)]  # (len(prompts) * n,) prompt index per row
     out: list[Generation] = []
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    pad, eos = tokenizer.pad_token_id, stop_ids(model, tokenizer)
     bar = tqdm(total=len(jobs), desc=desc, disable=desc is None, unit="resp", leave=False)
     for b, start in enumerate(range(0, len(jobs), batch_size)):
         rows = jobs[start : start + batch_size]
@@ -59,8 +72,9 @@ def generate(
         )[:, width:].cpu()  # (B, <= max_new_tokens) new tokens, padded after EOS
         for r, i in enumerate(rows):
             toks = seqs[r].tolist()
-            finished = eos in toks
-            toks = toks[: toks.index(eos) + 1] if finished else toks
+            ends = [k for k, t in enumerate(toks) if t in eos]
+            finished = bool(ends)
+            toks = toks[: ends[0] + 1] if finished else toks
             text = tokenizer.decode(toks, skip_special_tokens=True)
             out.append(Generation(i, temperature, text, toks, finished))
         bar.update(len(rows))

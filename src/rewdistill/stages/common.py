@@ -12,7 +12,7 @@ from accelerate.utils import set_seed
 
 from rewdistill.config import Config
 from rewdistill.io import MetricsLog, read_jsonl
-from rewdistill.tasks import get_task
+from rewdistill.tasks import task_from_config
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Ctx:
 
     @cached_property
     def task(self):
-        return get_task(self.cfg.task.name, self.cfg.task.data_seed)
+        return task_from_config(self.cfg.task)
 
     @property
     def device(self) -> str:
@@ -43,6 +43,12 @@ class Ctx:
         return Accelerator(
             cpu=self.device == "cpu", mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum
         )
+
+    def tokenizer(self, path: str):
+        """A tokenizer loaded with the run's trust and chat-template settings (every stage loads them here)."""
+        from rewdistill.models.load import load_tokenizer
+
+        return load_tokenizer(path, self.cfg.models.trust_remote_code, self.cfg.task.chat_template)
 
     def path(self, name: str) -> Path:
         return self.run_dir / name

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rewdistill.algo.voting import majority_vote
 from rewdistill.io import read_jsonl, write_json, write_jsonl
-from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
+from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.report import write_report
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx
@@ -34,7 +34,7 @@ def run(ctx: Ctx) -> str:
 
     def load(path: str):
         return (load_causal_lm(path, ctx.device, m.dtype, m.trust_remote_code).eval(),
-                load_tokenizer(path, m.trust_remote_code))
+                ctx.tokenizer(path))
 
     def sample(name: str, model, tok, temps: list[float]) -> list[list[str]]:
         texts: list[list[str]] = [[] for _ in test]
@@ -74,7 +74,7 @@ def run(ctx: Ctx) -> str:
 
     # Diagnostic 2: the reward model against gold on held-out (test) responses it never saw.
     rm_dir = str(ctx.path("reward_model"))
-    tok = load_tokenizer(rm_dir)
+    tok = ctx.tokenizer(rm_dir)
     rm = load_reward_model(rm_dir, ctx.device, m.dtype)
     test_prompts = {e.qid: p for e, p in zip(test, prompts)}
     judged = [s for s in samples if s["model"] in ("teacher_maj", "student_sft", "student_rl")]

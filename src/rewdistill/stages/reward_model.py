@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rewdistill.io import read_jsonl
-from rewdistill.models.load import load_reward_model, load_tokenizer
+from rewdistill.models.load import load_reward_model
 from rewdistill.stages.common import Ctx
 from rewdistill.stages.sft import encode_pairs
 from rewdistill.train.common import save_pretrained
@@ -30,7 +30,7 @@ def fit_reward_model(ctx: Ctx, rows: list[dict], out: str, log_name: str = "rewa
     cfg = ctx.cfg.reward_model
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     init = rm_init_path(ctx)
-    tok = load_tokenizer(init, ctx.cfg.models.trust_remote_code)
+    tok = ctx.tokenizer(init)
     model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
     items = [{"qid": r["qid"], "label": r["label"], "ids": p + resp}

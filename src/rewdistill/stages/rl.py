@@ -9,7 +9,7 @@ logged only, never fed back into training.
 from __future__ import annotations
 
 from rewdistill.io import read_jsonl, write_jsonl
-from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
+from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.rewards import (
     make_hybrid_reward,
     make_match_reward,
@@ -58,7 +58,7 @@ def build_reward(ctx: Ctx, source: str, rm_dir: str, rm_tok, rm_reads_policy_tok
         return make_match_reward(pseudo, extract)
     if source == "teacher-judge":
         teacher = load_causal_lm(m.teacher, ctx.device, m.dtype, m.trust_remote_code).eval()
-        return make_teacher_judge_reward(teacher, load_tokenizer(m.teacher, m.trust_remote_code),
+        return make_teacher_judge_reward(teacher, ctx.tokenizer(m.teacher),
                                          [q["prompt"] for q in questions])
     if source == "gold":  # ORACLE upper bound: the one labelled training use of gold answers
         return make_match_reward([e.answer for e in exs], extract)
@@ -74,10 +74,10 @@ def run(ctx: Ctx) -> str:
         questions = [q for q in questions if labels[q["qid"]]["kept"]]
     task = ctx.task
     by_id = {e.qid: e for e in task.load("train")}  # for answer extraction (options), not gold
-    tok = load_tokenizer(sft_dir)
+    tok = ctx.tokenizer(sft_dir)
     policy = load_causal_lm(sft_dir, ctx.device, "float32")
     ref = load_causal_lm(sft_dir, ctx.device, m.dtype)
-    rm_tok = load_tokenizer(rm_dir)  # every round's reward model starts from the same init, so one tokenizer
+    rm_tok = ctx.tokenizer(rm_dir)  # every round's reward model starts from the same init, so one tokenizer
     rm_reads_policy_tokens = same_tokenizer(rm_tok, tok)
     # PPO's critic starts from the reward model when it reads the policy's tokens, else from the SFT student
     critic_init = rm_dir if rm_reads_policy_tokens else sft_dir

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rewdistill.io import read_jsonl
-from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.models.load import load_causal_lm
 from rewdistill.stages.common import Ctx
 from rewdistill.train.common import encode_text_pair, save_pretrained
 from rewdistill.train.sft import train_sft
@@ -18,7 +18,7 @@ def run(ctx: Ctx) -> str:
     cfg, m = ctx.cfg.sft, ctx.cfg.models
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     rows = [r for r in read_jsonl(ctx.path("teacher_labelled.jsonl")) if r["label"] == 1 and r["finished"]]
-    tok = load_tokenizer(m.student, m.trust_remote_code)
+    tok = ctx.tokenizer(m.student)
     model = load_causal_lm(m.student, ctx.device, "float32", m.trust_remote_code)
     acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)
     model = train_sft(

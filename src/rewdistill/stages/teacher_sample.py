@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rewdistill.io import write_jsonl
-from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.models.load import load_causal_lm
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx
 
@@ -10,7 +10,7 @@ from rewdistill.stages.common import Ctx
 def sample_rows(ctx: Ctx, model_path: str, questions: list[dict], scfg, seed: int, who: str) -> list[dict]:
     """Responses of `model_path` to `questions` at every temperature of `scfg`, with extracted answers."""
     m = ctx.cfg.models
-    tok = load_tokenizer(model_path, m.trust_remote_code)
+    tok = ctx.tokenizer(model_path)
     model = load_causal_lm(model_path, ctx.device, m.dtype, m.trust_remote_code).eval()
     task = ctx.task
     prompts = [q["prompt"] for q in questions]

@@ -11,6 +11,7 @@ class Example:
     answer: str  # gold final answer, normalised; read only by evaluation and diagnostics
     solution: str = ""  # gold worked solution; used only to build the shipped tiny models
     options: list[str] = field(default_factory=list)  # option texts for choice tasks, A.. in order
+    meta: dict = field(default_factory=dict)  # e.g. MMLU-Pro's category (used in the prompt)
 
 
 class Task:

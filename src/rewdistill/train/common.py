@@ -18,11 +18,26 @@ def pad_right(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask
 
 
+def uses_chat(tok) -> bool:
+    """Whether prompts for this tokenizer are wrapped in its chat template (decided by `load_tokenizer`)."""
+    return bool(getattr(tok, "rewdistill_chat", False))
+
+
+def encode_prompt(tok, prompt: str) -> list[int]:
+    """Prompt ids as the model sees them: the plain text, or a user turn of the chat template + generation prompt."""
+    if uses_chat(tok):
+        prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    return tok(prompt, add_special_tokens=False)["input_ids"]
+
+
 def encode_text_pair(tok, prompt: str, text: str) -> tuple[list[int], list[int]]:
-    """Prompt ids, then response ids + EOS, tokenised apart (as the model sees them when it generates);
-    the response gets exactly one leading space. Used wherever text from another model is scored or trained on."""
-    p = tok(prompt, add_special_tokens=False)["input_ids"]
-    return p, tok(" " + text.lstrip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    """Prompt ids, then response ids + EOS, tokenised apart (as the model sees them when it generates). Plain
+    prompts: the response gets exactly one leading space; chat prompts: none (it starts the assistant turn); an empty
+    response is EOS alone.
+    Used wherever text from another model is scored or trained on."""
+    body = text.strip() if uses_chat(tok) or not text.strip() else " " + text.lstrip()  # empty: just EOS
+    return encode_prompt(tok, prompt), tok(body, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
 
 
 def sft_batch(pairs: list[tuple[list[int], list[int]]], pad: int):

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from rewdistill.algo.advantages import adaptive_kl_coef
 from rewdistill.algo.losses import kl_per_token
 from rewdistill.train import grpo, ppo, rloo
+from rewdistill.train.common import encode_prompt
 from rewdistill.train.rollout import PromptCycle, Rollout, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
 
@@ -48,7 +49,7 @@ def train_rl(
         critic, opt_c = accelerator.prepare(critic, opt_c)
     device = accelerator.device
     ref.to(device).eval()
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     cycle = PromptCycle(len(prompts), seed + first_step)
     kl_coef = cfg.kl_coef
     last = first_step + cfg.steps - 1
