@@ -52,3 +52,20 @@ def save_tiny(kind: str, tok, path) -> str:
 @pytest.fixture(scope="session")
 def tiny_qwen_student(tmp_path_factory, other_tokenizer):
     return save_tiny("qwen2", other_tokenizer, tmp_path_factory.mktemp("qwen_student"))
+
+
+def shared_data():
+    """`../shared/data` next to the repository (or $REWDISTILL_SHARED_DATA); tests skip when it is absent."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("REWDISTILL_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    return root
+
+
+def need_data(*parts: str):
+    """Path to a file or folder of the shared real data, or skip the test with the reason."""
+    p = shared_data().joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data {p} is absent (set REWDISTILL_SHARED_DATA to the folder holding gsm8k/ and mmlu_pro/)")
+    return p

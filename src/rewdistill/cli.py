@@ -48,6 +48,36 @@ def _ablate_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _grade_parser(sub) -> argparse.ArgumentParser:
+    from rewdistill.grade import GRADE_TASKS
+
+    p = sub.add_parser(
+        "grade",
+        help="grade responses written by any tool (JSONL rows with `response` and gold `answer`)",
+        description="Extract the final answer of each response with rewdistill's extractors and compare it with "
+        "the gold answer; write the rows with `extracted` and `correct` added; print accuracy and unparsable count.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("file", help="JSONL file of rows {response, answer[, options]}")
+    p.add_argument("--task", required=True, choices=GRADE_TASKS, help="how to extract and compare answers")
+    p.add_argument("--out", help="output JSONL (default: next to the input, suffix .graded.jsonl)")
+    p.add_argument("--answer-mode", default="auto", choices=["auto", "strict", "flexible"],
+                   help="gsm8k: strict (#### N), flexible (last number), auto (#### N if present, else last number)")
+    p.add_argument("--bad-rows", default="fail", choices=["fail", "skip"], help="a bad row: fail, or skip and count")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def cmd_grade(args) -> int:
+    from rewdistill.grade import grade_file
+
+    s = grade_file(args.task, Path(args.file), args.out and Path(args.out), args.answer_mode, args.bad_rows)
+    skipped = f", {s['bad_rows_skipped']} bad rows skipped" if s["bad_rows_skipped"] else ""
+    print(f"{s['task']}: accuracy {s['accuracy']:.2%} ({s['correct']}/{s['rows']}), "
+          f"unparsable {s['unparsable']}{skipped}; written: {s['out']}")
+    return 0
+
+
 def _config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     defaults = Config().model_dump()
@@ -112,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _ablate_parser(sub)
+    _grade_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     if not args.debug:
@@ -120,15 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
     from rewdistill.models.load import ModelLoadError
+    from rewdistill.tasks.rows import DataError
 
+    commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade}
     try:
-        return cmd_run(args) if args.command == "run" else cmd_ablate(args)
+        return commands[args.command](args)
     except ConfigError as e:
         if args.debug:
             raise
         print(f"rewdistill: error: {e}", file=sys.stderr)
         return 2
-    except (ModelLoadError, RuntimeError, ValueError) as e:
+    except (ModelLoadError, DataError, RuntimeError, ValueError) as e:
         if args.debug:
             raise
         print(f"rewdistill: error: {e}", file=sys.stderr)
