@@ -48,6 +48,29 @@ class ModelsCfg(Section):
         "auto", description="weights dtype for sampling and frozen models: auto = bf16 on GPU, fp32 on CPU"
     )
     trust_remote_code: bool = Field(False, description="allow model repos to run their own code (off: safe)")
+    teacher_backend: Literal["hf", "vllm", "openai"] = Field(
+        "hf", description="how the teacher samples and judges: hf (transformers, local), vllm (pip install vllm), "
+        "openai (any OpenAI-compatible server, see the openai section; models.teacher is then only a label)")
+
+
+class OpenAICfg(Section):
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="server root, up to and including /v1")
+    model: str | None = Field(None, description="model name the server knows; null = models.teacher")
+    endpoint: Literal["chat", "completions"] = Field(
+        "chat", description="chat: /chat/completions (server applies the chat template); completions: raw prompt")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key (the key "
+                                    "itself never goes in a config, log or run directory)")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    n_per_request: int = Field(4, ge=1, description="samples asked for in one request (`n`)")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(5, ge=0, description="retries of a failed request (429, 5xx, network), with backoff")
+    backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each retry (capped at 60 s)")
+
+
+class VLLMCfg(Section):
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one teacher copy is split over")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="fraction of GPU memory vLLM may take")
+    max_model_len: int | None = Field(None, ge=1, description="context length limit; null = the model's")
 
 
 class SampleCfg(Section):
@@ -138,6 +161,8 @@ class Config(Section):
     seed: int = Field(0, description="seed for sampling and training")
     task: TaskCfg = TaskCfg()
     models: ModelsCfg = ModelsCfg()
+    openai: OpenAICfg = OpenAICfg()
+    vllm: VLLMCfg = VLLMCfg()
     teacher_sample: SampleCfg = SampleCfg()
     pseudo_label: PseudoLabelCfg = PseudoLabelCfg()
     sft: SFTCfg = SFTCfg()

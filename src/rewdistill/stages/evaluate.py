@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from rewdistill.algo.voting import majority_vote
 from rewdistill.io import read_jsonl, write_json, write_jsonl
-from rewdistill.models.load import load_causal_lm, load_reward_model
+from rewdistill.models.load import load_reward_model
 from rewdistill.report import write_report
-from rewdistill.sampling.hf import generate
+from rewdistill.sampling.backends import teacher_sampler
 from rewdistill.stages.common import Ctx
 from rewdistill.stages.rl import divergence_step
 from rewdistill.stages.sft import encode_pairs
+from rewdistill.stages.teacher_sample import local_sampler
 from rewdistill.train.reward_model import score_sequences
 
 
@@ -32,15 +33,11 @@ def run(ctx: Ctx) -> str:
     prompts = [task.prompt(e) for e in test]
     samples: list[dict] = []
 
-    def load(path: str):
-        return (load_causal_lm(path, ctx.device, m.dtype, m.trust_remote_code).eval(),
-                ctx.tokenizer(path))
-
-    def sample(name: str, model, tok, temps: list[float]) -> list[list[str]]:
+    def sample(name: str, sampler, temps: list[float]) -> list[list[str]]:
         texts: list[list[str]] = [[] for _ in test]
         for i, t in enumerate(temps):
-            for g in generate(model, tok, prompts, t, 1, cfg.max_new_tokens, cfg.batch_size,
-                              seed=ctx.cfg.seed * 7 + i, desc=f"eval {name}"):
+            for g in sampler.generate(prompts, t, 1, cfg.max_new_tokens, seed=ctx.cfg.seed * 7 + i,
+                                      desc=f"eval {name}"):
                 texts[g.prompt_index].append(g.text)
                 ex = test[g.prompt_index]
                 samples.append({"model": name, "qid": ex.qid, "temperature": t, "text": g.text,
@@ -52,18 +49,18 @@ def run(ctx: Ctx) -> str:
 
     acc: dict[str, float] = {}
     if cfg.teacher:
-        teacher = load(m.teacher)  # loaded once for greedy and maj@K
-        acc["teacher"] = greedy_acc(sample("teacher", *teacher, [0.0]))
+        teacher = teacher_sampler(ctx, cfg.batch_size, purpose="eval")  # loaded once for greedy and maj@K
+        acc["teacher"] = greedy_acc(sample("teacher", teacher, [0.0]))
         temps = ctx.cfg.teacher_sample.temperatures
         k_temps = [temps[i % len(temps)] for i in range(cfg.maj_k)]
-        maj_texts = sample("teacher_maj", *teacher, k_temps)
+        maj_texts = sample("teacher_maj", teacher, k_temps)
         del teacher
         votes = [majority_vote([task.extract(t, e) for t in ts])[0] for ts, e in zip(maj_texts, test)]
         acc[f"teacher_maj@{cfg.maj_k}"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
     students = {"student_base": m.student, "student_sft": str(ctx.path("student_sft")),
                 "student_rl": str(ctx.path("student_rl"))}
     for name, path in students.items():
-        acc[name] = greedy_acc(sample(name, *load(path), [0.0]))
+        acc[name] = greedy_acc(sample(name, local_sampler(ctx, path, cfg.batch_size), [0.0]))
 
     # Diagnostic 1: how often the pseudo-labels equal gold on the training questions.
     labels = read_jsonl(ctx.path("labels.jsonl"))
@@ -99,6 +96,8 @@ def run(ctx: Ctx) -> str:
         "split": cfg.split,
         "n_test": len(test),
         "accuracy": acc,
+        "unparsable": {name: sum(s["extracted"] is None for s in samples if s["model"] == name)
+                       for name in acc if not name.startswith("teacher_maj")},
         "diagnostics": {
             "pseudo_label_accuracy_kept": pl_acc_kept,
             "pseudo_label_accuracy_all": pl_acc_all,

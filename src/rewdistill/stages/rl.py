@@ -20,7 +20,7 @@ from rewdistill.rewards import (
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx, label_samples
 from rewdistill.stages.reward_model import fit_reward_model
-from rewdistill.stages.teacher_sample import sample_rows
+from rewdistill.stages.teacher_sample import local_sampler, sample_rows
 from rewdistill.train.common import encode_text_pair, save_pretrained
 from rewdistill.train.reward_model import score_sequences
 from rewdistill.train.rl_loop import train_rl
@@ -118,8 +118,9 @@ def run(ctx: Ctx) -> str:
     for r in range(cfg.rounds):
         if r > 0 and cfg.reward in ("rm", "hybrid"):  # re-sample with the improved student, relabel, retrain the RM
             save_pretrained(acc, policy, tok, ctx.path(f"rl_round{r}"))
-            new = label_samples(sample_rows(ctx, str(ctx.path(f"rl_round{r}")), kept_qs, ctx.cfg.student_sample,
-                                            ctx.cfg.seed + 10 + r, f"student round {r}"), labels)
+            sampler = local_sampler(ctx, str(ctx.path(f"rl_round{r}")), ctx.cfg.student_sample.batch_size)
+            new = label_samples(sample_rows(ctx, sampler, kept_qs, ctx.cfg.student_sample, ctx.cfg.seed + 10 + r,
+                                            f"student round {r}"), labels)
             write_jsonl(ctx.path(f"student_samples_round{r}.jsonl"), new)
             student_rows += new
             rm_dir = str(ctx.path(f"reward_model_round{r}"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rewdistill.io import read_jsonl, write_jsonl
 from rewdistill.stages.common import Ctx, label_samples
-from rewdistill.stages.teacher_sample import sample_rows
+from rewdistill.stages.teacher_sample import local_sampler, sample_rows
 
 
 def run(ctx: Ctx) -> str:
@@ -11,7 +11,8 @@ def run(ctx: Ctx) -> str:
     task = ctx.task
     by_id = {e.qid: e for e in task.load("train")}
     questions = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
-    rows = sample_rows(ctx, str(ctx.path("student_sft")), questions, ctx.cfg.student_sample, ctx.cfg.seed + 1, "student")
+    sampler = local_sampler(ctx, str(ctx.path("student_sft")), ctx.cfg.student_sample.batch_size)
+    rows = sample_rows(ctx, sampler, questions, ctx.cfg.student_sample, ctx.cfg.seed + 1, "student")
     labelled = label_samples(rows, labels)
     write_jsonl(ctx.path("student_samples.jsonl"), labelled)
     pos = sum(r["label"] for r in labelled)

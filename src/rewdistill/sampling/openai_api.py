@@ -1,0 +1,146 @@
+"""Sampling from any OpenAI-compatible server (`/v1/chat/completions` or `/v1/completions`).
+
+Requests run `concurrency` at a time; a failed request (HTTP 429 / 5xx, refused connection, timeout) is retried
+with exponential backoff. Every finished request is appended at once to a cache file (one JSON line, keyed by
+everything that defines the request), so a crash or Ctrl-C loses nothing and a rerun only asks for what is
+missing. The API key is read from the environment variable named in the config and sent only in the
+Authorization header: it is never logged, printed or written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rewdistill.sampling.hf import Generation
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class BackendError(Exception):
+    """A sampling backend failed in a way the user must fix (message says what and what to do)."""
+
+
+def api_key(env_name: str | None) -> str | None:
+    """The key from environment variable `env_name` (None when no name is configured)."""
+    if not env_name:
+        return None
+    key = os.environ.get(env_name)
+    if not key:
+        raise BackendError(f"openai.api_key_env names {env_name!r} but that environment variable is not set")
+    return key
+
+
+def request_key(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def read_cache(path: Path) -> dict[str, dict]:
+    """Finished requests by key; a torn last line (a crash mid-write) is dropped."""
+    out: dict[str, dict] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        out[row["key"]] = row
+    return out
+
+
+class OpenAISampler:
+    def __init__(self, cfg, model: str, cache_path: Path | None, desc_prefix: str = "teacher"):
+        self.cfg, self.model, self.cache_path = cfg, cfg.model or model, cache_path
+        self.key = api_key(cfg.api_key_env)
+        self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.endpoint == "chat" else "/completions")
+        self.desc_prefix = desc_prefix
+
+    # -- one request --------------------------------------------------------------------------------------------
+    def _body(self, prompt: str, temperature: float, n: int, max_new_tokens: int, seed: int) -> dict:
+        body = {"model": self.model, "n": n, "temperature": temperature, "max_tokens": max_new_tokens, "seed": seed}
+        if self.cfg.endpoint == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        return body
+
+    def _post(self, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        delay, last = self.cfg.backoff_s, ""
+        for attempt in range(self.cfg.max_retries + 1):
+            req = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
+                    return json.loads(resp.read().decode("utf-8"))
+            except urllib.error.HTTPError as e:
+                if e.code not in RETRY_STATUS:
+                    hint = " (check the key in openai.api_key_env)" if e.code in (401, 403) else ""
+                    raise BackendError(f"{self.url}: HTTP {e.code} {e.reason}{hint}") from None
+                last = f"HTTP {e.code}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as e:
+                last = str(getattr(e, "reason", e))
+            if attempt < self.cfg.max_retries:
+                time.sleep(min(delay, 60.0))
+                delay *= 2
+        raise BackendError(f"{self.url}: request failed after {self.cfg.max_retries + 1} tries ({last}); finished "
+                           "requests are saved, rerun to continue")
+
+    def _texts(self, reply: dict) -> tuple[list[str], list[bool]]:
+        texts, finished = [], []
+        for ch in sorted(reply.get("choices", []), key=lambda c: c.get("index", 0)):
+            text = ch["message"]["content"] if self.cfg.endpoint == "chat" else ch["text"]
+            texts.append(text or "")
+            finished.append(ch.get("finish_reason") != "length")
+        return texts, finished
+
+    # -- many requests ------------------------------------------------------------------------------------------
+    def generate(self, prompts: list[str], temperature: float, n: int = 1, max_new_tokens: int = 64,
+                 seed: int = 0, desc: str | None = None) -> list[Generation]:
+        """`n` responses per prompt, in prompt order; requests of at most `n_per_request` samples each."""
+        k = self.cfg.n_per_request
+        jobs = []  # (prompt index, body, key)
+        for i, p in enumerate(prompts):
+            for j in range(0, n, k):
+                body = self._body(p, temperature, min(k, n - j), max_new_tokens, seed * 1_000_003 + i * 1_009 + j)
+                jobs.append((i, body, request_key(body)))
+        cache = read_cache(self.cache_path) if self.cache_path else {}
+        todo = [job for job in jobs if job[2] not in cache]
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, disable=desc is None, unit="req",
+                   leave=False)
+        log = open(self.cache_path, "a", encoding="utf-8") if self.cache_path else None
+        pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency)
+        try:
+            pending = {pool.submit(self._post, body): key for _, body, key in todo}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    key = pending.pop(fut)
+                    texts, finished = self._texts(fut.result())  # raises BackendError after the retries
+                    cache[key] = {"key": key, "texts": texts, "finished": finished}
+                    if log:
+                        log.write(json.dumps(cache[key]) + "\n")
+                        log.flush()
+                    bar.update(1)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if log:
+                log.close()
+            bar.close()
+        out: list[Generation] = []
+        for i, body, key in jobs:
+            row = cache[key]
+            if len(row["texts"]) != body["n"]:
+                raise BackendError(f"{self.url}: asked for n={body['n']} samples, got {len(row['texts'])}; the "
+                                   "server may not support n > 1: set openai.n_per_request 1")
+            out += [Generation(i, temperature, t, [], f) for t, f in zip(row["texts"], row["finished"])]
+        return out
