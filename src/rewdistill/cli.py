@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
     from rewdistill.models.load import ModelLoadError
+    from rewdistill.sampling.openai_api import BackendError
     from rewdistill.tasks.rows import DataError
 
     commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade}
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"rewdistill: error: {e}", file=sys.stderr)
         return 2
-    except (ModelLoadError, DataError, RuntimeError, ValueError) as e:
+    except (ModelLoadError, DataError, BackendError, RuntimeError, ValueError) as e:
         if args.debug:
             raise
         print(f"rewdistill: error: {e}", file=sys.stderr)

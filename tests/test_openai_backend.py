@@ -1,0 +1,99 @@
+"""The openai backend against a real HTTP server on loopback: retries, resume after the server dies, keys."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rewdistill.cli import main
+from rewdistill.config import OpenAICfg
+from rewdistill.sampling.openai_api import BackendError, OpenAISampler, read_cache
+from tests.conftest import MICRO
+from tests.openai_server import TinyOpenAIServer
+
+PROMPTS = [f"Question: Tom has {i} apples and gets {i + 2} more. How many now?\nAnswer:" for i in range(5)]
+
+
+def sampler(url, cache, **kw):
+    cfg = OpenAICfg(base_url=url, concurrency=3, n_per_request=2, max_retries=3, backoff_s=0.01, timeout_s=30, **kw)
+    return OpenAISampler(cfg, "tiny", cache)
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_retries_failed_requests(tmp_path, endpoint):
+    server = TinyOpenAIServer("zoo:teacher", fail_every=3)
+    try:
+        gens = sampler(server.url, tmp_path / "c.jsonl", endpoint=endpoint).generate(PROMPTS, 1.0, n=4, max_new_tokens=24)
+    finally:
+        server.close()
+    assert [g.prompt_index for g in gens] == [i for i in range(5) for _ in range(4)]
+    assert all(g.text.strip() for g in gens) and server.answered == 10 and server.requests > 10  # 503s were retried
+    assert len(read_cache(tmp_path / "c.jsonl")) == 10
+
+
+def test_resumes_after_the_server_stops_and_asks_only_for_what_is_missing(tmp_path):
+    cache = tmp_path / "c.jsonl"
+    dying = TinyOpenAIServer("zoo:teacher", stop_after=4)
+    with pytest.raises(BackendError, match="request failed after 4 tries.*rerun to continue"):
+        sampler(dying.url, cache).generate(PROMPTS, 0.8, n=4, max_new_tokens=24)
+    dying.close()
+    done = read_cache(cache)
+    assert len(done) == 4
+    with open(cache, "a") as f:
+        f.write('{"key": "torn')  # a crash mid-write leaves a torn line: dropped on resume
+    fresh = TinyOpenAIServer("zoo:teacher")
+    try:
+        gens = sampler(fresh.url, cache).generate(PROMPTS, 0.8, n=4, max_new_tokens=24)
+    finally:
+        fresh.close()
+    assert fresh.requests == 6 and len(gens) == 20
+    assert all(read_cache(cache)[k]["texts"] == v["texts"] for k, v in done.items())
+
+
+def test_bad_key_fails_at_once_without_showing_the_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINY_KEY", "sk-wrong-123")
+    server = TinyOpenAIServer("zoo:teacher", api_key="sk-right-456")
+    try:
+        with pytest.raises(BackendError) as e:
+            sampler(server.url, None, api_key_env="TINY_KEY").generate(PROMPTS[:1], 1.0, n=2, max_new_tokens=8)
+    finally:
+        server.close()
+    assert "HTTP 401" in str(e.value) and "sk-" not in str(e.value) and server.requests == 1
+    monkeypatch.delenv("TINY_KEY")
+    with pytest.raises(BackendError, match="'TINY_KEY' but that environment variable is not set"):
+        sampler(server.url, None, api_key_env="TINY_KEY")
+
+
+def test_pipeline_with_an_openai_teacher_keeps_the_key_out_of_the_run(tmp_path, monkeypatch, capsys, caplog):
+    key = "sk-secret-789xyz"
+    monkeypatch.setenv("RD_TEST_KEY", key)
+    server = TinyOpenAIServer("zoo:teacher", api_key=key, fail_every=7)
+    run_dir = tmp_path / "run"
+    try:
+        rc = main(["run", "--run-dir", str(run_dir), *MICRO, "--models.teacher_backend", "openai",
+                   "--openai.base_url", server.url, "--openai.api_key_env", "RD_TEST_KEY",
+                   "--openai.endpoint", "completions", "--openai.backoff_s", "0.01"])
+    finally:
+        server.close()
+    assert rc == 0
+    res = json.loads((run_dir / "results.json").read_text())
+    assert 0 <= res["accuracy"]["teacher"] <= 1 and server.answered > 0
+    assert all(a == f"Bearer {key}" for a in server.seen_auth)
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            assert key.encode() not in f.read_bytes(), f
+    out = capsys.readouterr()
+    assert key not in out.out + out.err + caplog.text
+    assert "RD_TEST_KEY" in (run_dir / "config.yaml").read_text()
+
+
+def test_vllm_backend_missing_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm is installed here; the missing-package message cannot be shown")
+    except ImportError:
+        pass
+    rc = main(["run", "--run-dir", str(tmp_path / "r"), *MICRO, "--models.teacher_backend", "vllm"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "pip install vllm" in err and err.count("\n") == 1
