@@ -9,15 +9,18 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from rewdistill.judge import RUBRIC_MARK
 from rewdistill.models.load import load_causal_lm, load_tokenizer
 from rewdistill.sampling.hf import generate
 
 
 class TinyOpenAIServer:
-    def __init__(self, model_path: str, fail_every: int = 0, stop_after: int = 0, api_key: str | None = None):
+    def __init__(self, model_path: str, fail_every: int = 0, stop_after: int = 0, api_key: str | None = None,
+                 judge=None):
         self.model = load_causal_lm(model_path).eval()
         self.tok = load_tokenizer(model_path)
         self.fail_every, self.stop_after, self.api_key = fail_every, stop_after, api_key
+        self.judge = judge  # judge(prompt) -> reply text, for prompts carrying the judge rubric
         self.requests = self.answered = 0
         self.lock = threading.Lock()
         self.seen_auth: list[str | None] = []
@@ -57,6 +60,12 @@ class TinyOpenAIServer:
                 return self._reply(h, 503, {"error": {"message": "overloaded"}})
             chat = h.path.endswith("/chat/completions")
             prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+            if self.judge is not None and RUBRIC_MARK in prompt:
+                text = self.judge(prompt)
+                c = {"index": 0, "finish_reason": "stop"}
+                c.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+                self.answered += 1
+                return self._reply(h, 200, {"choices": [c] * body.get("n", 1)})
             gens = generate(self.model, self.tok, [prompt], body.get("temperature", 1.0), body.get("n", 1),
                             body.get("max_tokens", 16), batch_size=body.get("n", 1), seed=body.get("seed", 0))
             choices = []

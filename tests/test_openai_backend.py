@@ -15,7 +15,8 @@ PROMPTS = [f"Question: Tom has {i} apples and gets {i + 2} more. How many now?\n
 
 
 def sampler(url, cache, **kw):
-    cfg = OpenAICfg(base_url=url, concurrency=3, n_per_request=2, max_retries=3, backoff_s=0.01, timeout_s=30, **kw)
+    kw = {"max_retries": 3, **kw}
+    cfg = OpenAICfg(base_url=url, concurrency=3, n_per_request=2, backoff_s=0.01, timeout_s=30, **kw)
     return OpenAISampler(cfg, "tiny", cache)
 
 
@@ -23,7 +24,7 @@ def sampler(url, cache, **kw):
 def test_retries_failed_requests(tmp_path, endpoint):
     server = TinyOpenAIServer("zoo:teacher", fail_every=3)
     try:
-        gens = sampler(server.url, tmp_path / "c.jsonl", endpoint=endpoint).generate(PROMPTS, 1.0, n=4, max_new_tokens=24)
+        gens = sampler(server.url, tmp_path / "c.jsonl", endpoint=endpoint, max_retries=12).generate(PROMPTS, 1.0, n=4, max_new_tokens=24)
     finally:
         server.close()
     assert [g.prompt_index for g in gens] == [i for i in range(5) for _ in range(4)]
@@ -72,7 +73,8 @@ def test_pipeline_with_an_openai_teacher_keeps_the_key_out_of_the_run(tmp_path, 
     try:
         rc = main(["run", "--run-dir", str(run_dir), *MICRO, "--models.teacher_backend", "openai",
                    "--openai.base_url", server.url, "--openai.api_key_env", "RD_TEST_KEY",
-                   "--openai.endpoint", "completions", "--openai.backoff_s", "0.01"])
+                   "--openai.endpoint", "completions", "--openai.backoff_s", "0.01",
+                   "--openai.max_retries", "12"])
     finally:
         server.close()
     assert rc == 0
@@ -97,3 +99,46 @@ def test_vllm_backend_missing_is_a_clear_error(tmp_path, capsys):
     rc = main(["run", "--run-dir", str(tmp_path / "r"), *MICRO, "--models.teacher_backend", "vllm"])
     err = capsys.readouterr().err
     assert rc == 1 and "pip install vllm" in err and err.count("\n") == 1
+
+
+def test_judge_parsing():
+    from rewdistill.judge import parse_score
+
+    assert parse_score("fine\nScore: 8") == 8.0 and parse_score("Score: 11\nScore: 4") == 4.0
+    assert parse_score("**Score:** [[3]]/10") == 3.0 and parse_score("I'd give it 7/10.") == 7.0
+    assert parse_score("Rating: 9") == 9.0 and parse_score("It is right, 42 apples.") is None
+    assert parse_score("Score: 0") is None  # outside 1..10: unparsable, never clamped
+
+
+def test_text_task_pseudo_labels_come_from_the_llm_judge(tmp_path):
+    """A jsonl `text` task end to end; the teacher (served over HTTP) samples and judges; the judge here is a
+    rule (score 9 when the response mentions a digit 1, else 2; some judgements unparsable)."""
+    d = tmp_path / "own"
+    d.mkdir()
+    rows = [{"question": f"Tom has {i} apples and gets {i + 1} more. How many?", "answer": str(2 * i + 1)}
+            for i in range(40)]
+    for name, part in (("train", rows[:24]), ("test", rows[24:])):
+        (d / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    calls = []
+
+    def judge(prompt):
+        calls.append(prompt)
+        response = prompt.split("[Response]")[1].split("[Your judgement]")[0]
+        return "no idea" if len(calls) % 5 == 0 else f"Checked.\nScore: {9 if '1' in response else 2}"
+
+    server = TinyOpenAIServer("zoo:teacher", judge=judge)
+    run_dir = tmp_path / "run"
+    try:
+        rc = main(["run", "--run-dir", str(run_dir), *MICRO, "--task.name", "jsonl", "--task.path", str(d),
+                   "--task.answer_type", "text", "--task.n_validation", "4", "--models.teacher_backend", "openai",
+                   "--openai.base_url", server.url, "--pseudo_label.min_vote_share", "0.1"])
+    finally:
+        server.close()
+    assert rc == 0
+    stats = json.loads((run_dir / "pseudo_label_stats.json").read_text())
+    assert stats["method"] == "judge" and stats["judge_unparsable"] > 0
+    labelled = [json.loads(l) for l in (run_dir / "teacher_labelled.jsonl").read_text().splitlines()]
+    assert all(r["label"] == int(r["judge_score"] >= 7) for r in labelled)
+    student = [json.loads(l) for l in (run_dir / "student_samples.jsonl").read_text().splitlines()]
+    assert student and all("judge_score" in r for r in student)  # the student's responses are judged too
+    assert "response_label_accuracy" in json.loads((run_dir / "results.json").read_text())["diagnostics"]

@@ -81,7 +81,14 @@ class SampleCfg(Section):
 
 
 class PseudoLabelCfg(Section):
-    min_vote_share: float = Field(0.5, ge=0.0, le=1.0, description="drop questions whose top answer has a smaller share")
+    method: Literal["auto", "vote", "judge"] = Field(
+        "auto", description="vote: majority vote over extracted answers; judge: the teacher grades each response "
+        "(LLM-as-judge); auto: judge for jsonl tasks with answer_type text, vote otherwise")
+    min_vote_share: float = Field(0.5, ge=0.0, le=1.0, description="drop questions whose top answer (judge: whose "
+                                  "label-1 responses) has a smaller share")
+    judge_threshold: float = Field(7.0, ge=1, le=10, description="judge: a response with score >= this is label 1")
+    judge_max_new_tokens: int = Field(256, ge=1, description="judge: length limit of one judgement")
+    judge_batch_size: int = Field(64, ge=1, description="judge (hf backend): prompts per generation batch")
 
 
 class SFTCfg(Section):

@@ -67,3 +67,34 @@ def label_samples(samples: list[dict], labels: dict[str, dict]) -> list[dict]:
             continue
         out.append({**s, "label": int(s["answer"] is not None and s["answer"] == lab["pseudo_answer"])})
     return out
+
+
+def label_method(cfg: Config) -> str:
+    """vote or judge (`pseudo_label.method`; auto = judge for free-text answers, which cannot be voted on)."""
+    method = cfg.pseudo_label.method
+    if method == "auto":
+        return "judge" if cfg.task.name == "jsonl" and cfg.task.answer_type == "text" else "vote"
+    return method
+
+
+def judge_samples(ctx: "Ctx", samples: list[dict], who: str) -> tuple[list[dict], int]:
+    """Samples with `judge_score` and `label` from the teacher-as-judge; unparsable judgements are dropped and
+    counted. Returns (judged rows, unparsable count)."""
+    from rewdistill.judge import judge_rows
+    from rewdistill.sampling.backends import teacher_sampler
+
+    pc = ctx.cfg.pseudo_label
+    prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
+    sampler = teacher_sampler(ctx, pc.judge_batch_size, purpose=f"judge_{who}")
+    scores = judge_rows(sampler, prompts, samples, pc.judge_max_new_tokens, ctx.cfg.seed, desc=f"judge {who}")
+    judged = [{**s, "judge_score": sc, "label": int(sc >= pc.judge_threshold)}
+              for s, sc in zip(samples, scores) if sc is not None]
+    return judged, len(samples) - len(judged)
+
+
+def label_rows(ctx: "Ctx", samples: list[dict], labels: dict[str, dict], who: str) -> list[dict]:
+    """Label new (student) samples the way the teacher's were: agreement with the vote, or the judge."""
+    if label_method(ctx.cfg) == "vote":
+        return label_samples(samples, labels)
+    kept = [s for s in samples if labels.get(s["qid"], {}).get("kept")]
+    return judge_samples(ctx, kept, who)[0]

@@ -64,10 +64,15 @@ def run(ctx: Ctx) -> str:
 
     # Diagnostic 1: how often the pseudo-labels equal gold on the training questions.
     labels = read_jsonl(ctx.path("labels.jsonl"))
-    gold = {e.qid: e.answer for e in task.load("train")}
+    gold = {e.qid: e.answer for e in task.load("train")}  # judge labels have no pseudo answer: these read 0
     kept = [l for l in labels if l["kept"]]
     pl_acc_kept = sum(l["pseudo_answer"] == gold[l["qid"]] for l in kept) / max(1, len(kept))
     pl_acc_all = sum(l["pseudo_answer"] == gold[l["qid"]] for l in labels) / max(1, len(labels))
+    # ... and how often a teacher response's label (vote agreement or judge) equals its gold correctness
+    train_by_id = {e.qid: e for e in task.load("train")}
+    labelled = read_jsonl(ctx.path("teacher_labelled.jsonl"))
+    label_acc = sum(r["label"] == int(task.is_correct(r["text"], train_by_id[r["qid"]])) for r in labelled) \
+        / max(1, len(labelled))
 
     # Diagnostic 2: the reward model against gold on held-out (test) responses it never saw.
     rm_dir = str(ctx.path("reward_model"))
@@ -101,6 +106,7 @@ def run(ctx: Ctx) -> str:
         "diagnostics": {
             "pseudo_label_accuracy_kept": pl_acc_kept,
             "pseudo_label_accuracy_all": pl_acc_all,
+            "response_label_accuracy": label_acc,
             "questions_kept": len(kept),
             "questions_total": len(labels),
             "reward_model_accuracy": rm_acc,

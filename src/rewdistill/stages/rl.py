@@ -18,7 +18,7 @@ from rewdistill.rewards import (
     same_tokenizer,
 )
 from rewdistill.sampling.hf import generate
-from rewdistill.stages.common import Ctx, label_samples
+from rewdistill.stages.common import Ctx, label_method, label_rows
 from rewdistill.stages.reward_model import fit_reward_model
 from rewdistill.stages.teacher_sample import local_sampler, sample_rows
 from rewdistill.train.common import encode_text_pair, save_pretrained
@@ -68,6 +68,12 @@ def build_reward(ctx: Ctx, source: str, rm_dir: str, rm_tok, rm_reads_policy_tok
 def run(ctx: Ctx) -> str:
     cfg, m = ctx.cfg.rl, ctx.cfg.models
     sft_dir, rm_dir = str(ctx.path("student_sft")), str(ctx.path("reward_model"))
+    if cfg.reward in ("pseudo-label", "hybrid") and label_method(ctx.cfg) == "judge":
+        raise RuntimeError(f"rl.reward {cfg.reward} needs majority-vote pseudo-labels, but this run labels with the "
+                           "judge (pseudo_label.method); use rl.reward rm")
+    if cfg.reward == "teacher-judge" and m.teacher_backend != "hf":
+        raise RuntimeError("rl.reward teacher-judge scores with the teacher's token log-probs, which needs "
+                           "models.teacher_backend hf; use rl.reward rm")
     labels = {l["qid"]: l for l in read_jsonl(ctx.path("labels.jsonl"))}
     questions = ctx.questions()  # RL prompts: training questions (no labels needed) ...
     if cfg.reward == "pseudo-label":  # ... except a rule reward needs a pseudo-label
@@ -119,8 +125,8 @@ def run(ctx: Ctx) -> str:
         if r > 0 and cfg.reward in ("rm", "hybrid"):  # re-sample with the improved student, relabel, retrain the RM
             save_pretrained(acc, policy, tok, ctx.path(f"rl_round{r}"))
             sampler = local_sampler(ctx, str(ctx.path(f"rl_round{r}")), ctx.cfg.student_sample.batch_size)
-            new = label_samples(sample_rows(ctx, sampler, kept_qs, ctx.cfg.student_sample, ctx.cfg.seed + 10 + r,
-                                            f"student round {r}"), labels)
+            new = label_rows(ctx, sample_rows(ctx, sampler, kept_qs, ctx.cfg.student_sample, ctx.cfg.seed + 10 + r,
+                                              f"student round {r}"), labels, f"student_round{r}")
             write_jsonl(ctx.path(f"student_samples_round{r}.jsonl"), new)
             student_rows += new
             rm_dir = str(ctx.path(f"reward_model_round{r}"))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from rewdistill.io import read_jsonl, write_jsonl
-from rewdistill.stages.common import Ctx, label_samples
+from rewdistill.stages.common import Ctx, label_rows
 from rewdistill.stages.teacher_sample import local_sampler, sample_rows
 
 
@@ -13,7 +13,7 @@ def run(ctx: Ctx) -> str:
     questions = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
     sampler = local_sampler(ctx, str(ctx.path("student_sft")), ctx.cfg.student_sample.batch_size)
     rows = sample_rows(ctx, sampler, questions, ctx.cfg.student_sample, ctx.cfg.seed + 1, "student")
-    labelled = label_samples(rows, labels)
+    labelled = label_rows(ctx, rows, labels, "student")
     write_jsonl(ctx.path("student_samples.jsonl"), labelled)
     pos = sum(r["label"] for r in labelled)
     return f"{len(labelled)} student responses, {pos / max(1, len(labelled)):.0%} agree with the pseudo-label"
