@@ -158,3 +158,35 @@ def test_jsonl_task_answer_types(tmp_path):
     ex = text.load("test")[0]
     assert ex.answer == "paris" and text.is_correct("It is in Europe.\nAnswer: paris", ex)
     assert not text.is_correct("Answer: Lyon", ex)
+
+
+def test_hub_loading_goes_through_datasets(monkeypatch):
+    """No network in tests: a stand-in `datasets` module checks the hub ids, configs and splits we ask for."""
+    import sys
+    import types
+
+    asked = []
+
+    def load_dataset(repo, config, split):
+        asked.append((repo, config, split))
+        n = 30 if split == "train" else 5
+        return [{"question": f"{split} q{i}", "answer": f"Work.\n#### {i}"} for i in range(n)]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    task = get_task("gsm8k", n_validation=10)
+    assert [len(task.load(s)) for s in ("train", "validation", "test")] == [20, 10, 5]
+    assert sorted(asked) == [("openai/gsm8k", "main", "test"), ("openai/gsm8k", "main", "train")]
+    assert task.load("test")[3].answer == "3"
+
+
+def test_hub_without_datasets_and_parquet_without_pyarrow_say_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import fails
+    with pytest.raises(DataError, match=r"pip install datasets.*task.path"):
+        get_task("mmlu-pro").load("test")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    (tmp_path / "test.parquet").write_bytes(b"PAR1")
+    with pytest.raises(DataError, match=r"test.parquet: reading parquet needs pyarrow"):
+        get_task("mmlu-pro", path=str(tmp_path)).load("test")

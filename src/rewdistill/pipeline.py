@@ -29,9 +29,17 @@ class Stage:
     outputs: list[str]  # files and directories it writes in the run directory
 
 
+def teacher_endpoint(c: Config) -> dict:
+    """What, besides models.teacher, decides the teacher's answers (not how fast they come: no concurrency)."""
+    if c.models.teacher_backend == "openai":
+        return {"base_url": c.openai.base_url, "model": c.openai.model, "endpoint": c.openai.endpoint}
+    return {}
+
+
 STAGES = [
     Stage("teacher-sample", teacher_sample.run,
-          lambda c: [c.seed, c.task.name, c.task.data_seed, c.task.n_train, c.models.teacher, c.models.dtype, c.teacher_sample],
+          lambda c: [c.seed, c.task.model_dump(exclude={"n_test"}), c.models.teacher, c.models.dtype,
+                     c.models.teacher_backend, teacher_endpoint(c), c.teacher_sample],
           ["questions.jsonl", "teacher_samples.jsonl"]),
     Stage("pseudo-label", pseudo_label.run, lambda c: [c.pseudo_label],
           ["labels.jsonl", "teacher_labelled.jsonl", "pseudo_label_stats.json"]),
