@@ -142,3 +142,35 @@ def test_text_task_pseudo_labels_come_from_the_llm_judge(tmp_path):
     student = [json.loads(l) for l in (run_dir / "student_samples.jsonl").read_text().splitlines()]
     assert student and all("judge_score" in r for r in student)  # the student's responses are judged too
     assert "response_label_accuracy" in json.loads((run_dir / "results.json").read_text())["diagnostics"]
+
+
+def test_vllm_sampler_maps_our_call_onto_vllm(monkeypatch, tmp_path):
+    """vLLM is not installable here (no CUDA): a stand-in module records what our sampler asks of vLLM's
+    documented API (LLM(...), SamplingParams(...), llm.generate) and how the outputs are mapped back."""
+    import sys
+    import types
+
+    from rewdistill.config import VLLMCfg
+    from rewdistill.models.load import load_tokenizer
+    from rewdistill.sampling.backends import VLLMSampler
+
+    seen = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            seen["llm"] = kw
+
+        def generate(self, prompts, params, use_tqdm=False):
+            seen["prompts"], seen["params"] = prompts, params
+            out = lambda k: types.SimpleNamespace(text=f" r{k}", token_ids=[5, k], finish_reason="stop" if k else "length")
+            return [types.SimpleNamespace(outputs=[out(k) for k in range(params.n)]) for _ in prompts]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
+    tok = load_tokenizer("zoo:teacher")
+    s = VLLMSampler("/models/x", tok, VLLMCfg(tensor_parallel_size=2), "bfloat16", False)
+    gens = s.generate(["a", "b"], 0.7, n=2, max_new_tokens=9, seed=3)
+    assert seen["llm"]["tensor_parallel_size"] == 2 and seen["llm"]["dtype"] == "bfloat16"
+    assert not seen["llm"]["trust_remote_code"] and seen["prompts"] == ["a", "b"]
+    assert (seen["params"].n, seen["params"].temperature, seen["params"].max_tokens, seen["params"].seed) == (2, 0.7, 9, 3)
+    assert [(g.prompt_index, g.text, g.finished) for g in gens] == [(0, " r0", False), (0, " r1", True),
+                                                                   (1, " r0", False), (1, " r1", True)]
