@@ -79,7 +79,7 @@ def test_pipeline_with_an_openai_teacher_keeps_the_key_out_of_the_run(tmp_path, 
         server.close()
     assert rc == 0
     res = json.loads((run_dir / "results.json").read_text())
-    assert 0 <= res["accuracy"]["teacher"] <= 1 and server.answered > 0
+    assert 0 <= res["accuracy"]["teacher_greedy"] <= 1 and server.answered > 0
     assert all(a == f"Bearer {key}" for a in server.seen_auth)
     for f in run_dir.rglob("*"):
         if f.is_file():

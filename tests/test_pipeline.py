@@ -36,13 +36,16 @@ def test_every_artifact_is_written(micro_run):
 def test_results_are_fractions_and_consistent_with_samples(micro_run):
     run_dir, _ = micro_run
     res = json.loads((run_dir / "results.json").read_text())
-    for key in ["teacher", "teacher_maj@2", "student_base", "student_sft", "student_rl"]:
+    assert set(res) >= {"task", "seed", "accuracy", "diagnostics", "seconds"} and res["maj_k"] == 2
+    for key in ["teacher_greedy", "teacher_maj_at_k", "student_base", "student_sft", "student_rl"]:
         assert 0.0 <= res["accuracy"][key] <= 1.0
     samples = read_jsonl(run_dir / "eval_samples.jsonl")
-    teacher = [s for s in samples if s["model"] == "teacher"]
+    teacher = [s for s in samples if s["model"] == "teacher_greedy"]
     assert len(teacher) == res["n_test"] == 6
-    assert res["accuracy"]["teacher"] == sum(s["correct"] for s in teacher) / 6
+    assert res["accuracy"]["teacher_greedy"] == sum(s["correct"] for s in teacher) / 6
+    assert res["unparsable"]["teacher_greedy"] == sum(s["extracted"] is None for s in teacher)
     d = res["diagnostics"]
+    assert 0 <= d["pseudo_label_accuracy"] <= 1 and 0 <= d["reward_model_accuracy"] <= 1
     assert 0 < d["questions_kept"] <= d["questions_total"] == 12
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert res["seconds"] == {k: v["seconds"] for k, v in manifest["stages"].items()}

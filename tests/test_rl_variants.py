@@ -139,7 +139,7 @@ def test_ablate_micro(tmp_path):
         rm = json.loads((out / f"seed{seed}" / "rm" / "results.json").read_text())
         assert s["variants"]["rm"]["per_seed"][seed_i] == rm["accuracy"]["student_rl"]
         assert s["variants"]["sft_only"]["per_seed"][seed_i] == rm["accuracy"]["student_sft"]
-        assert s["teacher_greedy"]["per_seed"][seed_i] == rm["accuracy"]["teacher"]
+        assert s["teacher_greedy"]["per_seed"][seed_i] == rm["accuracy"]["teacher_greedy"]
         gold = json.loads((out / f"seed{seed}" / "gold" / "results.json").read_text())
         assert s["variants"]["gold"]["per_seed"][seed_i] == gold["accuracy"]["student_rl"] and gold["rl"]["reward"] == "gold"
         # the teacher-only variant reused the samples and SFT, and retrained the reward model without student data

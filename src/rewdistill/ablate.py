@@ -95,8 +95,8 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
         run_pipeline(rm_cfg, rm_dir)
         res = read_json(rm_dir / "results.json")
         split = res["split"]
-        teacher.append(res["accuracy"]["teacher"])
-        maj.append(next(v for k, v in res["accuracy"].items() if k.startswith("teacher_maj@")))
+        teacher.append(res["accuracy"]["teacher_greedy"])
+        maj.append(res["accuracy"]["teacher_maj_at_k"])
         for v in variants:
             if v in ("sft_only", "rm"):
                 per_seed[v].append(res["accuracy"]["student_sft" if v == "sft_only" else "student_rl"])

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 ROWS = [
-    ("teacher", "Teacher, greedy"),
-    ("teacher_maj@", "Teacher, maj@K"),
+    ("teacher_greedy", "Teacher, greedy"),
+    ("teacher_maj_at_k", "Teacher, maj@K"),
     ("student_base", "Student base, greedy"),
     ("student_sft", "Student after SFT (data distillation), greedy"),
     ("student_rl", "Student after RL (data + reward distillation), greedy"),
@@ -17,9 +17,8 @@ def table_rows(results: dict) -> list[tuple[str, float]]:
     acc = results["accuracy"]
     out = []
     for key, label in ROWS:
-        match = [k for k in acc if k == key or (key.endswith("@") and k.startswith(key))]
-        for k in match:
-            out.append((label.replace("maj@K", k.split("_")[-1]), acc[k]))
+        if key in acc:
+            out.append((label.replace("maj@K", f"maj@{results.get('maj_k', 'K')}"), acc[key]))
     return out
 
 

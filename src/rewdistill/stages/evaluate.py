@@ -50,13 +50,13 @@ def run(ctx: Ctx) -> str:
     acc: dict[str, float] = {}
     if cfg.teacher:
         teacher = teacher_sampler(ctx, cfg.batch_size, purpose="eval")  # loaded once for greedy and maj@K
-        acc["teacher"] = greedy_acc(sample("teacher", teacher, [0.0]))
+        acc["teacher_greedy"] = greedy_acc(sample("teacher_greedy", teacher, [0.0]))
         temps = ctx.cfg.teacher_sample.temperatures
         k_temps = [temps[i % len(temps)] for i in range(cfg.maj_k)]
         maj_texts = sample("teacher_maj", teacher, k_temps)
         del teacher
         votes = [majority_vote([task.extract(t, e) for t in ts])[0] for ts, e in zip(maj_texts, test)]
-        acc[f"teacher_maj@{cfg.maj_k}"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
+        acc["teacher_maj_at_k"] = sum(v == e.answer for v, e in zip(votes, test)) / len(test)
     students = {"student_base": m.student, "student_sft": str(ctx.path("student_sft")),
                 "student_rl": str(ctx.path("student_rl"))}
     for name, path in students.items():
@@ -101,9 +101,11 @@ def run(ctx: Ctx) -> str:
         "split": cfg.split,
         "n_test": len(test),
         "accuracy": acc,
+        "maj_k": cfg.maj_k,
         "unparsable": {name: sum(s["extracted"] is None for s in samples if s["model"] == name)
-                       for name in acc if not name.startswith("teacher_maj")},
+                       for name in acc if name != "teacher_maj_at_k"},
         "diagnostics": {
+            "pseudo_label_accuracy": pl_acc_kept,  # on the kept questions (those used for training)
             "pseudo_label_accuracy_kept": pl_acc_kept,
             "pseudo_label_accuracy_all": pl_acc_all,
             "response_label_accuracy": label_acc,
@@ -119,5 +121,5 @@ def run(ctx: Ctx) -> str:
     }
     write_json(ctx.path("results.json"), results)
     write_report(ctx.run_dir, results, ctx.cfg)
-    vs_teacher = f" vs teacher {acc['teacher']:.1%}" if "teacher" in acc else ""
+    vs_teacher = f" vs teacher {acc['teacher_greedy']:.1%}" if "teacher_greedy" in acc else ""
     return f"RL student {acc['student_rl']:.1%} vs SFT {acc['student_sft']:.1%}{vs_teacher} (greedy, {cfg.split})"
