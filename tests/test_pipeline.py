@@ -103,7 +103,7 @@ def test_no_training_stage_reads_gold_answers(micro_run, tmp_path, monkeypatch):
         assert (other / d / "model.safetensors").read_bytes() == (run_dir / d / "model.safetensors").read_bytes(), d
 
 
-def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later(micro_run, caplog):
+def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later_with_force(micro_run, caplog):
     run_dir, args = micro_run
     before = json.loads((run_dir / "manifest.json").read_text())["stages"]
     caplog.set_level("INFO", logger="rewdistill")
@@ -112,7 +112,9 @@ def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later(micro_r
     same = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert same == before
     caplog.clear()
-    assert main(args + ["--rl.kl_coef", "0.3"]) == 0
+    assert main(args + ["--rl.kl_coef", "0.3"]) == 2  # another config: refused, nothing touched
+    assert json.loads((run_dir / "manifest.json").read_text())["stages"] == before
+    assert main(args + ["--rl.kl_coef", "0.3", "--force"]) == 0
     assert caplog.text.count("done already") == 5
     after = json.loads((run_dir / "manifest.json").read_text())["stages"]
     for s in ["teacher-sample", "pseudo-label", "sft", "student-sample", "reward-model"]:

@@ -100,7 +100,7 @@ def base_run(tmp_path_factory, tiny_qwen_student):
 def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    args = ["run", "--run-dir", str(d), *MICRO_Q, "--rl.reward", reward, "--rl.unfinished_penalty", "0",
+    args = ["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rl.reward", reward, "--rl.unfinished_penalty", "0",
             "--rl.watch_every", "1", "--rl.watch_n", "4", "--until", "rl"]
     assert main(args) == 0
     rows = read_jsonl(d / "rl_metrics.jsonl")
@@ -116,7 +116,7 @@ def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
 def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_path):
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
+    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
                  "--until", "rl"]) == 0
     assert (d / "reward_model_round1" / "model.safetensors").exists()
     assert len(read_jsonl(d / "student_samples_round1.jsonl")) > 0
@@ -157,7 +157,7 @@ def test_reward_model_from_the_teacher_with_another_tokenizer(base_run, tmp_path
     model is trained and queried on re-tokenised text, and PPO's critic starts from the SFT student."""
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--reward_model.init", "teacher", "--rl.unfinished_penalty", "null",
+    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--reward_model.init", "teacher", "--rl.unfinished_penalty", "null",
                  "--until", "rl"]) == 0
     rm_tok = AutoTokenizer.from_pretrained(d / "reward_model")
     assert len(rm_tok) != len(AutoTokenizer.from_pretrained(d / "student_sft"))

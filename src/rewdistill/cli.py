@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
     p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
     p.add_argument("--rounds", help="iterative rounds of RL (shortcut for --rl.rounds)")
+    p.add_argument("--force", action="store_true",
+                   help="reuse a run directory made with another config, rerunning the stages that changed")
     _config_options(p)
     return p
 
@@ -125,7 +128,7 @@ def cmd_run(args) -> int:
     from rewdistill.report import format_table
 
     logging.getLogger("rewdistill").info(f"run directory: {run_dir}")
-    run_pipeline(cfg, run_dir, args.until)
+    run_pipeline(cfg, run_dir, args.until, force=args.force)
     results = run_dir / "results.json"
     if results.exists() and args.until in (None, "evaluate"):
         import json
@@ -151,13 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
     from rewdistill.models.load import ModelLoadError
+    from rewdistill.pipeline import RunDirError
     from rewdistill.sampling.openai_api import BackendError
     from rewdistill.tasks.rows import DataError
 
     commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade}
     try:
         return commands[args.command](args)
-    except ConfigError as e:
+    except OSError as e:
+        if args.debug or e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"rewdistill: error: disk full while writing {e.filename or 'a file'}; free some space and rerun the "
+              "same command (finished work is kept)", file=sys.stderr)
+        return 1
+    except (ConfigError, RunDirError) as e:
         if args.debug:
             raise
         print(f"rewdistill: error: {e}", file=sys.stderr)

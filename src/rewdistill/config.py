@@ -164,6 +164,13 @@ class EvalCfg(Section):
     batch_size: int = Field(256, ge=1, description="prompts per generation batch")
 
 
+class ReliabilityCfg(Section):
+    checkpoint_every: int = Field(25, ge=0, description="sft / reward-model / rl: save resumable state (weights, "
+                                  "optimiser, RNG, data position) every N optimiser steps; 0 = never")
+    max_nonfinite_skips: int = Field(10, ge=1, description="steps in a row with a non-finite loss, reward or advantage "
+                                     "that are skipped before the stage stops with an error")
+
+
 class Config(Section):
     seed: int = Field(0, description="seed for sampling and training")
     task: TaskCfg = TaskCfg()
@@ -177,6 +184,7 @@ class Config(Section):
     reward_model: RewardModelCfg = RewardModelCfg()
     rl: RLCfg = RLCfg()
     evaluate: EvalCfg = EvalCfg()
+    reliability: ReliabilityCfg = ReliabilityCfg()
 
 
 def _where(err: dict) -> str:

@@ -12,6 +12,12 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -29,12 +35,38 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-class MetricsLog:
-    """Appends one JSON row per call to a JSONL file, which it starts empty."""
+def read_jsonl_prefix(path: Path) -> list[dict]:
+    """The complete rows of an append-only JSONL file; a torn last line (a kill mid-write) is dropped."""
+    if not Path(path).exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # torn: the writer died before finishing this line
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
 
-    def __init__(self, path: Path):
+
+def append_text(path: Path, text: str) -> None:
+    """Append text to a progress file and flush it to disk."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class MetricsLog:
+    """Appends one JSON row per call to a JSONL file. It starts empty, or, when a stage resumes from the
+    checkpoint of step `keep_until`, keeps the rows of steps <= keep_until (later rows are redone)."""
+
+    def __init__(self, path: Path, keep_until: int | None = None):
         self.path = path
-        path.write_text("", encoding="utf-8")
+        kept = [] if keep_until is None else [r for r in read_jsonl_prefix(path) if r.get("step", 0) <= keep_until]
+        write_jsonl(path, kept)
 
     def __call__(self, row: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

@@ -6,15 +6,17 @@ stage's config reruns that stage and everything after it; unchanged finished sta
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import yaml
+from accelerate.utils import set_seed
 
 from rewdistill.config import Config, section_hash
-from rewdistill.io import read_json, write_json
+from rewdistill.io import read_json, write_json, write_text_atomic
 from rewdistill.stages import evaluate, pseudo_label, reward_model, rl, sft, student_sample, teacher_sample
 from rewdistill.stages.common import Ctx
 
@@ -53,6 +55,13 @@ STAGES = [
 STAGE_NAMES = [s.name for s in STAGES]
 
 
+def clear_progress(run_dir: Path) -> None:
+    """Drop the crash-recovery state of a stage: training checkpoints and sampling progress files."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    for p in run_dir.glob("*.progress.jsonl"):
+        p.unlink()
+
+
 def stage_hashes(cfg: Config) -> dict[str, str]:
     out, prev = {}, ""
     for s in STAGES:
@@ -65,8 +74,6 @@ def seed_from(src: Path, dst: Path, cfg: Config) -> list[str]:
     """Copy into `dst` the finished stages of run `src` that `cfg` would not change (same chained hash), with
     their manifest entries, so that running `cfg` in `dst` starts where the two configs part. Returns the
     stages copied. Copies, not links: nothing later written in `dst` can touch `src`."""
-    import shutil
-
     src_manifest = read_json(src / "manifest.json")
     dst.mkdir(parents=True, exist_ok=True)
     manifest = {"stages": {}}
@@ -84,13 +91,31 @@ def seed_from(src: Path, dst: Path, cfg: Config) -> list[str]:
     return list(manifest["stages"])
 
 
-def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None) -> dict:
-    """Run (or skip, when already done with the same config) every stage up to `until`; returns the manifest."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), encoding="utf-8")
+class RunDirError(Exception):
+    """The run directory belongs to another config; the message says how to go on."""
+
+
+def changed_stages(manifest: dict, hashes: dict[str, str]) -> list[str]:
+    """Stages recorded in `manifest` (finished or started) whose config hash differs from `hashes`."""
+    return [name for name, rec in manifest["stages"].items() if rec.get("hash") not in (None, hashes.get(name))]
+
+
+def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False) -> dict:
+    """Run (or skip, when already done with the same config) every stage up to `until`; returns the manifest.
+
+    A run directory made with another config is refused (its results would be overwritten) unless `force`,
+    which reruns the changed stages and everything after them. A stage interrupted by a crash resumes: the
+    manifest records it as started with its hash, and its progress files and checkpoints carry the same hash.
+    """
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {"stages": {}}
     hashes = stage_hashes(cfg)
+    changed = changed_stages(manifest, hashes)
+    if changed and not force:
+        raise RunDirError(f"run directory {run_dir} was made with another config (stages {', '.join(changed)} "
+                          "differ); use a new --run-dir, or --force to rerun them there")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     ctx = Ctx(cfg, run_dir)
     stale = False
     for i, stage in enumerate(STAGES):
@@ -98,15 +123,22 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None) -> dict:
         if not stale and done.get("hash") == hashes[stage.name] and done.get("done"):
             logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: done already ({done.get('summary', '')})")
         else:
+            resuming = not stale and done.get("hash") == hashes[stage.name]  # started by a run that died
             stale = True  # everything after a rerun stage reruns too
-            manifest["stages"].pop(stage.name, None)
+            if not resuming:
+                clear_progress(run_dir)
+            manifest["stages"] = {k: v for k, v in manifest["stages"].items() if STAGE_NAMES.index(k) < i}
+            manifest["stages"][stage.name] = {"hash": hashes[stage.name], "done": False}
             write_json(manifest_path, manifest)
+            ctx.stage_hash = hashes[stage.name]
+            set_seed(cfg.seed * 1000 + i)  # each stage starts from its own RNG state, whatever ran before it
             t0 = time.time()
             summary = stage.run(ctx)
             seconds = time.time() - t0
             manifest["stages"][stage.name] = {"hash": hashes[stage.name], "done": True, "seconds": round(seconds, 1),
                                               "summary": summary}
             write_json(manifest_path, manifest)
+            clear_progress(run_dir)
             logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: {summary} ({seconds:.0f}s)")
         if stage.name == until:
             break

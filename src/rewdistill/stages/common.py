@@ -19,6 +19,7 @@ from rewdistill.tasks import task_from_config
 class Ctx:
     cfg: Config
     run_dir: Path
+    stage_hash: str = ""  # the running stage's config hash (set by the pipeline; tags its checkpoints)
 
     @cached_property
     def task(self):
@@ -31,9 +32,22 @@ class Ctx:
             return "cuda" if torch.cuda.is_available() else "cpu"
         return d
 
-    def metrics(self, stage: str, main_process: bool = True):
-        """A fresh `<stage>_metrics.jsonl` logger (a no-op on non-main processes)."""
-        return MetricsLog(self.run_dir / f"{stage}_metrics.jsonl") if main_process else (lambda row: None)
+    def metrics(self, stage: str, main_process: bool = True, checkpoint: str | None = None):
+        """A `<stage>_metrics.jsonl` logger (a no-op on non-main processes): fresh, or, when checkpoint `checkpoint`
+        (default: `stage`) will be resumed, keeping the rows up to its step."""
+        if not main_process:
+            return lambda row: None
+        from rewdistill.train.checkpoint import peek
+
+        keep = peek(self.run_dir / "checkpoints" / (checkpoint or stage), self.stage_hash)
+        return MetricsLog(self.run_dir / f"{stage}_metrics.jsonl", keep)
+
+    def checkpoint(self, name: str, accelerator):
+        """Resumable state of a training loop, in run_dir/checkpoints/<name>, tagged with this stage's hash."""
+        from rewdistill.train.checkpoint import Checkpoint
+
+        return Checkpoint(self.run_dir / "checkpoints" / name, self.cfg.reliability.checkpoint_every, accelerator,
+                          self.stage_hash)
 
     def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
         """A fresh Accelerator for one stage (stages may differ in precision and accumulation)."""

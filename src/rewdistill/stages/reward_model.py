@@ -39,6 +39,7 @@ def fit_reward_model(ctx: Ctx, rows: list[dict], out: str, log_name: str = "rewa
     model = train_reward_model(
         model, items, tok.pad_token_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         accelerator=acc, seed=ctx.cfg.seed,
-        log=ctx.metrics(log_name, acc.is_main_process),
+        log=ctx.metrics(log_name, acc.is_main_process, checkpoint=out), ckpt=ctx.checkpoint(out, acc),
+        max_skips=ctx.cfg.reliability.max_nonfinite_skips,
     )
     save_pretrained(acc, model, tok, ctx.path(out))

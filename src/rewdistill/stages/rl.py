@@ -8,7 +8,7 @@ logged only, never fed back into training.
 """
 from __future__ import annotations
 
-from rewdistill.io import read_jsonl, write_jsonl
+from rewdistill.io import read_jsonl, read_jsonl_prefix, write_jsonl
 from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.rewards import (
     make_hybrid_reward,
@@ -21,6 +21,7 @@ from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx, label_method, label_rows
 from rewdistill.stages.reward_model import fit_reward_model
 from rewdistill.stages.teacher_sample import local_sampler, sample_rows
+from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import encode_text_pair, save_pretrained
 from rewdistill.train.reward_model import score_sequences
 from rewdistill.train.rl_loop import train_rl
@@ -89,9 +90,19 @@ def run(ctx: Ctx) -> str:
     critic_init = rm_dir if rm_reads_policy_tokens else sft_dir
     critic = load_reward_model(critic_init, ctx.device, "float32") if cfg.algo == "ppo" else None
     acc = ctx.accelerator(cfg.mixed_precision)
-    log = ctx.metrics("rl", acc.is_main_process)
+    log = ctx.metrics("rl", acc.is_main_process)  # keeps the rows up to a checkpoint it will resume from
+    ckpt = ctx.checkpoint("rl", acc)
+    done = peek(ckpt.root, ckpt.tag) or 0  # RL steps finished before a crash
     agree: list[float] = []
     watched: dict[str, list] = {"step": [], "rm": [], "gold": []}
+    if done:  # resume: the policy (and critic) as of step `done`; the loop restores optimisers within a round
+        ckpt.load({"policy": policy, **({"critic": critic} if critic is not None else {})}, {})
+        for row in read_jsonl_prefix(ctx.path("rl_metrics.jsonl")):
+            if "pseudo_label_agreement" in row:
+                agree.append(row["pseudo_label_agreement"])
+            if "watch_val_gold_accuracy" in row:
+                for k, key in [("step", "step"), ("rm", "watch_val_rm_score"), ("gold", "watch_val_gold_accuracy")]:
+                    watched[k].append(row[key])
     # diagnostic only: a fixed validation subset with gold answers, and the stage-5 reward model
     val = task.load("validation")[: cfg.watch_n] if cfg.watch_every else []
     val_prompts = [task.prompt(e) for e in val]
@@ -115,14 +126,17 @@ def run(ctx: Ctx) -> str:
         if val and step % cfg.watch_every == 0:
             watch(step, policy)
 
-    if val:
+    if val and not done:
         watch(0, policy)
     if cfg.rounds > 1:  # what later rounds retrain the reward model on
         student_rows = read_jsonl(ctx.path("student_samples.jsonl")) if ctx.path("student_samples.jsonl").exists() else []
         kept_qs = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
         teacher_rows = read_jsonl(ctx.path("teacher_labelled.jsonl"))
     for r in range(cfg.rounds):
-        if r > 0 and cfg.reward in ("rm", "hybrid"):  # re-sample with the improved student, relabel, retrain the RM
+        if r > 0 and cfg.reward in ("rm", "hybrid") and done > r * cfg.steps:  # this round's RM was trained already
+            student_rows += read_jsonl(ctx.path(f"student_samples_round{r}.jsonl"))
+            rm_dir = str(ctx.path(f"reward_model_round{r}"))
+        elif r > 0 and cfg.reward in ("rm", "hybrid"):  # re-sample with the improved student, relabel, retrain RM
             save_pretrained(acc, policy, tok, ctx.path(f"rl_round{r}"))
             sampler = local_sampler(ctx, str(ctx.path(f"rl_round{r}")), ctx.cfg.student_sample.batch_size)
             new = label_rows(ctx, sample_rows(ctx, sampler, kept_qs, ctx.cfg.student_sample, ctx.cfg.seed + 10 + r,
@@ -131,12 +145,15 @@ def run(ctx: Ctx) -> str:
             student_rows += new
             rm_dir = str(ctx.path(f"reward_model_round{r}"))
             fit_reward_model(ctx, teacher_rows + student_rows, f"reward_model_round{r}", f"reward_model_round{r}")
+        if done >= (r + 1) * cfg.steps:  # finished before the crash
+            continue
         if r > 0:
             policy = acc.unwrap_model(policy)
             acc = ctx.accelerator(cfg.mixed_precision)
         reward_fn = build_reward(ctx, cfg.reward, rm_dir, rm_tok, rm_reads_policy_tokens, questions, labels, by_id)
         policy = train_rl(policy, ref, critic, tok, [q["prompt"] for q in questions], cfg, reward_fn=reward_fn,
-                          accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=on_step, first_step=r * cfg.steps + 1)
+                          accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=on_step, first_step=r * cfg.steps + 1,
+                          ckpt=ctx.checkpoint("rl", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips)
     save_pretrained(acc, policy, tok, ctx.path("student_rl"))
     if not agree:
         return "0 RL steps: student_rl/ is the SFT student"

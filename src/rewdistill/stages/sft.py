@@ -25,7 +25,8 @@ def run(ctx: Ctx) -> str:
         model, encode_pairs(tok, prompts, rows), tok.pad_token_id,
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay, accelerator=acc, seed=ctx.cfg.seed,
-        log=ctx.metrics("sft", acc.is_main_process),
+        log=ctx.metrics("sft", acc.is_main_process), ckpt=ctx.checkpoint("sft", acc),
+        max_skips=ctx.cfg.reliability.max_nonfinite_skips,
     )
     save_pretrained(acc, model, tok, ctx.path("student_sft"))
     return f"fine-tuned on {len(rows)} label-1 teacher responses -> student_sft/"

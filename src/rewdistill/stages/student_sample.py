@@ -12,8 +12,10 @@ def run(ctx: Ctx) -> str:
     by_id = {e.qid: e for e in task.load("train")}
     questions = [{**q, "_ex": by_id[q["qid"]]} for q in ctx.questions() if labels[q["qid"]]["kept"]]
     sampler = local_sampler(ctx, str(ctx.path("student_sft")), ctx.cfg.student_sample.batch_size)
-    rows = sample_rows(ctx, sampler, questions, ctx.cfg.student_sample, ctx.cfg.seed + 1, "student")
+    progress = ctx.path("student_samples.progress.jsonl")
+    rows = sample_rows(ctx, sampler, questions, ctx.cfg.student_sample, ctx.cfg.seed + 1, "student", progress)
     labelled = label_rows(ctx, rows, labels, "student")
     write_jsonl(ctx.path("student_samples.jsonl"), labelled)
+    progress.unlink()
     pos = sum(r["label"] for r in labelled)
     return f"{len(labelled)} student responses, {pos / max(1, len(labelled)):.0%} agree with the pseudo-label"

@@ -9,7 +9,9 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from rewdistill.algo.losses import bce_reward_loss, bradley_terry_loss
+from rewdistill.faults import kill_point
 from rewdistill.train.common import cosine_lr, last_token_scores, pad_right
+from rewdistill.train.guard import Guard, all_finite
 
 
 def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
@@ -53,6 +55,8 @@ def train_reward_model(
     accelerator: Accelerator,
     seed: int,
     log: Callable[[dict], None],
+    ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
+    max_skips: int = 10,
 ):
     """Explicit loop. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     rng = random.Random(seed)
@@ -64,29 +68,47 @@ def train_reward_model(
     accum = accelerator.gradient_accumulation_steps
     micro_per_epoch = max(1, len(items) // batch_size)
     total = max(1, micro_per_epoch * epochs // accum)
-    step, window = 0, []
-    bar = tqdm(total=total, desc="reward-model", unit="step", disable=not accelerator.is_main_process)
+    step, first_epoch, first_micro, window, bad = 0, 0, 0, [], False
+    state = ckpt.load({"model": model}, {"opt": opt}) if ckpt else None
+    if state:  # resume: same weights, optimiser, item order and position as when the checkpoint was written
+        step, first_epoch, first_micro, items = state["step"], state["epoch"], state["next_micro"], state["items"]
+        items = [tuple(i) if isinstance(i, list) else i for i in items]
+        rng.setstate(state["rng"])
+    guard = Guard("reward-model", max_skips, "Lower reward_model.lr or check the labels.")
+    bar = tqdm(total=total, initial=step, desc="reward-model", unit="step", disable=not accelerator.is_main_process)
     model.train()
-    for epoch in range(epochs):
-        rng.shuffle(items)
-        for s in range(micro_per_epoch):
+    for epoch in range(first_epoch, epochs):
+        if epoch != first_epoch or not state:
+            rng.shuffle(items)
+        for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     l, st = batch_loss(model, rows, items[s * batch_size : (s + 1) * batch_size], loss, pad_id,
                                        accelerator.device)
-                accelerator.backward(l)
-                window.append({"loss": l.item(), **st})
+                if all_finite(l):
+                    accelerator.backward(l)
+                    window.append({"loss": l.item(), **st})
+                else:
+                    bad = True
                 if accelerator.sync_gradients:
                     for g in opt.param_groups:
                         g["lr"] = lr * cosine_lr(step, total, int(0.05 * total))
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                opt.zero_grad()
+                    bad = bad or not all_finite(accelerator.clip_grad_norm_(model.parameters(), 1.0))
+                    if not bad:
+                        opt.step()
+                    opt.zero_grad()
             if accelerator.sync_gradients:
                 step += 1
-                row = {"step": step, "epoch": epoch, **{k: sum(w[k] for w in window) / len(window) for k in window[0]}}
-                window = []
+                guard.record(not bad)
+                row = {"step": step, "epoch": epoch, "skipped": int(bad), "skipped_total": guard.skipped,
+                       **({k: sum(w[k] for w in window) / len(window) for k in window[0]} if window
+                          else {"loss": float("nan"), "acc": float("nan")})}
+                window, bad = [], False
                 log(row)
+                if ckpt and ckpt.due(step):
+                    ckpt.save(step, {"model": model}, {"opt": opt},
+                              {"epoch": epoch, "next_micro": s + 1, "items": items, "rng": rng.getstate()})
+                kill_point("rm-step")
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.2f}")
                 bar.update(1)
     bar.close()

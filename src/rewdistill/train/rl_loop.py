@@ -14,7 +14,10 @@ from tqdm.auto import tqdm
 from rewdistill.algo.advantages import adaptive_kl_coef
 from rewdistill.algo.losses import kl_per_token
 from rewdistill.train import grpo, ppo, rloo
+from rewdistill.faults import kill_point
+from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import encode_prompt
+from rewdistill.train.guard import Guard, all_finite
 from rewdistill.train.rollout import PromptCycle, Rollout, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
 
@@ -36,6 +39,8 @@ def train_rl(
     log: Callable[[dict], None],
     on_step: Callable[[int, Rollout, object], None] | None = None,  # (step, rollout, policy)
     first_step: int = 1,
+    ckpt=None,  # train.checkpoint.Checkpoint: resume from it when it lies in this call's steps; save every N
+    max_skips: int = 10,
 ):
     """Run `cfg.steps` iterations of `cfg.algo`; returns the prepared (possibly wrapped) policy."""
     algo = ALGOS[cfg.algo]
@@ -53,8 +58,18 @@ def train_rl(
     cycle = PromptCycle(len(prompts), seed + first_step)
     kl_coef = cfg.kl_coef
     last = first_step + cfg.steps - 1
-    bar = tqdm(total=cfg.steps, desc=f"rl ({cfg.algo})", unit="step", disable=not accelerator.is_main_process)
-    for step in range(first_step, last + 1):
+    models = {"policy": policy, **({"critic": critic} if algo.NEEDS_CRITIC else {})}
+    optims = {"policy": opt_p, **({"critic": opt_c} if algo.NEEDS_CRITIC else {})}
+    start = first_step
+    if ckpt is not None and first_step <= (peek(ckpt.root, ckpt.tag) or 0) <= last:
+        state = ckpt.load(models, optims)  # resume inside this round: weights, optimisers, controller, prompt order
+        start, kl_coef = state["step"] + 1, state["kl_coef"]
+        cycle.rng.setstate(state["cycle_rng"])
+        cycle.queue = list(state["cycle_queue"])
+    guard = Guard("rl", max_skips, "Lower rl.lr, check the reward (rl.reward_scale) or rl.kl_coef.")
+    bar = tqdm(total=cfg.steps, initial=start - first_step, desc=f"rl ({cfg.algo})", unit="step",
+               disable=not accelerator.is_main_process)
+    for step in range(start, last + 1):
         idx = cycle.take(cfg.rollout_batch)
         ro = sample_rollout(accelerator.unwrap_model(policy), ref, tokenizer, prompts, encoded, idx, G, cfg, device,
                             seed=seed * 100_003 + step)
@@ -66,10 +81,15 @@ def train_rl(
             adv = grpo.advantages(ro, score, G)
         else:
             adv = rloo.advantages(ro, score, G, kl_coef, cfg.kl_estimator)
-        stats = actor_update(policy, opt_p, ro, adv, cfg, accelerator, seed + step,
-                             kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0)
-        if algo.NEEDS_CRITIC:
-            stats.update(critic_update(critic, opt_c, ro, values, returns, cfg, accelerator, seed + step))
+        ok = all_finite(score, adv, *([returns] if algo.NEEDS_CRITIC else []))
+        stats = {}
+        if ok:  # a non-finite reward or advantage skips the whole step
+            stats = actor_update(policy, opt_p, ro, adv, cfg, accelerator, seed + step,
+                                 kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0)
+            if algo.NEEDS_CRITIC:
+                stats.update(critic_update(critic, opt_c, ro, values, returns, cfg, accelerator, seed + step))
+            ok = 0.0 in stats["skipped_minibatches"]  # skipped unless at least one minibatch updated the policy
+        guard.record(ok)
         row = {
             "stage": "rl", "step": step, "algo": cfg.algo,
             "reward": score.mean().item(),
@@ -77,6 +97,7 @@ def train_rl(
             "kl_coef": kl_coef,
             "response_length": ro.resp_mask.sum(1).mean().item(),
             "finished_frac": ro.finished.float().mean().item(),
+            "skipped": int(not ok), "skipped_total": guard.skipped,
             **{k: sum(v) / len(v) for k, v in stats.items()},
         }
         if cfg.kl_target is not None:
@@ -84,6 +105,10 @@ def train_rl(
         log(row)
         if on_step is not None:
             on_step(step, ro, accelerator.unwrap_model(policy))
+        if ckpt is not None and ckpt.every > 0 and (ckpt.due(step) or step == last):  # always at a round's end
+            ckpt.save(step, models, optims, {"kl_coef": kl_coef, "cycle_rng": cycle.rng.getstate(),
+                                             "cycle_queue": cycle.queue})
+        kill_point("rl-step")
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")
         bar.update(1)
     bar.close()

@@ -5,6 +5,7 @@ import torch
 
 from rewdistill.algo.losses import kl_per_token, masked_mean, ppo_policy_loss, ppo_value_loss
 from rewdistill.train.common import token_logprobs, token_scores
+from rewdistill.train.guard import all_finite
 from rewdistill.train.rollout import Rollout
 
 
@@ -34,9 +35,16 @@ def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, 
                 loss = loss + kl_loss_coef * kl
                 st["kl_loss"] = kl.item()
             opt.zero_grad()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(policy.parameters(), 1.0)
-            opt.step()
+            st["skipped_minibatches"] = 0.0
+            if all_finite(loss):  # a non-finite minibatch loss is skipped (no update), and counted
+                accelerator.backward(loss)
+                if all_finite(accelerator.clip_grad_norm_(policy.parameters(), 1.0)):
+                    opt.step()
+                else:
+                    st["skipped_minibatches"] = 1.0
+            else:
+                st["skipped_minibatches"] = 1.0
+            opt.zero_grad()
         st["entropy"] = masked_mean(entropy.detach(), m).item()
         for k, v in st.items():
             stats.setdefault(k, []).append(v)
