@@ -49,7 +49,7 @@ def grade_file(task: str, path: Path, out: Path | None = None, answer_mode: str 
     if out.resolve() == path.resolve():
         raise DataError(f"--out {out} is the input file; choose another path (the input is never overwritten)")
     bad = BadRows()
-    graded = parse_all(read_rows(path), lambda r: grade_row(task, r, answer_mode), bad_rows, bad)
+    graded = parse_all(read_rows(path, bad_rows, bad), lambda r: grade_row(task, r, answer_mode), bad_rows, bad)
     if not graded:
         raise DataError(f"{path}: no gradable rows ({bad.count} bad); each row needs 'response' and 'answer'")
     tmp = out.with_name(out.name + ".tmp")

@@ -96,8 +96,10 @@ class RunDirError(Exception):
 
 
 def changed_stages(manifest: dict, hashes: dict[str, str]) -> list[str]:
-    """Stages recorded in `manifest` (finished or started) whose config hash differs from `hashes`."""
-    return [name for name, rec in manifest["stages"].items() if rec.get("hash") not in (None, hashes.get(name))]
+    """Finished stages in `manifest` whose config hash differs from `hashes` (a stage that only started, e.g. one
+    that failed on bad input, holds no result to protect)."""
+    return [name for name, rec in manifest["stages"].items()
+            if rec.get("done") and rec.get("hash") not in (None, hashes.get(name))]
 
 
 def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False) -> dict:

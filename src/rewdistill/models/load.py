@@ -13,6 +13,14 @@ class ModelLoadError(Exception):
     """A model or tokenizer could not be loaded; the message says which and what to do."""
 
 
+HINT = "check models.teacher / models.student (a hub id, a local save_pretrained directory, or zoo:<name>)"
+
+
+def first_line(e: Exception) -> str:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def resolve(path: str) -> str:
     """`zoo:teacher` -> the shipped directory; anything else is passed to transformers unchanged."""
     if path.startswith("zoo:"):
@@ -37,7 +45,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False, chat_template: st
     try:
         tok = AutoTokenizer.from_pretrained(resolve(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot load tokenizer from {path!r}: {str(e).splitlines()[0]}") from e
+        raise ModelLoadError(f"cannot load tokenizer from {path!r}: {first_line(e)}; {HINT}") from e
     if tok.pad_token is None:  # many causal LMs ship without one; reuse EOS, masks keep it harmless
         tok.pad_token = tok.eos_token
     has_template = bool(getattr(tok, "chat_template", None))
@@ -53,7 +61,7 @@ def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_re
             resolve(path), dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot load model from {path!r}: {str(e).splitlines()[0]}") from e
+        raise ModelLoadError(f"cannot load model from {path!r}: {first_line(e)}; {HINT}") from e
     return model.to(device)
 
 
@@ -64,5 +72,5 @@ def load_reward_model(path: str, device: str = "cpu", dtype: str = "auto", trust
             resolve(path), num_labels=1, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as e:
-        raise ModelLoadError(f"cannot load reward model from {path!r}: {str(e).splitlines()[0]}") from e
+        raise ModelLoadError(f"cannot load reward model from {path!r}: {first_line(e)}; {HINT}") from e
     return model.to(device)

@@ -44,13 +44,13 @@ class FileTask(Task):
             return {s: hub_rows(repo, config, hs) for s, hs in self.hub_splits.items()}
         root = Path(self.path)
         if root.is_file():
-            return {"all": read_rows(root)}
+            return {"all": read_rows(root, self.policy, self.bad)}
         if not root.is_dir():
             raise DataError(f"{root}: no such file or directory; check task.path")
         found = {s: find_split_file(root, s) for s in SPLITS}
         if not any(found.values()):
             raise DataError(f"{root}: no train/validation/test .jsonl or .parquet file in it; check task.path")
-        return {s: read_rows(p) for s, p in found.items() if p is not None}
+        return {s: read_rows(p, self.policy, self.bad) for s, p in found.items() if p is not None}
 
     def _load_all(self) -> dict[str, list[Example]]:
         raw = self._raw()

@@ -33,8 +33,9 @@ class BadRows:
             self.examples.append(msg)
 
 
-def read_rows(path: Path) -> list[Row]:
-    """Every row of a local .jsonl / .json (JSON lines) / .parquet file. Malformed JSON is a DataError."""
+def read_rows(path: Path, policy: str = "fail", bad: BadRows | None = None) -> list[Row]:
+    """Every row of a local .jsonl / .json (JSON lines) / .parquet file. A malformed or non-UTF-8 line is a
+    DataError (`fail`) or dropped and counted in `bad` (`skip`)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file; check task.path")
@@ -49,19 +50,29 @@ def read_rows(path: Path) -> list[Row]:
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{n}: not UTF-8 text; re-save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: malformed JSON ({e.msg}); fix or remove this line") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{n}: a row must be a JSON object, got {type(obj).__name__}")
-            rows.append(Row(obj, f"{path}:{n}"))
+                rows += parse_line(raw, path, n)
+            except DataError as e:
+                if policy == "fail":
+                    raise DataError(f"{e} (or set task.bad_rows: skip to drop such rows)") from None
+                (bad if bad is not None else BadRows()).add(str(e))
     return rows
+
+
+def parse_line(raw: bytes, path: Path, n: int) -> list[Row]:
+    """One JSONL line -> [Row] ([] when blank); DataError when it is not UTF-8 or not a JSON object."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}:{n}: not UTF-8 text; re-save the file as UTF-8") from None
+    if not line.strip():
+        return []
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{n}: malformed JSON ({e.msg}); fix or remove this line") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}:{n}: a row must be a JSON object, got {type(obj).__name__}")
+    return [Row(obj, f"{path}:{n}")]
 
 
 def hub_rows(repo: str, config: str | None, split: str) -> list[Row]:

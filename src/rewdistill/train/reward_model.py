@@ -103,11 +103,11 @@ def train_reward_model(
                 row = {"step": step, "epoch": epoch, "skipped": int(bad), "skipped_total": guard.skipped,
                        **({k: sum(w[k] for w in window) / len(window) for k in window[0]} if window
                           else {"loss": float("nan"), "acc": float("nan")})}
-                window, bad = [], False
                 log(row)
-                if ckpt and ckpt.due(step):
+                if ckpt and ckpt.due(step) and not bad:  # only good steps are checkpointed
                     ckpt.save(step, {"model": model}, {"opt": opt},
                               {"epoch": epoch, "next_micro": s + 1, "items": items, "rng": rng.getstate()})
+                window, bad = [], False
                 kill_point("rm-step")
                 bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.2f}")
                 bar.update(1)

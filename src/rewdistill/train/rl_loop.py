@@ -105,7 +105,7 @@ def train_rl(
         log(row)
         if on_step is not None:
             on_step(step, ro, accelerator.unwrap_model(policy))
-        if ckpt is not None and ckpt.every > 0 and (ckpt.due(step) or step == last):  # always at a round's end
+        if ckpt is not None and ckpt.every > 0 and ok and (ckpt.due(step) or step == last):  # + at a round's end
             ckpt.save(step, models, optims, {"kl_coef": kl_coef, "cycle_rng": cycle.rng.getstate(),
                                              "cycle_queue": cycle.queue})
         kill_point("rl-step")

@@ -78,11 +78,11 @@ def train_sft(
                 row = {"step": step, "epoch": epoch, "loss": sum(losses) / len(losses) if losses else float("nan"),
                        "lr": opt.param_groups[0]["lr"], "grad_norm": float(grad_norm), "skipped": int(bad),
                        "skipped_total": guard.skipped}
-                losses, bad = [], False
                 log(row)
-                if ckpt and ckpt.due(step):
+                if ckpt and ckpt.due(step) and not bad:  # only good steps are checkpointed
                     ckpt.save(step, {"model": model}, {"opt": opt},
                               {"epoch": epoch, "next_micro": s + 1, "order": order, "rng": rng.getstate()})
+                losses, bad = [], False
                 kill_point("sft-step")
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
                 bar.update(1)
