@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -93,13 +94,22 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
 
 
 def save_pretrained(accelerator, model, tokenizer, out_dir) -> None:
-    """Save a (possibly wrapped / sharded) model and its tokenizer as a plain HF directory, once."""
+    """Save a (possibly wrapped / sharded) model and its tokenizer as a plain HF directory, once; written to
+    `<out_dir>.tmp` first and renamed, so a directory under the final name is always complete."""
+    import shutil
+    from pathlib import Path
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
     accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
     accelerator.unwrap_model(model).save_pretrained(
-        out_dir,
-        is_main_process=accelerator.is_main_process,
-        save_function=accelerator.save,
-        state_dict=accelerator.get_state_dict(model),
+        tmp, is_main_process=accelerator.is_main_process, save_function=accelerator.save, state_dict=state,
     )
     if accelerator.is_main_process:
-        tokenizer.save_pretrained(out_dir)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    accelerator.wait_for_everyone()
