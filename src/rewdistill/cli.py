@@ -23,6 +23,10 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
     p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
     p.add_argument("--rounds", help="iterative rounds of RL (shortcut for --rl.rounds)")
+    p.add_argument("--shard", metavar="I/N", help="sampling stages: sample only shard I of N (0-based) of the question "
+                   "chunks, write it, and stop; run every shard (on any machines sharing the run directory), then merge")
+    p.add_argument("--merge-shards", action="store_true",
+                   help="join the shards of the pending sampling stage (none missing or doubled) and go on")
     p.add_argument("--force", action="store_true",
                    help="reuse a run directory made with another config, rerunning the stages that changed")
     _config_options(p)
@@ -120,6 +124,18 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: write I/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"--shard {text}: I must be in 0..N-1")
+    return i, n
+
+
 def cmd_run(args) -> int:
     cfg = load_config(args.config, _overrides(args))
     run_dir = Path(args.run_dir or f"runs/{cfg.task.name}-seed{cfg.seed}")
@@ -128,9 +144,11 @@ def cmd_run(args) -> int:
     from rewdistill.report import format_table
 
     logging.getLogger("rewdistill").info(f"run directory: {run_dir}")
-    run_pipeline(cfg, run_dir, args.until, force=args.force)
+    run_pipeline(cfg, run_dir, args.until, force=args.force, shard=parse_shard(args.shard), merge=args.merge_shards)
     results = run_dir / "results.json"
-    if results.exists() and args.until in (None, "evaluate"):
+    from accelerate import PartialState
+
+    if PartialState().is_main_process and results.exists() and args.until in (None, "evaluate") and not args.shard:
         import json
 
         res = json.loads(results.read_text())

@@ -8,17 +8,20 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from datetime import timedelta
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 import yaml
+from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from rewdistill.config import Config, section_hash
 from rewdistill.io import read_json, write_json, write_text_atomic
 from rewdistill.stages import evaluate, pseudo_label, reward_model, rl, sft, student_sample, teacher_sample
-from rewdistill.stages.common import Ctx
+from rewdistill.stages.common import Ctx, ShardDone
 
 logger = logging.getLogger("rewdistill")
 
@@ -102,13 +105,24 @@ def changed_stages(manifest: dict, hashes: dict[str, str]) -> list[str]:
             if rec.get("done") and rec.get("hash") not in (None, hashes.get(name))]
 
 
-def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False) -> dict:
+TRAIN_STAGES = {"sft", "reward-model", "rl"}  # run on every process of a multi-process launch
+
+
+def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False,
+                 shard: tuple[int, int] | None = None, merge: bool = False) -> dict:
     """Run (or skip, when already done with the same config) every stage up to `until`; returns the manifest.
 
     A run directory made with another config is refused (its results would be overwritten) unless `force`,
     which reruns the changed stages and everything after them. A stage interrupted by a crash resumes: the
     manifest records it as started with its hash, and its progress files and checkpoints carry the same hash.
+
+    Under a multi-process launch (`accelerate launch` / `torchrun`) the training stages run on every process
+    (data sharded, gradients synchronised); the other stages run on the main process while the rest wait;
+    only the main process writes. `shard=(i, n)`: the next sampling stage samples only its share of the
+    question chunks and the run stops; `merge`: that stage joins the shards (checking that none is missing or
+    doubled) instead of sampling.
     """
+    dist = PartialState(cpu=not torch.cuda.is_available() or cfg.models.device == "cpu", timeout=timedelta(hours=24))
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {"stages": {}}
     hashes = stage_hashes(cfg)
@@ -116,9 +130,14 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
     if changed and not force:
         raise RunDirError(f"run directory {run_dir} was made with another config (stages {', '.join(changed)} "
                           "differ); use a new --run-dir, or --force to rerun them there")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    ctx = Ctx(cfg, run_dir)
+    dist.wait_for_everyone()
+    main = dist.is_main_process
+    if not main:  # one voice: the main process logs
+        logger.setLevel(logging.WARNING)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    ctx = Ctx(cfg, run_dir, shard=shard, merge=merge)
     stale = False
     for i, stage in enumerate(STAGES):
         done = manifest["stages"].get(stage.name, {})
@@ -127,25 +146,35 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
         else:
             resuming = not stale and done.get("hash") == hashes[stage.name]  # started by a run that died
             stale = True  # everything after a rerun stage reruns too
-            if not resuming:
-                clear_progress(run_dir)
             manifest["stages"] = {k: v for k, v in manifest["stages"].items() if STAGE_NAMES.index(k) < i}
             manifest["stages"][stage.name] = {"hash": hashes[stage.name], "done": False}
-            write_json(manifest_path, manifest)
+            if main:
+                if not resuming:
+                    clear_progress(run_dir)
+                write_json(manifest_path, manifest)
+            dist.wait_for_everyone()
             ctx.stage_hash = hashes[stage.name]
             set_seed(cfg.seed * 1000 + i)  # each stage starts from its own RNG state, whatever ran before it
             t0 = time.time()
-            summary = stage.run(ctx)
+            summary = None
+            try:
+                if main or stage.name in TRAIN_STAGES:
+                    summary = stage.run(ctx)
+            except ShardDone as e:
+                logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: {e}")
+                return manifest
+            dist.wait_for_everyone()
             seconds = time.time() - t0
             manifest["stages"][stage.name] = {"hash": hashes[stage.name], "done": True, "seconds": round(seconds, 1),
                                               "summary": summary}
-            write_json(manifest_path, manifest)
-            clear_progress(run_dir)
+            if main:
+                write_json(manifest_path, manifest)
+                clear_progress(run_dir)
             logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: {summary} ({seconds:.0f}s)")
         if stage.name == until:
             break
     results_path = run_dir / "results.json"
-    if manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
+    if main and manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
         results = read_json(results_path)
         results["seconds"] = {name: manifest["stages"][name].get("seconds") for name in STAGE_NAMES
                               if name in manifest["stages"]}

@@ -15,11 +15,17 @@ from rewdistill.io import MetricsLog, read_jsonl
 from rewdistill.tasks import task_from_config
 
 
+class ShardDone(Exception):
+    """A sampling stage wrote its shard (`--shard i/n`); the run stops there until the shards are merged."""
+
+
 @dataclass
 class Ctx:
     cfg: Config
     run_dir: Path
     stage_hash: str = ""  # the running stage's config hash (set by the pipeline; tags its checkpoints)
+    shard: tuple[int, int] | None = None  # sampling stages: sample only chunks k with k % n == i
+    merge: bool = False  # sampling stages: join the shards written by `shard` runs instead of sampling
 
     @cached_property
     def task(self):

@@ -16,6 +16,6 @@ def run(ctx: Ctx) -> str:
     rows = sample_rows(ctx, sampler, questions, ctx.cfg.student_sample, ctx.cfg.seed + 1, "student", progress)
     labelled = label_rows(ctx, rows, labels, "student")
     write_jsonl(ctx.path("student_samples.jsonl"), labelled)
-    progress.unlink()
+    progress.unlink(missing_ok=True)
     pos = sum(r["label"] for r in labelled)
     return f"{len(labelled)} student responses, {pos / max(1, len(labelled)):.0%} agree with the pseudo-label"

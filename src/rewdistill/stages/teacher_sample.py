@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -10,7 +11,7 @@ from rewdistill.faults import kill_point
 from rewdistill.io import append_text, read_jsonl_prefix, write_jsonl
 from rewdistill.models.load import load_causal_lm
 from rewdistill.sampling.backends import HFSampler, teacher_sampler
-from rewdistill.stages.common import Ctx
+from rewdistill.stages.common import Ctx, ShardDone
 
 
 def local_sampler(ctx: Ctx, model_path: str, batch_size: int) -> HFSampler:
@@ -31,11 +32,19 @@ def sample_rows(ctx: Ctx, sampler, questions: list[dict], scfg, seed: int, who: 
     task = ctx.task
     size = max(1, scfg.batch_size // scfg.n_per_temperature)
     n_chunks = (len(questions) + size - 1) // size
-    done = {c["chunk"]: c["rows"] for c in read_jsonl_prefix(progress)} if progress else {}
-    if progress:
-        write_jsonl(progress, [{"chunk": k, "rows": done[k]} for k in sorted(done)])  # rewrite without a torn tail
-    bar = tqdm(total=n_chunks, initial=len(done), desc=who, unit="chunk", leave=False)
-    for k in range(n_chunks):
+    todo = list(range(n_chunks))
+    if progress and ctx.merge:
+        done, todo = merge_shards(progress, n_chunks), []
+    else:
+        if progress and ctx.shard:
+            i, n = ctx.shard
+            progress = progress.with_name(progress.name.replace(".progress.", f".shard-{i}-of-{n}."))
+            todo = [k for k in todo if k % n == i]
+        done = {c["chunk"]: c["rows"] for c in read_jsonl_prefix(progress)} if progress else {}
+        if progress:
+            write_jsonl(progress, [{"chunk": k, "rows": done[k]} for k in sorted(done)])  # drop a torn tail
+    bar = tqdm(total=len(todo), initial=len([k for k in todo if k in done]), desc=who, unit="chunk", leave=False)
+    for k in todo:
         if k in done:
             continue
         chunk = questions[k * size : (k + 1) * size]
@@ -55,7 +64,38 @@ def sample_rows(ctx: Ctx, sampler, questions: list[dict], scfg, seed: int, who: 
             kill_point("sample-chunk")
         bar.update(1)
     bar.close()
+    if progress and ctx.shard:
+        raise ShardDone(f"shard {ctx.shard[0]}/{ctx.shard[1]}: {len(todo)} of {n_chunks} question chunks in "
+                        f"{progress.name}; when every shard is written, run again with --merge-shards")
     return [r for k in range(n_chunks) for r in done[k]]
+
+
+def merge_shards(progress: Path, n_chunks: int) -> dict[int, list]:
+    """Chunks from every `<name>.shard-i-of-n.jsonl` next to `progress`; none may be missing or doubled."""
+    pattern = progress.name.replace(".progress.", ".shard-*-of-*.")
+    files = sorted(progress.parent.glob(pattern))
+    if not files:
+        raise RuntimeError(f"--merge-shards: no shard files {pattern} in {progress.parent}; run the shards first "
+                           "(--shard i/n)")
+    counts = {int(re.search(r"shard-\d+-of-(\d+)\.", f.name).group(1)) for f in files}
+    if len(counts) > 1:
+        raise RuntimeError(f"--merge-shards: shard files of different splits ({', '.join(f.name for f in files)}); "
+                           "keep one --shard i/n split")
+    n = counts.pop()
+    done: dict[int, list] = {}
+    where: dict[int, str] = {}
+    for f in files:
+        for c in read_jsonl_prefix(f):
+            if c["chunk"] in done:
+                raise RuntimeError(f"--merge-shards: question chunk {c['chunk']} is in both {where[c['chunk']]} and "
+                                   f"{f.name}; remove the shard files of the wrong split and rerun those shards")
+            done[c["chunk"]], where[c["chunk"]] = c["rows"], f.name
+    missing = [k for k in range(n_chunks) if k not in done]
+    if missing:
+        shards = sorted({k % n for k in missing})
+        raise RuntimeError(f"--merge-shards: {len(missing)} of {n_chunks} question chunks missing, from shards "
+                           f"{', '.join(f'{s}/{n}' for s in shards)}; run those (--shard i/{n}) and merge again")
+    return done
 
 
 def run(ctx: Ctx) -> str:
@@ -69,6 +109,6 @@ def run(ctx: Ctx) -> str:
     progress = ctx.path("teacher_samples.progress.jsonl")
     rows = sample_rows(ctx, sampler, questions, ctx.cfg.teacher_sample, ctx.cfg.seed, "teacher", progress)
     write_jsonl(ctx.path("teacher_samples.jsonl"), rows)
-    progress.unlink()
+    progress.unlink(missing_ok=True)
     parsed = sum(r["answer"] is not None for r in rows)
     return f"{len(rows)} teacher responses to {len(questions)} questions ({parsed / len(rows):.0%} with an answer)"
