@@ -73,4 +73,7 @@ def load_reward_model(path: str, device: str = "cpu", dtype: str = "auto", trust
         )
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load reward model from {path!r}: {first_line(e)}; {HINT}") from e
+    if model.config.pad_token_id is None:  # e.g. Llama 3 configs; the head's batched forward needs one
+        eos = model.config.eos_token_id
+        model.config.pad_token_id = (eos[0] if isinstance(eos, list) else eos) or 0
     return model.to(device)

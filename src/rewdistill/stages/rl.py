@@ -104,7 +104,8 @@ def run(ctx: Ctx) -> str:
                 for k, key in [("step", "step"), ("rm", "watch_val_rm_score"), ("gold", "watch_val_gold_accuracy")]:
                     watched[k].append(row[key])
     # diagnostic only: a fixed validation subset with gold answers, and the stage-5 reward model
-    val = task.load("validation")[: cfg.watch_n] if cfg.watch_every else []
+    main = acc.is_main_process  # the watch runs and logs on the main process only
+    val = task.load("validation")[: cfg.watch_n] if cfg.watch_every and main else []
     val_prompts = [task.prompt(e) for e in val]
     watch_rm = load_reward_model(rm_dir, ctx.device, m.dtype).eval() if val else None
 
@@ -141,7 +142,8 @@ def run(ctx: Ctx) -> str:
             sampler = local_sampler(ctx, str(ctx.path(f"rl_round{r}")), ctx.cfg.student_sample.batch_size)
             new = label_rows(ctx, sample_rows(ctx, sampler, kept_qs, ctx.cfg.student_sample, ctx.cfg.seed + 10 + r,
                                               f"student round {r}"), labels, f"student_round{r}")
-            write_jsonl(ctx.path(f"student_samples_round{r}.jsonl"), new)
+            if main:
+                write_jsonl(ctx.path(f"student_samples_round{r}.jsonl"), new)
             student_rows += new
             rm_dir = str(ctx.path(f"reward_model_round{r}"))
             fit_reward_model(ctx, teacher_rows + student_rows, f"reward_model_round{r}", f"reward_model_round{r}")

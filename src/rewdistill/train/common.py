@@ -72,10 +72,29 @@ def token_scores(model, ids, mask) -> torch.Tensor:
 
     (B, T) -> (B, T). The reward model's score of a sequence is the value at its last real token.
     """
-    model = getattr(model, "module", model)  # unwrap DDP
-    backbone = getattr(model, model.base_model_prefix)
-    hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).last_hidden_state
-    return model.score(hidden).squeeze(-1).float()
+    # through the (possibly DDP-wrapped) model's own forward, so that gradient synchronisation sees it
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), output_hidden_states=True)
+    head = getattr(model, "module", model).score
+    return head(out.hidden_states[-1]).squeeze(-1).float()  # hidden_states[-1]: after the final norm
+
+
+def shard_of(items: list, accelerator) -> list:
+    """This process's share of a global batch: every num_processes-th item (all of it on one process)."""
+    return items[accelerator.process_index :: accelerator.num_processes]
+
+
+def all_agree(accelerator, ok: bool) -> bool:
+    """True only when `ok` holds on every process (so that all of them skip, or none: DDP needs both)."""
+    if accelerator.num_processes == 1:
+        return ok
+    return bool(accelerator.gather(torch.tensor([float(ok)], device=accelerator.device)).min() > 0)
+
+
+def global_mean(accelerator, value: float) -> float:
+    """Mean of a per-process scalar over all processes (the value itself on one process)."""
+    if accelerator.num_processes == 1:
+        return value
+    return accelerator.reduce(torch.tensor([value], device=accelerator.device), "mean").item()
 
 
 def last_token_scores(model, ids, mask) -> torch.Tensor:

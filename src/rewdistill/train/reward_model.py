@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from rewdistill.algo.losses import bce_reward_loss, bradley_terry_loss
 from rewdistill.faults import kill_point
-from rewdistill.train.common import cosine_lr, last_token_scores, pad_right
+from rewdistill.train.common import all_agree, cosine_lr, global_mean, last_token_scores, pad_right, shard_of
 from rewdistill.train.guard import Guard, all_finite
 
 
@@ -65,6 +65,9 @@ def train_reward_model(
     items = make_pairs(rows, rng) if loss == "bt" else list(range(len(rows)))
     if not items:
         raise ValueError("no reward-model training items: bt needs label-1 and label-0 responses to one question")
+    if batch_size % accelerator.num_processes:
+        raise RuntimeError(f"reward_model.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
+                           "processes (each takes an equal share of every batch)")
     accum = accelerator.gradient_accumulation_steps
     micro_per_epoch = max(1, len(items) // batch_size)
     total = max(1, micro_per_epoch * epochs // accum)
@@ -82,10 +85,10 @@ def train_reward_model(
             rng.shuffle(items)
         for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
             with accelerator.accumulate(model):
+                mine = shard_of(items[s * batch_size : (s + 1) * batch_size], accelerator)  # this process's share
                 with accelerator.autocast():
-                    l, st = batch_loss(model, rows, items[s * batch_size : (s + 1) * batch_size], loss, pad_id,
-                                       accelerator.device)
-                if all_finite(l):
+                    l, st = batch_loss(model, rows, mine, loss, pad_id, accelerator.device)
+                if all_agree(accelerator, all_finite(l)):
                     accelerator.backward(l)
                     window.append({"loss": l.item(), **st})
                 else:
@@ -101,8 +104,8 @@ def train_reward_model(
                 step += 1
                 guard.record(not bad)
                 row = {"step": step, "epoch": epoch, "skipped": int(bad), "skipped_total": guard.skipped,
-                       **({k: sum(w[k] for w in window) / len(window) for k in window[0]} if window
-                          else {"loss": float("nan"), "acc": float("nan")})}
+                       **({k: global_mean(accelerator, sum(w[k] for w in window) / len(window)) for k in window[0]}
+                          if window else {"loss": float("nan"), "acc": float("nan")})}
                 log(row)
                 if ckpt and ckpt.due(step) and not bad:  # only good steps are checkpointed
                     ckpt.save(step, {"model": model}, {"opt": opt},

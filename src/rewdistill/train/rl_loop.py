@@ -16,7 +16,7 @@ from rewdistill.algo.losses import kl_per_token
 from rewdistill.train import grpo, ppo, rloo
 from rewdistill.faults import kill_point
 from rewdistill.train.checkpoint import peek
-from rewdistill.train.common import encode_prompt
+from rewdistill.train.common import all_agree, encode_prompt, global_mean, shard_of
 from rewdistill.train.guard import Guard, all_finite
 from rewdistill.train.rollout import PromptCycle, Rollout, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
@@ -47,6 +47,10 @@ def train_rl(
     G = cfg.group_size
     if not algo.NEEDS_CRITIC and G < 2:
         raise ValueError(f"rl.algo {cfg.algo} compares responses to the same prompt: set rl.group_size >= 2")
+    world = accelerator.num_processes
+    if cfg.rollout_batch % world or cfg.minibatch % world:
+        raise RuntimeError(f"rl.rollout_batch ({cfg.rollout_batch}) and rl.minibatch ({cfg.minibatch}) must be multiples "
+                           f"of the {world} processes (each takes an equal share)")
     opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     policy, opt_p = accelerator.prepare(policy, opt_p)
     if algo.NEEDS_CRITIC:
@@ -70,9 +74,9 @@ def train_rl(
     bar = tqdm(total=cfg.steps, initial=start - first_step, desc=f"rl ({cfg.algo})", unit="step",
                disable=not accelerator.is_main_process)
     for step in range(start, last + 1):
-        idx = cycle.take(cfg.rollout_batch)
+        idx = shard_of(cycle.take(cfg.rollout_batch), accelerator)  # this process's prompts (groups stay whole)
         ro = sample_rollout(accelerator.unwrap_model(policy), ref, tokenizer, prompts, encoded, idx, G, cfg, device,
-                            seed=seed * 100_003 + step)
+                            seed=seed * 100_003 + step + 7_919_111 * accelerator.process_index)
         score = final_scores(reward_fn(ro).to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
         kl = (kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask).sum(1)  # (B,) per response
         if cfg.algo == "ppo":
@@ -81,24 +85,26 @@ def train_rl(
             adv = grpo.advantages(ro, score, G)
         else:
             adv = rloo.advantages(ro, score, G, kl_coef, cfg.kl_estimator)
-        ok = all_finite(score, adv, *([returns] if algo.NEEDS_CRITIC else []))
+        ok = all_agree(accelerator, all_finite(score, adv, *([returns] if algo.NEEDS_CRITIC else [])))
         stats = {}
         if ok:  # a non-finite reward or advantage skips the whole step
             stats = actor_update(policy, opt_p, ro, adv, cfg, accelerator, seed + step,
-                                 kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0)
+                                 kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0, minibatch=cfg.minibatch // world)
             if algo.NEEDS_CRITIC:
-                stats.update(critic_update(critic, opt_c, ro, values, returns, cfg, accelerator, seed + step))
+                stats.update(critic_update(critic, opt_c, ro, values, returns, cfg, accelerator, seed + step,
+                                           minibatch=cfg.minibatch // world))
             ok = 0.0 in stats["skipped_minibatches"]  # skipped unless at least one minibatch updated the policy
         guard.record(ok)
+        mean = lambda x: global_mean(accelerator, x)  # noqa: E731  over all processes' rollouts
         row = {
             "stage": "rl", "step": step, "algo": cfg.algo,
-            "reward": score.mean().item(),
-            "kl": kl.mean().item(),  # per-response KL(pi || ref), summed over tokens
+            "reward": mean(score.mean().item()),
+            "kl": mean(kl.mean().item()),  # per-response KL(pi || ref), summed over tokens
             "kl_coef": kl_coef,
-            "response_length": ro.resp_mask.sum(1).mean().item(),
-            "finished_frac": ro.finished.float().mean().item(),
+            "response_length": mean(ro.resp_mask.sum(1).mean().item()),
+            "finished_frac": mean(ro.finished.float().mean().item()),
             "skipped": int(not ok), "skipped_total": guard.skipped,
-            **{k: sum(v) / len(v) for k, v in stats.items()},
+            **{k: mean(sum(v) / len(v)) for k, v in stats.items()},
         }
         if cfg.kl_target is not None:
             kl_coef = adaptive_kl_coef(kl_coef, row["kl"], cfg.kl_target, cfg.kl_horizon)

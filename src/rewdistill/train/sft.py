@@ -9,7 +9,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from rewdistill.faults import kill_point
-from rewdistill.train.common import cosine_lr, sft_batch
+from rewdistill.train.common import all_agree, cosine_lr, global_mean, sft_batch, shard_of
 from rewdistill.train.guard import Guard, all_finite
 
 
@@ -30,6 +30,9 @@ def train_sft(
     max_skips: int = 10,
 ):
     """Explicit SFT loop. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
+    if batch_size % accelerator.num_processes:
+        raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} processes "
+                           "(each takes an equal share of every batch)")
     if not pairs:
         raise RuntimeError("sft: no training pairs (no label-1 finished teacher response); sample more teacher "
                            "responses or lower pseudo_label.min_vote_share")
@@ -54,12 +57,13 @@ def train_sft(
             order = list(range(len(pairs)))
             rng.shuffle(order)
         for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
-            ids, mask, labels = sft_batch([pairs[i] for i in order[s * batch_size : (s + 1) * batch_size]], pad_id)
+            mine = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator)  # this process's share
+            ids, mask, labels = sft_batch([pairs[i] for i in mine], pad_id)
             ids, mask, labels = ids.to(accelerator.device), mask.to(accelerator.device), labels.to(accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss  # mean over response tokens
-                if all_finite(loss):
+                if all_agree(accelerator, all_finite(loss)):
                     accelerator.backward(loss)
                     losses.append(loss.item())
                 else:
@@ -75,7 +79,8 @@ def train_sft(
             if accelerator.sync_gradients:
                 step += 1
                 guard.record(not bad)
-                row = {"step": step, "epoch": epoch, "loss": sum(losses) / len(losses) if losses else float("nan"),
+                row = {"step": step, "epoch": epoch,
+                       "loss": global_mean(accelerator, sum(losses) / len(losses) if losses else float("nan")),
                        "lr": opt.param_groups[0]["lr"], "grad_norm": float(grad_norm), "skipped": int(bad),
                        "skipped_total": guard.skipped}
                 log(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from rewdistill.algo.losses import kl_per_token, masked_mean, ppo_policy_loss, ppo_value_loss
-from rewdistill.train.common import token_logprobs, token_scores
+from rewdistill.train.common import all_agree, token_logprobs, token_scores
 from rewdistill.train.guard import all_finite
 from rewdistill.train.rollout import Rollout
 
@@ -17,12 +17,12 @@ def _minibatches(B: int, size: int, epochs: int, seed: int):
 
 
 def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, seed: int,
-                 kl_loss_coef: float = 0.0) -> dict[str, list[float]]:
+                 kl_loss_coef: float = 0.0, minibatch: int | None = None) -> dict[str, list[float]]:
     """Clipped surrogate on token advantages adv (B, T); with kl_loss_coef > 0 also + coef * k3 KL to the
     reference in the loss (GRPO). Returns lists of per-minibatch stats."""
     policy.train()
     stats: dict[str, list[float]] = {}
-    for mb in _minibatches(len(ro.ids), cfg.minibatch, cfg.ppo_epochs, seed):
+    for mb in _minibatches(len(ro.ids), minibatch or cfg.minibatch, cfg.ppo_epochs, seed):
         mb = mb.to(ro.ids.device)
         with accelerator.accumulate(policy):  # one optimiser step per minibatch (sync flag set for this step)
             with accelerator.autocast():
@@ -36,7 +36,7 @@ def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, 
                 st["kl_loss"] = kl.item()
             opt.zero_grad()
             st["skipped_minibatches"] = 0.0
-            if all_finite(loss):  # a non-finite minibatch loss is skipped (no update), and counted
+            if all_agree(accelerator, all_finite(loss)):  # a non-finite loss: the minibatch is skipped, counted
                 accelerator.backward(loss)
                 if all_finite(accelerator.clip_grad_norm_(policy.parameters(), 1.0)):
                     opt.step()
@@ -52,11 +52,11 @@ def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, 
 
 
 def critic_update(critic, opt, ro: Rollout, old_values: torch.Tensor, returns: torch.Tensor, cfg, accelerator,
-                  seed: int) -> dict[str, list[float]]:
+                  seed: int, minibatch: int | None = None) -> dict[str, list[float]]:
     """Clipped value loss against GAE returns. old_values, returns: (B, T)."""
     critic.train()
     stats: dict[str, list[float]] = {}
-    for mb in _minibatches(len(ro.ids), cfg.minibatch, cfg.ppo_epochs, seed + 1):
+    for mb in _minibatches(len(ro.ids), minibatch or cfg.minibatch, cfg.ppo_epochs, seed + 1):
         mb = mb.to(ro.ids.device)
         with accelerator.accumulate(critic):
             with accelerator.autocast():
