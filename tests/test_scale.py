@@ -109,3 +109,33 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert [n for n in names(rest2) if "tmp" in n or "shard" in n] == []
     assert {"student_rl/model.safetensors", "reward_model/model.safetensors"} <= set(names(rest2))
+
+
+def test_lora_student_and_reward_model_merge_and_reload_with_plain_transformers(tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rewdistill.models.load import resolve
+
+    run_dir = tmp_path / "r"
+    assert main(["run", "--run-dir", str(run_dir), *MICRO, "--lora.student", "true", "--lora.reward_model", "true",
+                 "--lora.r", "4", "--lora.target_modules", "[q_proj, v_proj]", "--until", "rl"]) == 0
+    for name in ["student_sft_lora", "reward_model_lora", "student_rl_lora"]:
+        assert (run_dir / name / "adapter_model.safetensors").exists(), name
+        assert json.loads((run_dir / name / "adapter_config.json").read_text())["r"] == 4
+    ids = torch.tensor([[5, 17, 42, 9, 3]])
+    base = AutoModelForCausalLM.from_pretrained(resolve("zoo:student"))
+    merged = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft")  # plain transformers, no peft
+    with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve("zoo:student")),
+                                             run_dir / "student_sft_lora")
+    with torch.no_grad():
+        assert not torch.allclose(base(ids).logits, merged(ids).logits)  # training changed something
+        assert torch.allclose(merged(ids).logits, with_adapter(ids).logits, atol=1e-5)  # merge == base + adapter
+    sd = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft").state_dict()
+    assert not any("lora" in k for k in sd)
+    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")
+    with torch.no_grad():
+        assert torch.isfinite(rm(ids).logits).all()
+    rl_sd = AutoModelForCausalLM.from_pretrained(run_dir / "student_rl").state_dict()
+    assert any(not torch.equal(rl_sd[k], sd[k]) for k in sd)  # rl moved the merged SFT weights (through LoRA)

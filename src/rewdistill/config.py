@@ -164,6 +164,17 @@ class EvalCfg(Section):
     batch_size: int = Field(256, ge=1, description="prompts per generation batch")
 
 
+class LoraCfg(Section):
+    student: bool = Field(False, description="train the student (sft, rl) as LoRA adapters (peft); saved as <name>_lora/ "
+                          "and merged into <name>/")
+    reward_model: bool = Field(False, description="train the reward model (and PPO's critic) as LoRA adapters")
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: str | list[str] = Field("all-linear", description="modules that get adapters: all-linear, or "
+                                            "names such as [q_proj, k_proj, v_proj, o_proj]")
+
+
 class ReliabilityCfg(Section):
     checkpoint_every: int = Field(25, ge=0, description="sft / reward-model / rl: save resumable state (weights, "
                                   "optimiser, RNG, data position) every N optimiser steps; 0 = never")
@@ -185,6 +196,7 @@ class Config(Section):
     rl: RLCfg = RLCfg()
     evaluate: EvalCfg = EvalCfg()
     reliability: ReliabilityCfg = ReliabilityCfg()
+    lora: LoraCfg = LoraCfg()
 
 
 def _where(err: dict) -> str:

@@ -6,6 +6,7 @@ from rewdistill.models.load import load_reward_model
 from rewdistill.stages.common import Ctx
 from rewdistill.stages.sft import encode_pairs
 from rewdistill.train.common import save_pretrained
+from rewdistill.train.lora import add_lora
 from rewdistill.train.reward_model import train_reward_model
 
 
@@ -33,6 +34,8 @@ def fit_reward_model(ctx: Ctx, rows: list[dict], out: str, log_name: str = "rewa
     tok = ctx.tokenizer(init)
     model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
+    if ctx.cfg.lora.reward_model:
+        model = add_lora(model, ctx.cfg.lora, "SEQ_CLS")
     items = [{"qid": r["qid"], "label": r["label"], "ids": p + resp}
              for r, (p, resp) in zip(rows, encode_pairs(tok, prompts, rows))]
     acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)

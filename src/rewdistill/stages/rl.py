@@ -23,6 +23,7 @@ from rewdistill.stages.reward_model import fit_reward_model
 from rewdistill.stages.teacher_sample import local_sampler, sample_rows
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import encode_text_pair, save_pretrained
+from rewdistill.train.lora import add_lora
 from rewdistill.train.reward_model import score_sequences
 from rewdistill.train.rl_loop import train_rl
 
@@ -89,6 +90,10 @@ def run(ctx: Ctx) -> str:
     # PPO's critic starts from the reward model when it reads the policy's tokens, else from the SFT student
     critic_init = rm_dir if rm_reads_policy_tokens else sft_dir
     critic = load_reward_model(critic_init, ctx.device, "float32") if cfg.algo == "ppo" else None
+    if ctx.cfg.lora.student:
+        policy = add_lora(policy, ctx.cfg.lora, "CAUSAL_LM")
+    if ctx.cfg.lora.reward_model and critic is not None:
+        critic = add_lora(critic, ctx.cfg.lora, "SEQ_CLS")
     acc = ctx.accelerator(cfg.mixed_precision)
     log = ctx.metrics("rl", acc.is_main_process)  # keeps the rows up to a checkpoint it will resume from
     ckpt = ctx.checkpoint("rl", acc)

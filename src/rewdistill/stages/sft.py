@@ -5,6 +5,7 @@ from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm
 from rewdistill.stages.common import Ctx
 from rewdistill.train.common import encode_text_pair, save_pretrained
+from rewdistill.train.lora import add_lora
 from rewdistill.train.sft import train_sft
 
 
@@ -20,6 +21,8 @@ def run(ctx: Ctx) -> str:
     rows = [r for r in read_jsonl(ctx.path("teacher_labelled.jsonl")) if r["label"] == 1 and r["finished"]]
     tok = ctx.tokenizer(m.student)
     model = load_causal_lm(m.student, ctx.device, "float32", m.trust_remote_code)
+    if ctx.cfg.lora.student:
+        model = add_lora(model, ctx.cfg.lora, "CAUSAL_LM")
     acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)
     model = train_sft(
         model, encode_pairs(tok, prompts, rows), tok.pad_token_id,

@@ -118,13 +118,25 @@ def save_pretrained(accelerator, model, tokenizer, out_dir) -> None:
     import shutil
     from pathlib import Path
 
+    from rewdistill.train.lora import is_peft, merged_copy
+
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     accelerator.wait_for_everyone()
-    state = accelerator.get_state_dict(model)
+    inner = accelerator.unwrap_model(model)
+    if is_peft(inner):  # LoRA: the adapter on its own, and the merged full model under the usual name
+        if accelerator.is_main_process:
+            adapter = out_dir.with_name(out_dir.name + "_lora")
+            shutil.rmtree(adapter, ignore_errors=True)
+            inner.save_pretrained(adapter)
+            tokenizer.save_pretrained(adapter)
+        inner = merged_copy(inner)
+        state = inner.state_dict()
+    else:
+        state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.unwrap_model(model).save_pretrained(
+    inner.save_pretrained(
         tmp, is_main_process=accelerator.is_main_process, save_function=accelerator.save, state_dict=state,
     )
     if accelerator.is_main_process:
