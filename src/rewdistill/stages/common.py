@@ -50,10 +50,19 @@ class Ctx:
 
     def checkpoint(self, name: str, accelerator):
         """Resumable state of a training loop, in run_dir/checkpoints/<name>, tagged with this stage's hash."""
+        from accelerate.utils import DistributedType
+
         from rewdistill.train.checkpoint import Checkpoint
 
-        return Checkpoint(self.run_dir / "checkpoints" / name, self.cfg.reliability.checkpoint_every, accelerator,
-                          self.stage_hash)
+        every = self.cfg.reliability.checkpoint_every
+        if every and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            import logging
+
+            logging.getLogger("rewdistill").warning(
+                "resume checkpoints are written for single-process and DDP runs only; under FSDP / DeepSpeed a "
+                "crashed training stage restarts from its beginning")
+            every = 0
+        return Checkpoint(self.run_dir / "checkpoints" / name, every, accelerator, self.stage_hash)
 
     def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
         """A fresh Accelerator for one stage (stages may differ in precision and accumulation)."""
