@@ -139,3 +139,22 @@ def test_lora_student_and_reward_model_merge_and_reload_with_plain_transformers(
         assert torch.isfinite(rm(ids).logits).all()
     rl_sd = AutoModelForCausalLM.from_pretrained(run_dir / "student_rl").state_dict()
     assert any(not torch.equal(rl_sd[k], sd[k]) for k in sd)  # rl moved the merged SFT weights (through LoRA)
+
+
+def test_a_two_process_run_killed_in_rl_resumes_on_one_process(tmp_path):
+    """The checkpoint holds full weights and optimiser state, so the process count may change between a crash
+    and the rerun (DDP; see README for FSDP / DeepSpeed)."""
+    run_dir = tmp_path / "r"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "REWDISTILL_KILL_AT": "rl-step#2"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        str(port), "-m", "rewdistill.cli", "run", "--run-dir", str(run_dir), *DIST,
+                        "--reliability.checkpoint_every", "1"], env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode != 0
+    assert json.loads((run_dir / "checkpoints" / "rl" / "latest.json").read_text())["step"] == 2
+    launch(run_dir, 1, "--reliability.checkpoint_every", "1")
+    steps = [r["step"] for r in rows(run_dir, "rl_metrics.jsonl") if "reward" in r]
+    assert steps == [1, 2, 3]  # steps 1-2 from the 2-process run, step 3 on one process
+    assert json.loads((run_dir / "results.json").read_text())["accuracy"]["student_rl"] >= 0
