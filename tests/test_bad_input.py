@@ -64,12 +64,20 @@ def test_bad_rows_skip_policy_runs_on(tmp_path, capsys, caplog):
 
 
 def test_non_utf8_and_empty_and_choice_letter(tmp_path, capsys):
-    fails(capsys, own_task(tmp_path, b'{"question": "caf\xe9", "answer": 1}\n'), 1, "test.jsonl:1: not UTF-8")
-    fails(capsys, own_task(tmp_path, []), 1, "split is empty")
+    f = tmp_path / "data" / "test.jsonl"
+    args = own_task(tmp_path, b'{"question": "caf\xe9", "answer": 1}\n')
+    before = digest([f])
+    fails(capsys, args, 1, "test.jsonl:1: not UTF-8")
+    assert digest([f]) == before
+    args = own_task(tmp_path, [])
+    fails(capsys, args, 1, "split is empty")
+    assert f.read_bytes() == b""
     rows = [json.dumps({"question": "q", "options": ["a", "b"], "answer": "C"})] + [
         json.dumps({"question": f"q{i}", "options": ["a", "b"], "answer": "A"}) for i in range(4)]
-    fails(capsys, own_task(tmp_path, rows, answer_type="choice"), 1,
-          "test.jsonl:1: answer 'C' is not one of the options A..B")
+    args = own_task(tmp_path, rows, answer_type="choice")
+    before = digest([f])
+    fails(capsys, args, 1, "test.jsonl:1: answer 'C' is not one of the options A..B")
+    assert digest([f]) == before
 
 
 def test_config_errors_exit_2_and_leave_the_file(tmp_path, capsys):
