@@ -152,7 +152,7 @@ def test_a_two_process_run_killed_in_rl_resumes_on_one_process(tmp_path):
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                         str(port), "-m", "rewdistill.cli", "run", "--run-dir", str(run_dir), *DIST,
                         "--reliability.checkpoint_every", "1"], env=env, capture_output=True, text=True, timeout=900)
-    assert p.returncode != 0
+    assert p.returncode != 0, p.stderr[-3000:]
     assert json.loads((run_dir / "checkpoints" / "rl" / "latest.json").read_text())["step"] == 2
     launch(run_dir, 1, "--reliability.checkpoint_every", "1")
     steps = [r["step"] for r in rows(run_dir, "rl_metrics.jsonl") if "reward" in r]

@@ -33,10 +33,14 @@ class Checkpoint:
         return self.every > 0 and step % self.every == 0
 
     def save(self, step: int, models: dict, optims: dict, state: dict) -> None:
-        """Write step `step`; then point latest.json at it; then drop older steps."""
+        """Write step `step`; then point latest.json at it; then drop older steps. Every process returns only
+        once the checkpoint is complete."""
         self.acc.wait_for_everyone()
-        if not self.acc.is_main_process:
-            return
+        if self.acc.is_main_process:
+            self._write(step, models, optims, state)
+        self.acc.wait_for_everyone()
+
+    def _write(self, step: int, models: dict, optims: dict, state: dict) -> None:
         d = self.root / f"step-{step}"
         if d.exists():
             shutil.rmtree(d)
