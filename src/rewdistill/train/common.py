@@ -134,12 +134,9 @@ def save_pretrained(accelerator, model, tokenizer, out_dir) -> None:
         state = inner.state_dict()
     else:
         state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # the state dict was gathered on every process (FSDP / ZeRO-3 need that)
         shutil.rmtree(tmp, ignore_errors=True)
-    inner.save_pretrained(
-        tmp, is_main_process=accelerator.is_main_process, save_function=accelerator.save, state_dict=state,
-    )
-    if accelerator.is_main_process:
+        inner.save_pretrained(tmp, save_function=accelerator.save, state_dict=state)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(tmp, out_dir)
