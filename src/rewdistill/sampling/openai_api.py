@@ -57,11 +57,10 @@ def read_cache(path: Path) -> dict[str, dict]:
 
 
 class OpenAISampler:
-    def __init__(self, cfg, model: str, cache_path: Path | None, desc_prefix: str = "teacher"):
+    def __init__(self, cfg, model: str, cache_path: Path | None):
         self.cfg, self.model, self.cache_path = cfg, cfg.model or model, cache_path
         self.key = api_key(cfg.api_key_env)
         self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.endpoint == "chat" else "/completions")
-        self.desc_prefix = desc_prefix
 
     # -- one request --------------------------------------------------------------------------------------------
     def _body(self, prompt: str, temperature: float, n: int, max_new_tokens: int, seed: int) -> dict:
