@@ -50,11 +50,18 @@ def teacher_sampler(ctx, batch_size: int, purpose: str = "samples"):
     m = ctx.cfg.models
     if m.teacher_backend == "openai":
         return OpenAISampler(ctx.cfg.openai, m.teacher, Path(ctx.run_dir) / f"openai_{purpose}.jsonl")
-    from rewdistill.models.load import load_causal_lm, resolve
-
-    tok = ctx.tokenizer(m.teacher)
     if m.teacher_backend == "vllm":
+        from rewdistill.models.load import resolve
+
         dtype = "auto" if m.dtype == "auto" else m.dtype
-        return VLLMSampler(resolve(m.teacher), tok, ctx.cfg.vllm, dtype, m.trust_remote_code)
-    model = load_causal_lm(m.teacher, ctx.device, m.dtype, m.trust_remote_code).eval()
-    return HFSampler(model, tok, batch_size)
+        return VLLMSampler(resolve(m.teacher), ctx.tokenizer(m.teacher), ctx.cfg.vllm, dtype, m.trust_remote_code)
+    return local_sampler(ctx, m.teacher, batch_size)
+
+
+def local_sampler(ctx, model_path: str, batch_size: int) -> HFSampler:
+    """A transformers sampler for a local model (the student; the teacher with the hf backend)."""
+    from rewdistill.models.load import load_causal_lm
+
+    m = ctx.cfg.models
+    model = load_causal_lm(model_path, ctx.device, m.dtype, m.trust_remote_code).eval()
+    return HFSampler(model, ctx.tokenizer(model_path), batch_size)

@@ -8,11 +8,10 @@ from rewdistill.algo.voting import majority_vote
 from rewdistill.io import read_jsonl, write_json, write_jsonl
 from rewdistill.models.load import load_reward_model
 from rewdistill.report import write_report
-from rewdistill.sampling.backends import teacher_sampler
+from rewdistill.sampling.backends import local_sampler, teacher_sampler
 from rewdistill.stages.common import Ctx
 from rewdistill.stages.rl import divergence_step
 from rewdistill.stages.sft import encode_pairs
-from rewdistill.stages.teacher_sample import local_sampler
 from rewdistill.train.reward_model import score_sequences
 
 

@@ -17,10 +17,11 @@ from rewdistill.rewards import (
     make_teacher_judge_reward,
     same_tokenizer,
 )
+from rewdistill.sampling.backends import local_sampler
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx, label_method, label_rows
 from rewdistill.stages.reward_model import fit_reward_model
-from rewdistill.stages.teacher_sample import local_sampler, sample_rows
+from rewdistill.stages.teacher_sample import sample_rows
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import encode_text_pair, save_pretrained
 from rewdistill.train.lora import add_lora

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from rewdistill.io import read_jsonl, write_jsonl
 from rewdistill.stages.common import Ctx, label_rows
-from rewdistill.stages.teacher_sample import local_sampler, sample_rows
+from rewdistill.sampling.backends import local_sampler
+from rewdistill.stages.teacher_sample import sample_rows
 
 
 def run(ctx: Ctx) -> str:

@@ -9,16 +9,8 @@ from tqdm.auto import tqdm
 
 from rewdistill.faults import kill_point
 from rewdistill.io import append_text, read_jsonl_prefix, write_jsonl
-from rewdistill.models.load import load_causal_lm
-from rewdistill.sampling.backends import HFSampler, teacher_sampler
+from rewdistill.sampling.backends import teacher_sampler
 from rewdistill.stages.common import Ctx, ShardDone
-
-
-def local_sampler(ctx: Ctx, model_path: str, batch_size: int) -> HFSampler:
-    """A transformers sampler for a local model (the student; the teacher with the hf backend)."""
-    m = ctx.cfg.models
-    model = load_causal_lm(model_path, ctx.device, m.dtype, m.trust_remote_code).eval()
-    return HFSampler(model, ctx.tokenizer(model_path), batch_size)
 
 
 def sample_rows(ctx: Ctx, sampler, questions: list[dict], scfg, seed: int, who: str,
