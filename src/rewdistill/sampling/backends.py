@@ -63,5 +63,6 @@ def local_sampler(ctx, model_path: str, batch_size: int) -> HFSampler:
     from rewdistill.models.load import load_causal_lm
 
     m = ctx.cfg.models
+    tok = ctx.tokenizer(model_path)  # first: a wrong path fails on the cheaper load
     model = load_causal_lm(model_path, ctx.device, m.dtype, m.trust_remote_code).eval()
-    return HFSampler(model, ctx.tokenizer(model_path), batch_size)
+    return HFSampler(model, tok, batch_size)
