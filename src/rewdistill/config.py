@@ -51,6 +51,10 @@ class ModelsCfg(Section):
     teacher_backend: Literal["hf", "vllm", "openai"] = Field(
         "hf", description="how the teacher samples and judges: hf (transformers, local), vllm (pip install vllm), "
         "openai (any OpenAI-compatible server, see the openai section; models.teacher is then only a label)")
+    sampler: Literal["fast", "hf"] = Field(
+        "fast", description="engine for local sampling (teacher with the hf backend, student, RL rollouts, evaluation): "
+        "fast (rewdistill's decode loop for Llama / Mistral / Qwen2 / Qwen3, other models use hf) or hf (transformers "
+        "generate); greedy outputs are the same")
 
 
 class OpenAICfg(Section):

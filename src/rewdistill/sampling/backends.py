@@ -12,11 +12,12 @@ from rewdistill.sampling.openai_api import BackendError, OpenAISampler
 
 
 class HFSampler:
-    def __init__(self, model, tokenizer, batch_size: int):
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    def __init__(self, model, tokenizer, batch_size: int, engine: str = "fast"):
+        self.model, self.tokenizer, self.batch_size, self.engine = model, tokenizer, batch_size, engine
 
     def generate(self, prompts, temperature, n=1, max_new_tokens=64, seed=0, desc=None) -> list[Generation]:
-        return generate(self.model, self.tokenizer, prompts, temperature, n, max_new_tokens, self.batch_size, seed, desc)
+        return generate(self.model, self.tokenizer, prompts, temperature, n, max_new_tokens, self.batch_size, seed, desc,
+                        engine=self.engine)
 
 
 class VLLMSampler:
@@ -65,4 +66,4 @@ def local_sampler(ctx, model_path: str, batch_size: int) -> HFSampler:
     m = ctx.cfg.models
     tok = ctx.tokenizer(model_path)  # first: a wrong path fails on the cheaper load
     model = load_causal_lm(model_path, ctx.device, m.dtype, m.trust_remote_code).eval()
-    return HFSampler(model, tok, batch_size)
+    return HFSampler(model, tok, batch_size, m.sampler)

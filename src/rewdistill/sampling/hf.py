@@ -1,7 +1,9 @@
 """Sampling with a local HF causal LM: prompts x (n, temperature) -> response texts.
 
-Prompts are left-padded into batches; each batch gets its own seed so results do not depend on what
-ran before. `temperature == 0` means greedy decoding.
+Two engines behind `generate`: "fast" (sampling/fast.py: our decode loop over the model's own modules, for
+Llama / Mistral / Qwen2 / Qwen3; other models silently use "hf") and "hf" (`model.generate`). Each batch gets
+its own seed so results do not depend on what ran before. `temperature == 0` means greedy decoding; greedy
+outputs are the same with either engine.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from rewdistill.sampling import fast
 from rewdistill.train.common import encode_prompt
 
 
@@ -20,6 +23,7 @@ class Generation:
     text: str  # decoded response, special tokens removed
     token_ids: list[int]  # response token ids (EOS included when the model stopped by itself)
     finished: bool  # False when cut by max_new_tokens
+    logprobs: list[float] | None = None  # per token log softmax(logits / T) (fast engine, when asked)
 
 
 def stop_ids(model, tokenizer) -> list[int]:
@@ -44,8 +48,12 @@ def generate(
     batch_size: int = 64,
     seed: int = 0,
     desc: str | None = None,
+    engine: str = "fast",
+    logprobs: bool = False,
 ) -> list[Generation]:
     """`n` responses per prompt at one temperature, in prompt order (prompt 0's n first)."""
+    if engine == "fast" and fast.supports(model):
+        return generate_fast(model, tokenizer, prompts, temperature, n, max_new_tokens, batch_size, seed, desc, logprobs)
     device = next(model.parameters()).device
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     jobs = [i for i in range(len(prompts)) for _ in range(n)]  # (len(prompts) * n,) prompt index per row
@@ -80,3 +88,31 @@ def generate(
         bar.update(len(rows))
     bar.close()
     return out
+
+
+def generate_fast(model, tokenizer, prompts, temperature, n, max_new_tokens, batch_size, seed, desc, logprobs):
+    """`generate` on the fast engine: prompts sorted by length, each batch = whole prompts x n rows (a prompt's
+    cache is computed once and shared by its n rows), one seed per batch."""
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # length buckets: little padding
+    per_row = min(n, batch_size)  # copies of a prompt in one batch
+    per_batch = max(1, batch_size // per_row)  # prompts in one batch
+    pad, eos = tokenizer.pad_token_id, stop_ids(model, tokenizer)
+    found: dict[int, list[Generation]] = {i: [] for i in range(len(prompts))}
+    bar = tqdm(total=len(prompts) * n, desc=desc, disable=desc is None, unit="resp", leave=False)
+    b = 0
+    for start in range(0, len(order), per_batch):
+        group = order[start : start + per_batch]
+        for done in range(0, n, per_row):
+            k = min(per_row, n - done)
+            torch.manual_seed(seed * 1_000_003 + b)
+            b += 1
+            toks, fin, lps = fast.decode_batch(model, [encoded[i] for i in group], temperature, max_new_tokens, pad, eos,
+                                          n=k, want_logprobs=logprobs)
+            for r, (t, f) in enumerate(zip(toks, fin)):
+                i = group[r // k]
+                text = tokenizer.decode(t, skip_special_tokens=True)
+                found[i].append(Generation(i, temperature, text, t, f, lps[r] if logprobs else None))
+            bar.update(len(toks))
+    bar.close()
+    return [g for i in range(len(prompts)) for g in found[i]]

@@ -116,7 +116,8 @@ def run(ctx: Ctx) -> str:
     watch_rm = load_reward_model(rm_dir, ctx.device, m.dtype).eval() if val else None
 
     def watch(step: int, policy) -> None:
-        gens = generate(policy, tok, val_prompts, 0.0, 1, cfg.max_new_tokens, len(val_prompts))
+        gens = generate(policy, tok, val_prompts, 0.0, 1, cfg.max_new_tokens, len(val_prompts),
+                        engine=ctx.cfg.models.sampler)
         gold = sum(task.is_correct(g.text, e) for g, e in zip(gens, val)) / len(val)
         seqs = [p + r for p, r in (encode_text_pair(rm_tok, q, g.text) for q, g in zip(val_prompts, gens))]
         rm = sum(score_sequences(watch_rm, seqs, rm_tok.pad_token_id)) / len(seqs)
@@ -161,7 +162,8 @@ def run(ctx: Ctx) -> str:
         reward_fn = build_reward(ctx, cfg.reward, rm_dir, rm_tok, rm_reads_policy_tokens, questions, labels, by_id)
         policy = train_rl(policy, ref, critic, tok, [q["prompt"] for q in questions], cfg, reward_fn=reward_fn,
                           accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=on_step, first_step=r * cfg.steps + 1,
-                          ckpt=ctx.checkpoint("rl", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips)
+                          ckpt=ctx.checkpoint("rl", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips,
+                          engine=ctx.cfg.models.sampler)
     save_pretrained(acc, policy, tok, ctx.path("student_rl"))
     if not agree:
         return "0 RL steps: student_rl/ is the SFT student"

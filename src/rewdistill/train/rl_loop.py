@@ -41,6 +41,7 @@ def train_rl(
     first_step: int = 1,
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it when it lies in this call's steps; save every N
     max_skips: int = 10,
+    engine: str = "fast",  # sampling engine for rollouts (models.sampler)
 ):
     """Run `cfg.steps` iterations of `cfg.algo`; returns the prepared (possibly wrapped) policy."""
     algo = ALGOS[cfg.algo]
@@ -76,7 +77,7 @@ def train_rl(
     for step in range(start, last + 1):
         idx = shard_of(cycle.take(cfg.rollout_batch), accelerator)  # this process's prompts (groups stay whole)
         ro = sample_rollout(accelerator.unwrap_model(policy), ref, tokenizer, prompts, encoded, idx, G, cfg, device,
-                            seed=seed * 100_003 + step + 7_919_111 * accelerator.process_index)
+                            seed=seed * 100_003 + step + 7_919_111 * accelerator.process_index, engine=engine)
         score = final_scores(reward_fn(ro).to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
         kl = (kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask).sum(1)  # (B,) per response
         if cfg.algo == "ppo":

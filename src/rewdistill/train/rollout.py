@@ -64,16 +64,23 @@ class PromptCycle:
 
 @torch.no_grad()
 def sample_rollout(policy, ref, tokenizer, prompts: list[str], encoded: list[list[int]], idx: list[int],
-                   group_size: int, cfg, device, seed: int) -> Rollout:
-    """group_size responses to each prompt in `idx`, with token log-probs under policy and reference."""
+                   group_size: int, cfg, device, seed: int, engine: str = "fast") -> Rollout:
+    """group_size responses to each prompt in `idx`, with token log-probs under policy and reference.
+
+    The fast engine returns each token's log-prob as it samples, so the policy needs no second forward pass."""
     policy.eval()
     gens = generate(policy, tokenizer, [prompts[i] for i in idx], cfg.temperature, group_size,
-                    cfg.max_new_tokens, len(idx) * group_size, seed=seed)
+                    cfg.max_new_tokens, len(idx) * group_size, seed=seed, engine=engine, logprobs=True)
     resp_idx = [idx[g.prompt_index] for g in gens]  # (B,)
     ids, mask, resp_mask, P = build_batch([encoded[i] for i in resp_idx], [g.token_ids for g in gens],
                                           tokenizer.pad_token_id)
     ids, mask, resp_mask = ids.to(device), mask.to(device), resp_mask.to(device)
-    logp = token_logprobs(policy, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
+    if all(g.logprobs is not None for g in gens):
+        logp = torch.zeros_like(resp_mask)  # (B, T)
+        for r, g in enumerate(gens):
+            logp[r, : len(g.logprobs)] = torch.tensor(g.logprobs)
+    else:
+        logp = token_logprobs(policy, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
     ref_logp = token_logprobs(ref, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
     finished = torch.tensor([g.finished for g in gens], device=device)
     return Rollout(resp_idx, [g.text for g in gens], ids, mask, resp_mask, P, finished, logp, ref_logp)

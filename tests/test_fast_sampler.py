@@ -1,0 +1,124 @@
+"""The fast sampling engine (sampling/fast.py) against transformers' generate: identical greedy outputs on the
+shipped models and on other Llama-family shapes (GQA, q/k/v bias, Qwen3's q/k norms, LoRA), correct log-probs,
+the right sampling distribution, seeds, order, and the fallback for architectures it does not handle."""
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.sampling import fast
+from rewdistill.sampling.hf import generate
+from rewdistill.tasks import get_task
+from rewdistill.train.common import encode_prompt, token_logprobs
+from rewdistill.train.rollout import build_batch
+
+
+def task_prompts(name: str, k: int) -> list[str]:
+    task = get_task(name)
+    return [task.prompt(e) for e in task.load("test")[:k]]
+
+
+def same_greedy(model, tok, prompts, batch_size, n=1, max_new_tokens=48):
+    ref = generate(model, tok, prompts, 0.0, n, max_new_tokens, batch_size, engine="hf")
+    got = generate(model, tok, prompts, 0.0, n, max_new_tokens, batch_size, engine="fast")
+    assert [g.prompt_index for g in got] == [g.prompt_index for g in ref]
+    assert [g.finished for g in got] == [g.finished for g in ref]
+    assert [g.text for g in got] == [g.text for g in ref]
+    return got
+
+
+def test_greedy_equals_generate_on_shipped_models():
+    for name in ["zoo:teacher", "zoo:student"]:
+        model, tok = load_causal_lm(name).eval(), load_tokenizer(name)
+        assert fast.supports(model)
+        for task in ["tiny-arith", "tiny-choice"]:
+            got = same_greedy(model, tok, task_prompts(task, 40), batch_size=16)
+            assert any(g.finished for g in got) or name == "zoo:student"
+        # n copies share one prompt pass; n larger than the batch is split over batches
+        same_greedy(model, tok, task_prompts("tiny-arith", 6), batch_size=4, n=5)
+
+
+def random_model(kind: str, tok):
+    torch.manual_seed(0)
+    common = dict(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, intermediate_size=96, max_position_embeddings=512,
+                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False)).eval()
+    if kind == "qwen3":
+        return Qwen3ForCausalLM(Qwen3Config(**common, head_dim=16)).eval()
+    return Qwen2ForCausalLM(Qwen2Config(**common)).eval()  # q/k/v projections with bias
+
+
+def test_greedy_equals_generate_on_other_llama_family_shapes(other_tokenizer):
+    prompts = task_prompts("tiny-arith", 12)
+    for kind in ["llama", "qwen2", "qwen3"]:
+        model = random_model(kind, other_tokenizer)
+        if kind == "qwen2":  # random init leaves biases at zero; make them count
+            for layer in model.model.layers:
+                torch.nn.init.normal_(layer.self_attn.q_proj.bias, std=0.5)
+                torch.nn.init.normal_(layer.self_attn.k_proj.bias, std=0.5)
+        assert fast.supports(model)
+        same_greedy(model, other_tokenizer, prompts, batch_size=5, max_new_tokens=24)
+
+
+def test_lora_wrapped_model_uses_its_adapters(other_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(random_model("llama", other_tokenizer),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a non-zero adapter changes the outputs
+    assert fast.supports(model)
+    same_greedy(model, other_tokenizer, task_prompts("tiny-arith", 6), batch_size=4, max_new_tokens=16)
+
+
+def test_logprobs_match_a_full_forward_and_seeds_repeat():
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_tokenizer("zoo:teacher")
+    prompts = task_prompts("tiny-arith", 5)
+    gens = generate(model, tok, prompts, 0.8, 3, 40, 8, seed=4, logprobs=True)
+    assert [g.prompt_index for g in gens] == [i for i in range(5) for _ in range(3)]
+    again = generate(model, tok, prompts, 0.8, 3, 40, 8, seed=4)
+    other = generate(model, tok, prompts, 0.8, 3, 40, 8, seed=5)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in again]
+    assert [g.token_ids for g in gens] != [g.token_ids for g in other]
+    ids, mask, resp_mask, P = build_batch([encode_prompt(tok, prompts[g.prompt_index]) for g in gens],
+                                          [g.token_ids for g in gens], tok.pad_token_id)
+    with torch.no_grad():
+        want = token_logprobs(model, ids, mask, P, 0.8) * resp_mask  # (B, T)
+    for r, g in enumerate(gens):
+        assert len(g.logprobs) == len(g.token_ids)
+        assert torch.allclose(torch.tensor(g.logprobs), want[r, : len(g.token_ids)], atol=1e-4)
+        assert g.finished == (g.token_ids[-1] == tok.eos_token_id)
+
+
+def test_samples_follow_softmax_of_logits_over_temperature():
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_tokenizer("zoo:teacher")
+    prompt = task_prompts("tiny-choice", 1)[0] + " The answer is ("
+    gens = generate(model, tok, [prompt], 1.3, 3000, 1, 1000, seed=0)
+    ids = torch.tensor([encode_prompt(tok, prompt)])
+    with torch.no_grad():
+        probs = F.softmax(model(input_ids=ids).logits[0, -1].float() / 1.3, -1)  # (V,)
+    counts = torch.bincount(torch.tensor([g.token_ids[0] for g in gens]), minlength=len(probs)).float()
+
+    def tv(c, p):  # total variation between empirical counts and a distribution
+        return 0.5 * (c / c.sum() - p).abs().sum().item()
+
+    torch.manual_seed(1)  # the distance 3000 exact draws land at, on average
+    noise = sum(tv(torch.bincount(torch.multinomial(probs, 3000, True), minlength=len(probs)).float(), probs)
+                for _ in range(20)) / 20
+    at_t1 = F.softmax(torch.log(probs) * 1.3, -1)  # the distribution at T = 1: a sampler ignoring T
+    assert probs.max() < 0.9  # a spread-out distribution, so the check means something
+    assert tv(counts, probs) < 1.5 * noise, (tv(counts, probs), noise)
+    assert tv(counts, at_t1) > 1.5 * noise, (tv(counts, at_t1), noise)
+
+
+def test_other_architectures_fall_back_to_generate(other_tokenizer):
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(other_tokenizer), n_embd=32, n_layer=1, n_head=2,
+                                       pad_token_id=other_tokenizer.pad_token_id,
+                                       eos_token_id=other_tokenizer.eos_token_id)).eval()
+    assert not fast.supports(model)
+    gens = generate(model, other_tokenizer, task_prompts("tiny-arith", 3), 0.0, 2, 8, 4)
+    assert [g.prompt_index for g in gens] == [0, 0, 1, 1, 2, 2]
