@@ -57,8 +57,9 @@ def position_ids(mask: torch.Tensor) -> torch.Tensor:
 
 def token_logprobs(model, ids, mask, start: int, temperature: float = 1.0, with_entropy: bool = False):
     """Log-probs of ids[:, start:] under `model` given everything before. ids, mask: (B, P+T) -> (B, T)."""
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits
-    logits = logits[:, start - 1 : -1].float() / temperature  # (B, T, V) predictions of ids[:, start:]
+    keep = ids.shape[1] - start + 1  # the head runs only where it predicts a response token (and one more)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), logits_to_keep=keep).logits
+    logits = logits[:, :-1].float() / temperature  # (B, T, V) predictions of ids[:, start:]
     logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, start:, None]).squeeze(-1)  # (B, T)
     if not with_entropy:
         return logp
