@@ -122,3 +122,22 @@ def test_other_architectures_fall_back_to_generate(other_tokenizer):
     assert not fast.supports(model)
     gens = generate(model, other_tokenizer, task_prompts("tiny-arith", 3), 0.0, 2, 8, 4)
     assert [g.prompt_index for g in gens] == [0, 0, 1, 1, 2, 2]
+
+
+def test_masked_cache_positions_cannot_poison_attention(monkeypatch):
+    """Prompts pre-filled in groups of different widths leave unwritten (masked) cache columns; they get a zero
+    attention weight, but 0 * NaN is NaN, so they must hold zeros whatever memory the buffers came from."""
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_tokenizer("zoo:teacher")
+    prompts = task_prompts("tiny-arith", 9)
+    prompts = sorted(prompts, key=lambda p: len(encode_prompt(tok, p)))
+    want = [g.token_ids for g in generate(model, tok, prompts, 0.0, 1, 24, 9, engine="hf")]
+    empty = torch.empty
+
+    def nan_empty(*size, **kw):  # fresh memory full of NaN, as recycled memory can be
+        t = empty(*size, **kw)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    got, _, _ = fast.decode_batch(model, [encode_prompt(tok, p) for p in prompts], 0.0, 24, tok.pad_token_id,
+                                  [tok.eos_token_id], prefill_rows=2)
+    assert got == want
