@@ -34,12 +34,9 @@ from rewdistill.train import rollout
 PROMPTS, GROUP, MAX_NEW, BETA, LR = 8, 8, 64, 0.04, 1e-6
 
 
-RM_PATH: str | None = None  # --reward-model
-
-
-def reward_model(policy_path):
+def reward_model(path):
     torch.manual_seed(0)  # the same random head for both trainers when it is initialised from the policy
-    return load_reward_model(RM_PATH or policy_path).eval()
+    return load_reward_model(path).eval()
 
 
 class Clock:
@@ -66,14 +63,14 @@ def summarise(name, stamps, gen):
                 all_steps_s=[round(s, 3) for s in steps])
 
 
-def run_rewdistill(policy_path, prompts, steps, algo, engine):
+def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine):
     from accelerate import Accelerator
 
     from rewdistill.train.rl_loop import train_rl
 
     tok = load_tokenizer(policy_path)
     policy, ref = load_causal_lm(policy_path), load_causal_lm(policy_path)
-    critic = reward_model(policy_path).float() if algo == "ppo" else None  # critic from the RM, as in the rl stage
+    critic = reward_model(rm_path).float() if algo == "ppo" else None  # critic from the RM, as in the rl stage
     cfg = RLCfg(algo=algo, steps=steps + 1, rollout_batch=PROMPTS, group_size=GROUP, minibatch=PROMPTS * GROUP,
                 ppo_epochs=1, lr=LR, kl_coef=BETA, max_new_tokens=MAX_NEW, temperature=1.0, unfinished_penalty=None,
                 watch_every=0)
@@ -88,7 +85,7 @@ def run_rewdistill(policy_path, prompts, steps, algo, engine):
 
     try:
         stamps[0] = time.perf_counter()
-        train_rl(policy, ref, critic, tok, prompts, cfg, reward_fn=make_rm_reward(reward_model(policy_path)),
+        train_rl(policy, ref, critic, tok, prompts, cfg, reward_fn=make_rm_reward(reward_model(rm_path)),
                  accelerator=Accelerator(cpu=True), seed=0, log=lambda row: None, on_step=on_step, engine=engine)
     finally:
         rollout.generate = clock.fn
@@ -96,7 +93,7 @@ def run_rewdistill(policy_path, prompts, steps, algo, engine):
     return summarise(label, stamps, gen)
 
 
-def run_trl(policy_path, prompts, steps):
+def run_trl(policy_path, rm_path, prompts, steps):
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -123,7 +120,7 @@ def run_trl(policy_path, prompts, steps):
                           max_steps=steps + 1, temperature=1.0, top_k=0, top_p=1.0, logging_steps=1,
                           report_to=[], save_strategy="no", seed=0, bf16=False, dataloader_num_workers=0,
                           disable_tqdm=True)
-        trainer = GRPOTrainer(model=policy, reward_funcs=reward_model(policy_path), args=args,
+        trainer = GRPOTrainer(model=policy, reward_funcs=reward_model(rm_path), args=args,
                               train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tok,
                               reward_processing_classes=tok, callbacks=[Stamp()])
         trainer.train()
@@ -138,16 +135,15 @@ def main() -> None:
                     "a sequence classifier initialised from the policy with a seeded random head")
     ap.add_argument("--out", default="benchmarks/results/rl_step.json", help="JSON output path")
     args = ap.parse_args()
-    global RM_PATH
-    RM_PATH = args.reward_model
+    rm = args.reward_model or args.policy
     task = get_task("tiny-arith")
     prompts = [task.prompt(e) for e in task.load("train")[:512]]
     import trl
 
-    rows = [run_trl(args.policy, prompts, args.steps),
-            run_rewdistill(args.policy, prompts, args.steps, "grpo", "fast"),
-            run_rewdistill(args.policy, prompts, args.steps, "grpo", "hf"),
-            run_rewdistill(args.policy, prompts, args.steps, "ppo", "fast")]
+    rows = [run_trl(args.policy, rm, prompts, args.steps),
+            run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "fast"),
+            run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "hf"),
+            run_rewdistill(args.policy, rm, prompts, args.steps, "ppo", "fast")]
     base = rows[0]["seconds_per_step"]
     for r in rows:
         r["trl_over_this"] = round(base / r["seconds_per_step"], 2)

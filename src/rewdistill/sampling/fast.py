@@ -26,7 +26,7 @@ def base_model(model):
 
 
 def supports(model) -> bool:
-    """True when the fast path reproduces this model's forward: a supported type, full attention, no bias tricks."""
+    """True when the fast path reproduces this model's forward: a supported type with full attention everywhere."""
     m = base_model(model)
     cfg = getattr(m, "config", None)
     if cfg is None or getattr(cfg, "model_type", None) not in SUPPORTED:
@@ -90,6 +90,13 @@ class KVCache:
         self.k = [torch.zeros(B, H, L, D, dtype=dtype, device=device) for _ in range(n_layers)]
         self.v = [torch.zeros(B, H, L, D, dtype=dtype, device=device) for _ in range(n_layers)]
 
+    def window(self, rows: slice, lo: int, hi: int) -> "KVCache":
+        """A view of rows `rows` and positions [lo, hi): writes through it land in these buffers."""
+        view = KVCache.__new__(KVCache)
+        view.k = [k[rows, :, lo:hi] for k in self.k]
+        view.v = [v[rows, :, lo:hi] for v in self.v]
+        return view
+
     def keep(self, rows: torch.Tensor, used: int) -> None:
         """Keep only `rows` (indices into the current batch); only the first `used` positions are copied."""
         for buffers in (self.k, self.v):
@@ -140,11 +147,8 @@ def prefill(m, layers, prompts: list[list[int]], cache: KVCache, rows: slice, P:
     causal = torch.ones(W, W, dtype=torch.bool, device=device).tril()
     eye = torch.eye(W, dtype=torch.bool, device=device)
     mask = additive((causal[None] & valid[:, None, :]) | eye[None])  # (b, W, W); pads see themselves (no NaN)
-    view = KVCache.__new__(KVCache)  # this chunk's rows and columns [P - W, P) of the shared buffers
-    view.k = [k[rows, :, P - W : P] for k in cache.k]
-    view.v = [v[rows, :, P - W : P] for v in cache.v]
     h = m.model.embed_tokens(ids)  # (b, W, d)
-    return forward_step(m, layers, h, view, 0, cos_t[pos], sin_t[pos], mask[:, None])
+    return forward_step(m, layers, h, cache.window(rows, P - W, P), 0, cos_t[pos], sin_t[pos], mask[:, None])
 
 
 @torch.no_grad()

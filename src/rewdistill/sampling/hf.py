@@ -103,12 +103,12 @@ def generate_fast(model, tokenizer, prompts, temperature, n, max_new_tokens, bat
     b = 0
     for start in range(0, len(order), per_batch):
         group = order[start : start + per_batch]
-        for done in range(0, n, per_row):
-            k = min(per_row, n - done)
+        for first in range(0, n, per_row):
+            k = min(per_row, n - first)  # this batch's copies of each prompt
             torch.manual_seed(seed * 1_000_003 + b)
             b += 1
-            toks, fin, lps = fast.decode_batch(model, [encoded[i] for i in group], temperature, max_new_tokens, pad, eos,
-                                          n=k, want_logprobs=logprobs)
+            toks, fin, lps = fast.decode_batch(model, [encoded[i] for i in group], temperature, max_new_tokens, pad,
+                                               eos, n=k, want_logprobs=logprobs)
             for r, (t, f) in enumerate(zip(toks, fin)):
                 i = group[r // k]
                 text = tokenizer.decode(t, skip_special_tokens=True)
