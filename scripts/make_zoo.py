@@ -1,6 +1,6 @@
 """Build the tiny models shipped in `rewdistill/models/zoo/`: a tokenizer, a teacher and a student base.
 
-Rerun with `python scripts/make_zoo.py all` (about 20-30 minutes on 2 CPU cores). Steps:
+Rerun with `python scripts/make_zoo.py all` (see zoo/PROVENANCE.md for the options of the shipped run). Steps:
 
 1. tokenizer: byte-level BPE trained on text of both tiny tasks (digits split).
 2. teacher (Llama, ~1.9M params): trained on freshly generated problems of both tasks that appear in
@@ -10,7 +10,10 @@ Rerun with `python scripts/make_zoo.py all` (about 20-30 minutes on 2 CPU cores)
    (in no task split and never trained on; 600 by default, so a checkpoint is placed within ~2 points,
    where the 200-question validation split left ~3.5): among those whose greedy accuracy is in
    [lo, hi] on both tasks and whose maj@8 beats greedy by `min_gain`, the one with the largest
-   smaller-of-two gain is kept. `finalize` then measures test accuracy once,
+   smaller-of-two gain is kept. `--runs N` (the `sweep` step) trains N teachers side by side on different
+   data seeds (`--device cuda` to train on a GPU) and keeps the best qualified checkpoint of all of them by
+   the same rule. `--styles` picks the solution paths of the teacher data (more paths, more diverse
+   sampled errors, a larger maj@8 gain). `finalize` then measures test accuracy once,
    checks the issue's bounds and writes zoo/README.md.
 3. student base (Llama, <= 1/4 of the teacher's params): "pretrained" on the tasks' questions and
    on bare equations, never on a worked solution or an answer line, so it knows the words and some
@@ -23,6 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,15 +40,18 @@ from rewdistill.models.load import ZOO_DIR
 from rewdistill.models.tokenizer import build_tokenizer
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
-from rewdistill.tasks import tiny_arith, tiny_choice
+from rewdistill.tasks import base, tiny_arith, tiny_choice
 from rewdistill.train.common import sft_batch
 
 WORK = Path("zoo_work")
 EVAL_N = None  # questions per task in accuracy checks (None: the whole split); --micro sets a few
+DEVICE = "cpu"  # --device
+GEN_BATCH = 200  # --gen-batch: rows per sampling batch
+TOKENIZER = None  # --tokenizer (default: WORK / "tokenizer")
 SIZES = {"teacher": (192, 3, 6, 768), "student": (128, 2, 4, 384)}  # d, layers, heads, mlp
 MICRO_SIZES = {"teacher": (64, 1, 2, 128), "student": (16, 1, 2, 32)}
 TEMPS = [0.6, 0.8, 1.0, 1.2]
-STYLES = ["sequential", "grouped"]  # two valid solution paths, so that sampled errors differ
+STYLES = ["sequential", "grouped"]  # --styles: valid solution paths in teacher data, so that sampled errors differ
 
 
 def split_questions() -> set[str]:
@@ -78,14 +87,15 @@ def selection_sets(n: int, banned: set[str]) -> dict[str, list]:
     training stream: the set the teacher checkpoint is chosen on. Larger than the task's validation split,
     so that a checkpoint's place relative to the bounds is measured within a couple of points."""
     rng, out = random.Random(10_007), {"tiny-arith": [], "tiny-choice": []}
+    styles = ("sequential", "grouped")  # solutions are not used here; fixed so the set is the same for any --styles
     while min(len(v) for v in out.values()) < n:
         if len(out["tiny-arith"]) < n:
-            q, sol, ans = tiny_arith.make_problem(rng, style=rng.choice(STYLES))
+            q, sol, ans = tiny_arith.make_problem(rng, style=rng.choice(styles))
             if q not in banned:
                 banned.add(q)
                 out["tiny-arith"].append(tiny_arith.Example(f"sel-a{len(out['tiny-arith'])}", q, ans, sol))
         if len(out["tiny-choice"]) < n:
-            q, sol, ans, opts = tiny_choice.make_problem(rng, style=rng.choice(STYLES))
+            q, sol, ans, opts = tiny_choice.make_problem(rng, style=rng.choice(styles))
             if q not in banned:
                 banned.add(q)
                 out["tiny-choice"].append(tiny_choice.Example(f"sel-c{len(out['tiny-choice'])}", q, ans, sol, opts))
@@ -124,14 +134,14 @@ def accuracy(model, tok, split: str | dict, maj: bool, seed: int = 0, maj_seeds:
         task = get_task(name)
         exs = (task.load(split) if isinstance(split, str) else split[name])[:EVAL_N]
         prompts = [task.prompt(e) for e in exs]
-        greedy = generate(model, tok, prompts, 0.0, 1, 64, 200)
+        greedy = generate(model, tok, prompts, 0.0, 1, 64, GEN_BATCH)
         out[name] = {"greedy": sum(task.is_correct(g.text, exs[g.prompt_index]) for g in greedy) / len(exs)}
         if maj:
             per_seed = []
             for s in range(maj_seeds):
                 answers = [[] for _ in exs]
                 for t in TEMPS:
-                    for g in generate(model, tok, prompts, t, 2, 64, 200, seed=seed + 1000 * s + int(t * 10)):
+                    for g in generate(model, tok, prompts, t, 2, 64, GEN_BATCH, seed=seed + 1000 * s + int(t * 10)):
                         answers[g.prompt_index].append(task.extract(g.text, exs[g.prompt_index]))
                 votes = [majority_vote(a)[0] for a in answers]
                 per_seed.append(sum(v == e.answer for v, e in zip(votes, exs)) / len(exs))
@@ -151,7 +161,7 @@ def train(model, tok, data, steps: int, lr: float, bs: int, log: str, check=None
     for step in range(1, steps + 1):
         for g in opt.param_groups:
             g["lr"] = lr * lr_scale["x"] * min(1.0, step / 50)
-        ids, mask, labels = batch(tok, [next(data) for _ in range(bs)])
+        ids, mask, labels = (x.to(DEVICE) for x in batch(tok, [next(data) for _ in range(bs)]))
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad()
         loss.backward()
@@ -180,7 +190,7 @@ def cmd_tokenizer(args):
 def load_tok():
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(WORK / "tokenizer")
+    return AutoTokenizer.from_pretrained(TOKENIZER or WORK / "tokenizer")
 
 
 def llama(tok, d, layers, heads, mlp, tie):
@@ -193,13 +203,25 @@ def llama(tok, d, layers, heads, mlp, tie):
     return LlamaForCausalLM(cfg)
 
 
+def gain(row) -> float:
+    """The smaller maj@8 - greedy of the two tasks in a teacher-history row."""
+    return min(r.get("maj@8", 0.0) - r["greedy"] for r in row["val"].values())
+
+
+def best_qualified(history: list[dict]) -> dict | None:
+    """The qualified row with the largest smaller-of-two maj@8 gain (selection set only), or None."""
+    rows = [r for r in history if r.get("qualified")]
+    return max(rows, key=gain) if rows else None
+
+
 def cmd_teacher(args):
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     tok = load_tok()
     if args.init:
         model = LlamaForCausalLM.from_pretrained(args.init)
     else:
         model = llama(tok, *SIZES["teacher"], False)
+    model.to(DEVICE)
     print("teacher params", sum(p.numel() for p in model.parameters()))
     mix = {"arith": args.arith_share}
     lr_scale = {"x": 1.0}
@@ -208,9 +230,6 @@ def cmd_teacher(args):
     first_200 = chosen_on if isinstance(chosen_on, str) else {k: v[:200] for k, v in chosen_on.items()}
     data = fresh_problems(random.Random(2 + args.data_seed), banned, mix)
     history, qualified = [], []
-
-    def gain(row) -> float:  # the smaller maj@8 - greedy of the two tasks
-        return min(r.get("maj@8", 0.0) - r["greedy"] for r in row["val"].values())
 
     def check(step):
         acc = accuracy(model, tok, first_200, maj=False)  # cheap progress check
@@ -225,13 +244,16 @@ def cmd_teacher(args):
             diff = acc["tiny-choice"]["greedy"] - acc["tiny-arith"]["greedy"]
             mix["arith"] = min(0.9, max(0.1, 0.5 + args.balance_gain * diff))
             row["arith_share_next"] = mix["arith"]
+        v = row["val"]
+        if all(args.lo <= v[n]["greedy"] <= args.hi for n in v) and gain(row) >= args.min_gain:
+            row["qualified"] = True
+            qualified.append(row)
         history.append(row)
         model.save_pretrained(WORK / f"teacher_ckpt/step{step}")
         print(json.dumps(row), flush=True)
         (WORK / "teacher_history.json").write_text(json.dumps(history, indent=1))
-        v = row["val"]
-        if all(args.lo <= v[n]["greedy"] <= args.hi for n in v) and gain(row) >= args.min_gain:
-            qualified.append(row)
+        if args.deadline and time.time() > args.deadline:
+            return True  # a sweep's time is up
         # stop `patience` checks after the first qualified one, or once past the window
         return bool(qualified) and (step - qualified[0]["step"] >= args.patience * args.check_every
                                     or min(greedy) > args.hi)
@@ -239,19 +261,60 @@ def cmd_teacher(args):
     train(model, tok, data, args.max_steps, 2e-3, 64, "teacher", check, args.check_every, lr_scale)
     if not qualified:
         raise SystemExit("no teacher checkpoint met the validation rule; change the mix or the window")
-    best = max(qualified, key=gain)  # validation only: the largest smaller-of-two maj@8 gain
+    best = best_qualified(history)  # selection set only: the largest smaller-of-two maj@8 gain
     print("teacher: chose step", best["step"], json.dumps(best["val"]))
-    import shutil
-
     shutil.rmtree(WORK / "teacher", ignore_errors=True)
     shutil.copytree(WORK / f"teacher_ckpt/step{best['step']}", WORK / "teacher")
     tok.save_pretrained(WORK / "teacher")
 
 
+SWEPT = ["lo", "hi", "min_gain", "val_n", "maj_seeds", "check_every", "max_steps", "arith_share", "balance_gain",
+         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles"]
+
+
+def cmd_sweep(args):
+    """`--runs` teacher runs side by side, data seeds `--data-seed` + 0, 1, ...; the teacher is the qualified
+    checkpoint with the largest smaller-of-two maj@8 gain over all runs (selection set only). Runs stop at
+    `--minutes`; a run cut short keeps the checkpoints it qualified."""
+    deadline = time.time() + 60 * args.minutes
+    procs = []
+    for i in range(args.runs):
+        child = [sys.executable, __file__, "teacher", "--work", str(WORK / f"run{i}"), "--tokenizer",
+                 str(TOKENIZER or WORK / "tokenizer"), "--data-seed", str(args.data_seed + i), "--threads", "1",
+                 "--deadline", str(deadline)]
+        for k in SWEPT:
+            child += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+        child += ["--balance" if args.balance else "--no-balance"] + (["--micro"] if args.micro else [])
+        log = open(WORK / f"run{i}.log", "w")
+        procs.append(subprocess.Popen(child, stdout=log, stderr=subprocess.STDOUT))
+    for p in procs:
+        p.wait()
+    summary, best = [], None
+    for i in range(args.runs):
+        hist_file = WORK / f"run{i}" / "teacher_history.json"
+        history = json.loads(hist_file.read_text()) if hist_file.exists() else []
+        row = best_qualified(history)
+        summary.append({"run": i, "data_seed": args.data_seed + i, "checks": len(history),
+                        "last_step": history[-1]["step"] if history else 0,
+                        "best": row and {"step": row["step"], "gain": round(gain(row), 4), "val": row["val"]}})
+        if row is not None and (best is None or gain(row) > gain(best[1])):
+            best = (i, row)
+        print(json.dumps(summary[-1]), flush=True)
+    (WORK / "sweep.json").write_text(json.dumps({"chosen": best and {"run": best[0], "step": best[1]["step"]},
+                                                 "runs": summary}, indent=1))
+    if best is None:
+        raise SystemExit("no run of the sweep qualified a teacher checkpoint; see run*.log")
+    i, row = best
+    print(f"teacher: chose run {i} (data seed {args.data_seed + i}) step {row['step']}", json.dumps(row["val"]))
+    shutil.rmtree(WORK / "teacher", ignore_errors=True)
+    shutil.copytree(WORK / f"run{i}" / f"teacher_ckpt/step{row['step']}", WORK / "teacher")
+    load_tok().save_pretrained(WORK / "teacher")
+
+
 def cmd_student(args):
     torch.manual_seed(1)
     tok = load_tok()
-    model = llama(tok, *SIZES["student"], True)
+    model = llama(tok, *SIZES["student"], True).to(DEVICE)
     print("student params", sum(p.numel() for p in model.parameters()))
     data = pretrain_texts(random.Random(3), split_questions())
     train(model, tok, data, args.steps, 2e-3, 64, "student")
@@ -261,14 +324,12 @@ def cmd_student(args):
 
 def cmd_finalize(args):
     """Measure the chosen checkpoints on the test split, check the bounds, copy into the package."""
-    import shutil
-
     from rewdistill.models.load import load_causal_lm
 
     tok = load_tok()
     report = {}
     for name in ["teacher", "student"]:
-        model = load_causal_lm(str(WORK / name))
+        model = load_causal_lm(str(WORK / name)).to(DEVICE)
         report[name] = {
             "params": sum(p.numel() for p in model.parameters()),
             "test": accuracy(model, tok, "test", maj=(name == "teacher"), seed=123, maj_seeds=5),
@@ -310,7 +371,7 @@ def cmd_finalize(args):
 
 def main(argv: list[str] | None = None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["tokenizer", "teacher", "student", "finalize", "all"])
+    ap.add_argument("step", choices=["tokenizer", "teacher", "sweep", "student", "finalize", "all"])
     ap.add_argument("--lo", type=float, default=0.52, help="lowest validation greedy accuracy for the teacher")
     ap.add_argument("--hi", type=float, default=0.75, help="highest validation greedy accuracy for the teacher")
     ap.add_argument("--min-gain", type=float, default=0.07, help="least maj@8 - greedy on validation")
@@ -330,6 +391,15 @@ def main(argv: list[str] | None = None):
                     help="switch to the slow learning rate once both tasks' validation greedy reach this (learning jumps late)")
     ap.add_argument("--patience", type=int, default=4, help="checks to keep going after the first qualified one")
     ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the teacher's initial weights")
+    ap.add_argument("--runs", type=int, default=1, help="teacher runs side by side (all: >1 means a sweep)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="sweep: time limit of its runs")
+    ap.add_argument("--deadline", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="cpu", help="torch device for training and checks (cpu, cuda)")
+    ap.add_argument("--gen-batch", type=int, default=200, help="rows per sampling batch in accuracy checks")
+    ap.add_argument("--tokenizer", help="tokenizer directory (default: WORK/tokenizer)")
+    ap.add_argument("--styles", default="sequential,grouped",
+                    help=f"comma-separated solution styles of the teacher data, from {', '.join(base.STYLES)}")
     ap.add_argument("--work", default="zoo_work", help="working directory for checkpoints and logs")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--dest", help="where finalize puts the models (default: the package's zoo/)")
@@ -340,10 +410,15 @@ def main(argv: list[str] | None = None):
         global EVAL_N, SIZES
         EVAL_N, SIZES = 8, MICRO_SIZES
     torch.set_num_threads(args.threads)
-    global WORK
-    WORK = Path(args.work)
-    WORK.mkdir(exist_ok=True)
-    steps = ["tokenizer", "teacher", "student", "finalize"] if args.step == "all" else [args.step]
+    global WORK, DEVICE, GEN_BATCH, TOKENIZER, STYLES
+    WORK, DEVICE, GEN_BATCH, TOKENIZER = Path(args.work), args.device, args.gen_batch, args.tokenizer
+    STYLES = args.styles.split(",")
+    unknown = [st for st in STYLES if st not in base.STYLES]
+    if unknown:
+        ap.error(f"--styles: unknown {', '.join(unknown)}; choose from {', '.join(base.STYLES)}")
+    WORK.mkdir(parents=True, exist_ok=True)
+    teacher = "sweep" if args.runs > 1 else "teacher"
+    steps = ["tokenizer", teacher, "student", "finalize"] if args.step == "all" else [args.step]
     for s in steps:
         globals()[f"cmd_{s}"](args)
 

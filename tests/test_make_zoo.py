@@ -37,3 +37,30 @@ def test_make_zoo_all_micro(tmp_path):
     assert [h["step"] for h in history] == [2]
     # the shipped zoo is untouched by a micro run
     assert shipped == {p: p.stat().st_mtime_ns for p in ZOO_DIR.rglob("*") if p.is_file()}
+
+
+def test_make_zoo_sweep_micro_picks_the_largest_qualified_gain(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_zoo", SCRIPT)
+    mz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mz)
+    row = lambda step, ga, gc, q=True: {"step": step, "qualified": q, "val": {  # noqa: E731
+        "tiny-arith": {"greedy": 0.5, "maj@8": 0.5 + ga}, "tiny-choice": {"greedy": 0.6, "maj@8": 0.6 + gc}}}
+    # the smaller of the two gains decides; unqualified rows never win
+    history = [row(10, 0.09, 0.05), row(20, 0.07, 0.06), row(30, 0.2, 0.2, q=False)]
+    assert mz.best_qualified(history)["step"] == 20
+    assert mz.best_qualified([row(5, 0.3, 0.3, q=False)]) is None
+
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(SCRIPT), "tokenizer", "--micro", "--work", str(work)]
+    assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
+    cmd = [sys.executable, str(SCRIPT), "sweep", "--micro", "--work", str(work), "--runs", "2", "--minutes", "4",
+           "--max-steps", "4", "--check-every", "2", "--patience", "0", "--lo", "0", "--hi", "1", "--min-gain", "-1",
+           "--styles", "sequential,net"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sweep = json.loads((work / "sweep.json").read_text())
+    assert [r["data_seed"] for r in sweep["runs"]] == [0, 1]
+    assert sweep["chosen"]["run"] in (0, 1) and (work / "teacher" / "model.safetensors").exists()
+    AutoModelForCausalLM.from_pretrained(work / "teacher")

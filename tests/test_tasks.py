@@ -42,3 +42,43 @@ def test_extractors():
     assert extract_choice("The answer is (C).") == "C"
     assert extract_choice("The answer is (J).", n_options=4) is None
     assert extract_choice("no idea") is None
+
+
+def _check_equations(lines):
+    """Every `[label: ]a +/- b ... = c` line is correct arithmetic; returns the last right-hand side."""
+    value = None
+    for line in lines:
+        left, right = line.split(": ")[-1].split(" = ")
+        terms = left.split(" ")
+        total = int(terms[0])
+        for op, num in zip(terms[1::2], terms[2::2]):
+            total += int(num) if op == "+" else -int(num)
+        assert total == int(right), line
+        value = int(right)
+    return value
+
+
+def test_every_solution_style_is_correct_arithmetic_ending_at_the_answer():
+    import random
+
+    import pytest
+
+    from rewdistill.tasks import tiny_arith, tiny_choice
+    from rewdistill.tasks.base import STYLES, solution_lines
+
+    # hand-computed: 12 + 5 - 8 + 3 = 12, and 12 + 5 - 8 - 9 = 0
+    assert solution_lines(12, [5, -8, 3], "sequential") == ["12 + 5 = 17", "17 - 8 = 9", "9 + 3 = 12"]
+    assert solution_lines(12, [5, -8, 3], "grouped") == ["Gained: 5 + 3 = 8", "12 + 8 = 20", "20 - 8 = 12"]
+    assert solution_lines(12, [5, -8, 3], "gains_first") == ["12 + 5 = 17", "17 + 3 = 20", "20 - 8 = 12"]
+    assert solution_lines(12, [5, -8, -9], "net") == ["Change: 5 - 8 - 9 = -12", "12 - 12 = 0"]
+    with pytest.raises(ValueError, match="unknown solution style"):
+        solution_lines(1, [1], "backwards")
+    rng = random.Random(0)
+    for _ in range(100):
+        for style in STYLES:
+            _, sol, ans = tiny_arith.make_problem(rng, style=style)
+            lines = sol.splitlines()
+            assert _check_equations(lines[1:-1]) == int(ans) and lines[-1] == f"#### {ans}"
+            _, sol, letter, texts = tiny_choice.make_problem(rng, style=style)
+            steps = sol.split(". ")[:-2]  # the equations, then "V is (X)" and "The answer is (X)."
+            assert str(_check_equations(steps)) == texts["ABCDEFGHIJ".index(letter)]

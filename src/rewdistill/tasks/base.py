@@ -55,19 +55,35 @@ def generated_splits(make, rng) -> dict[str, list[Example]]:
     return out
 
 
+STYLES = ("sequential", "grouped", "gains_first", "net")
+
+
 def solution_lines(start: int, ops: list[int], style: str) -> list[str]:
     """Equations that add the signed amounts `ops` to `start`, one per line.
 
+    Several valid paths, with different intermediate numbers, so that a model's errors differ between paths
+    as a real LLM's do (majority voting over samples then beats one greedy answer):
     sequential: one equation per step, in order (the gold style);
-    grouped: total the gains, total the losses, then apply both (another valid path, with other
-    intermediate numbers, so that a model's errors differ between paths as a real LLM's do).
+    grouped: total the gains, total the losses, then apply both;
+    gains_first: one equation per step, the gains first, then the losses;
+    net: sum the signed changes into one net change, then apply it.
     """
+    if style not in STYLES:
+        raise ValueError(f"unknown solution style {style!r}; choose from {', '.join(STYLES)}")
     lines: list[str] = []
-    if style == "sequential":
+    if style in ("sequential", "gains_first"):
+        order = ops if style == "sequential" else [n for n in ops if n > 0] + [n for n in ops if n < 0]
         value = start
-        for n in ops:
+        for n in order:
             lines.append(f"{value} {'+' if n > 0 else '-'} {abs(n)} = {value + n}")
             value += n
+        return lines
+    if style == "net":
+        net = sum(ops)
+        if len(ops) > 1:
+            terms = str(ops[0]) + "".join(f" {'+' if n > 0 else '-'} {abs(n)}" for n in ops[1:])
+            lines.append(f"Change: {terms} = {net}")
+        lines.append(f"{start} {'+' if net >= 0 else '-'} {abs(net)} = {start + net}")
         return lines
     gains, losses = [n for n in ops if n > 0], [-n for n in ops if n < 0]
     value = start
