@@ -102,16 +102,20 @@ def selection_sets(n: int, banned: set[str]) -> dict[str, list]:
     return out
 
 
-def pretrain_texts(rng: random.Random, banned: set[str]):
-    """Endless student-base text: question prompts and bare equations, never a solution or answer."""
+def pretrain_texts(rng: random.Random, banned: set[str], equations: int = 1):
+    """Endless "pretraining" text: question prompts and lines of `equations` bare equations, never a worked
+    solution or an answer line."""
     gen = fresh_problems(rng, banned, {"arith": 0.5})
     while True:
         if rng.random() < 0.5:
             prompt, _ = next(gen)
             yield prompt.rsplit("\n", 1)[0], ""  # the question without the "Answer:" line
         else:
-            a, b = rng.randint(0, 99), rng.randint(0, 20)
-            yield (f"{a} + {b} = {a + b}" if rng.random() < 0.5 or a < b else f"{a} - {b} = {a - b}"), ""
+            lines = []
+            for _ in range(equations):
+                a, b = rng.randint(0, 99), rng.randint(0, 20)
+                lines.append(f"{a} + {b} = {a + b}" if rng.random() < 0.5 or a < b else f"{a} - {b} = {a - b}")
+            yield "\n".join(lines), ""
 
 
 def batch(tok, pairs):
@@ -223,6 +227,9 @@ def cmd_teacher(args):
         model = llama(tok, *SIZES["teacher"], False)
     model.to(DEVICE)
     print("teacher params", sum(p.numel() for p in model.parameters()))
+    if args.pretrain_steps:  # arithmetic first, like a pretrained LLM, then the worked solutions
+        train(model, tok, pretrain_texts(random.Random(4 + args.data_seed), split_questions(), equations=8),
+              args.pretrain_steps, 2e-3, 64, "teacher-pretrain")
     mix = {"arith": args.arith_share}
     lr_scale = {"x": 1.0}
     banned = split_questions()
@@ -269,7 +276,7 @@ def cmd_teacher(args):
 
 
 SWEPT = ["lo", "hi", "min_gain", "val_n", "maj_seeds", "check_every", "max_steps", "arith_share", "balance_gain",
-         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles"]
+         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles", "pretrain_steps"]
 
 
 def cmd_sweep(args):
@@ -381,6 +388,8 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--check-every", type=int, default=15, help="teacher steps between validation checks")
     ap.add_argument("--max-steps", type=int, default=4000, help="teacher step limit")
     ap.add_argument("--steps", type=int, default=800, help="student base steps")
+    ap.add_argument("--pretrain-steps", type=int, default=0,
+                    help="teacher steps on questions and bare equations before the worked solutions")
     ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
     ap.add_argument("--arith-share", type=float, default=0.5, help="share of tiny-arith problems in teacher data")
     ap.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
