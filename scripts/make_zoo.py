@@ -63,19 +63,21 @@ def split_questions() -> set[str]:
     return seen
 
 
-def fresh_problems(rng: random.Random, banned: set[str], mix: dict):
+def fresh_problems(rng: random.Random, banned: set[str], mix: dict, styles: list[str] | None = None):
     """Endless (prompt, response) pairs of both tasks, none of them in any task split.
 
-    `mix["arith"]` is the share of tiny-arith problems; the caller may change it between draws.
+    `mix["arith"]` is the share of tiny-arith problems; the caller may change it between draws. Solutions are
+    written in one of `styles` (default: --styles) at random.
     """
+    styles = styles or STYLES
     arith, choice = get_task("tiny-arith"), get_task("tiny-choice")
     while True:
         if rng.random() < mix["arith"]:
-            q, sol, ans = tiny_arith.make_problem(rng, style=rng.choice(STYLES))
+            q, sol, ans = tiny_arith.make_problem(rng, style=rng.choice(styles))
             ex = tiny_arith.Example("x", q, ans, sol)
             task = arith
         else:
-            q, sol, ans, opts = tiny_choice.make_problem(rng, style=rng.choice(STYLES))
+            q, sol, ans, opts = tiny_choice.make_problem(rng, style=rng.choice(styles))
             ex = tiny_choice.Example("x", q, ans, sol, opts)
             task = choice
         if q not in banned:
@@ -230,6 +232,10 @@ def cmd_teacher(args):
     if args.pretrain_steps:  # arithmetic first, like a pretrained LLM, then the worked solutions
         train(model, tok, pretrain_texts(random.Random(4 + args.data_seed), split_questions(), equations=8),
               args.pretrain_steps, 2e-3, 64, "teacher-pretrain")
+    if args.warm_steps:  # worked solutions in `--warm-styles` first; then `--styles` (new paths, still weak)
+        warm = fresh_problems(random.Random(5 + args.data_seed), split_questions(), {"arith": 0.5},
+                              args.warm_styles.split(","))
+        train(model, tok, warm, args.warm_steps, 2e-3, 64, "teacher-warm")
     mix = {"arith": args.arith_share}
     lr_scale = {"x": 1.0}
     banned = split_questions()
@@ -276,7 +282,7 @@ def cmd_teacher(args):
 
 
 SWEPT = ["lo", "hi", "min_gain", "val_n", "maj_seeds", "check_every", "max_steps", "arith_share", "balance_gain",
-         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles", "pretrain_steps"]
+         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles", "pretrain_steps", "warm_steps", "warm_styles"]
 
 
 def cmd_sweep(args):
@@ -388,6 +394,9 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--check-every", type=int, default=15, help="teacher steps between validation checks")
     ap.add_argument("--max-steps", type=int, default=4000, help="teacher step limit")
     ap.add_argument("--steps", type=int, default=800, help="student base steps")
+    ap.add_argument("--warm-steps", type=int, default=0,
+                    help="teacher steps on worked solutions in --warm-styles before the checked run in --styles")
+    ap.add_argument("--warm-styles", default="sequential", help="solution styles of the warm-up steps")
     ap.add_argument("--pretrain-steps", type=int, default=0,
                     help="teacher steps on questions and bare equations before the worked solutions")
     ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
@@ -422,7 +431,7 @@ def main(argv: list[str] | None = None):
     global WORK, DEVICE, GEN_BATCH, TOKENIZER, STYLES
     WORK, DEVICE, GEN_BATCH, TOKENIZER = Path(args.work), args.device, args.gen_batch, args.tokenizer
     STYLES = args.styles.split(",")
-    unknown = [st for st in STYLES if st not in base.STYLES]
+    unknown = [st for st in STYLES + args.warm_styles.split(",") if st not in base.STYLES]
     if unknown:
         ap.error(f"--styles: unknown {', '.join(unknown)}; choose from {', '.join(base.STYLES)}")
     WORK.mkdir(parents=True, exist_ok=True)
