@@ -4,7 +4,11 @@ Rerun with `python scripts/make_zoo.py all` (see zoo/PROVENANCE.md for the optio
 
 1. tokenizer: byte-level BPE trained on text of both tiny tasks (digits split).
 2. teacher (Llama, ~1.9M params): trained on freshly generated problems of both tasks that appear in
-   no task split, and stopped part-way, like a real LLM that is good but imperfect. The task mix is
+   no task split, and stopped part-way, like a real LLM that is good but imperfect. It first learns
+   the gold solution path well (`--warm-steps` in `--warm-styles`, sequential), then three other valid
+   paths (`--styles`): a checkpoint taken while the new paths are half-learned writes them by default
+   (greedy) and errs in them in varied ways, while some samples still take the well-learned path, so
+   majority voting over samples beats greedy decoding, as self-consistency does for real LLMs. The task mix is
    rebalanced after each check so both tasks reach the band together, and the learning rate drops
    once they near it. Checkpoints are judged on a selection set of `--val-n` fresh problems per task
    (in no task split and never trained on; 600 by default, so a checkpoint is placed within ~2 points,
@@ -51,7 +55,7 @@ TOKENIZER = None  # --tokenizer (default: WORK / "tokenizer")
 SIZES = {"teacher": (192, 3, 6, 768), "student": (128, 2, 4, 384)}  # d, layers, heads, mlp
 MICRO_SIZES = {"teacher": (64, 1, 2, 128), "student": (16, 1, 2, 32)}
 TEMPS = [0.6, 0.8, 1.0, 1.2]
-STYLES = ["sequential", "grouped"]  # --styles: valid solution paths in teacher data, so that sampled errors differ
+STYLES = ["grouped", "gains_first", "net"]  # --styles: solution paths of the checked run (see --warm-styles)
 
 
 def split_questions() -> set[str]:
@@ -394,7 +398,7 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--check-every", type=int, default=15, help="teacher steps between validation checks")
     ap.add_argument("--max-steps", type=int, default=4000, help="teacher step limit")
     ap.add_argument("--steps", type=int, default=800, help="student base steps")
-    ap.add_argument("--warm-steps", type=int, default=0,
+    ap.add_argument("--warm-steps", type=int, default=800,
                     help="teacher steps on worked solutions in --warm-styles before the checked run in --styles")
     ap.add_argument("--warm-styles", default="sequential", help="solution styles of the warm-up steps")
     ap.add_argument("--pretrain-steps", type=int, default=0,
@@ -416,7 +420,7 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--device", default="cpu", help="torch device for training and checks (cpu, cuda)")
     ap.add_argument("--gen-batch", type=int, default=200, help="rows per sampling batch in accuracy checks")
     ap.add_argument("--tokenizer", help="tokenizer directory (default: WORK/tokenizer)")
-    ap.add_argument("--styles", default="sequential,grouped",
+    ap.add_argument("--styles", default="grouped,gains_first,net",
                     help=f"comma-separated solution styles of the teacher data, from {', '.join(base.STYLES)}")
     ap.add_argument("--work", default="zoo_work", help="working directory for checkpoints and logs")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")

@@ -18,7 +18,7 @@ def test_make_zoo_all_micro(tmp_path):
     work = tmp_path / "work"
     cmd = [sys.executable, str(SCRIPT), "all", "--micro", "--work", str(work), "--threads", "1",
            "--max-steps", "4", "--check-every", "2", "--patience", "0", "--steps", "4",
-           "--lo", "0", "--hi", "1", "--min-gain", "-1"]
+           "--lo", "0", "--hi", "1", "--min-gain", "-1", "--warm-steps", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "teacher: chose step 2" in out.stdout
@@ -57,7 +57,7 @@ def test_make_zoo_sweep_micro_picks_the_largest_qualified_gain(tmp_path):
     assert subprocess.run(cmd, capture_output=True, timeout=120).returncode == 0
     cmd = [sys.executable, str(SCRIPT), "sweep", "--micro", "--work", str(work), "--runs", "2", "--minutes", "4",
            "--max-steps", "4", "--check-every", "2", "--patience", "0", "--lo", "0", "--hi", "1", "--min-gain", "-1",
-           "--styles", "sequential,net"]
+           "--styles", "sequential,net", "--warm-steps", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     sweep = json.loads((work / "sweep.json").read_text())
