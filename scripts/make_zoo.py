@@ -233,20 +233,20 @@ def cmd_teacher(args):
         model = llama(tok, *SIZES["teacher"], False)
     model.to(DEVICE)
     print("teacher params", sum(p.numel() for p in model.parameters()))
-    if args.pretrain_steps:  # arithmetic first, like a pretrained LLM, then the worked solutions
-        train(model, tok, pretrain_texts(random.Random(4 + args.data_seed), split_questions(), equations=8),
-              args.pretrain_steps, 2e-3, 64, "teacher-pretrain")
-    if args.warm_steps:  # worked solutions in `--warm-styles` first; then `--styles` (new paths, still weak)
-        warm = fresh_problems(random.Random(5 + args.data_seed), split_questions(), {"arith": 0.5},
-                              args.warm_styles.split(","))
-        train(model, tok, warm, args.warm_steps, 2e-3, 64, "teacher-warm")
-    mix = {"arith": args.arith_share}
-    lr_scale = {"x": 1.0}
     banned = split_questions()
     chosen_on = selection_sets(args.val_n, banned) if args.val_n else "validation"  # extends `banned`
     first_200 = chosen_on if isinstance(chosen_on, str) else {k: v[:200] for k, v in chosen_on.items()}
+    # every training phase skips the task splits and the selection set
+    if args.pretrain_steps:  # arithmetic first, like a pretrained LLM, then the worked solutions
+        train(model, tok, pretrain_texts(random.Random(4 + args.data_seed), banned, equations=8),
+              args.pretrain_steps, 2e-3, 64, "teacher-pretrain")
+    if args.warm_steps:  # worked solutions in `--warm-styles` first; then `--styles` (new paths, still weak)
+        warm = fresh_problems(random.Random(5 + args.data_seed), banned, {"arith": 0.5}, args.warm_styles.split(","))
+        train(model, tok, warm, args.warm_steps, 2e-3, 64, "teacher-warm")
+    mix = {"arith": args.arith_share}
+    lr_scale = {"x": 1.0}
     data = fresh_problems(random.Random(2 + args.data_seed), banned, mix)
-    history, qualified = [], []
+    history = []
 
     def check(step):
         acc = accuracy(model, tok, first_200, maj=False)  # cheap progress check
@@ -264,7 +264,6 @@ def cmd_teacher(args):
         v = row["val"]
         if all(args.lo <= v[n]["greedy"] <= args.hi for n in v) and gain(row) >= args.min_gain:
             row["qualified"] = True
-            qualified.append(row)
         history.append(row)
         model.save_pretrained(WORK / f"teacher_ckpt/step{step}")
         print(json.dumps(row), flush=True)
@@ -272,13 +271,13 @@ def cmd_teacher(args):
         if args.deadline and time.time() > args.deadline:
             return True  # a sweep's time is up
         # stop `patience` checks after the first qualified one, or once past the window
-        return bool(qualified) and (step - qualified[0]["step"] >= args.patience * args.check_every
-                                    or min(greedy) > args.hi)
+        first = next((r for r in history if r.get("qualified")), None)
+        return first is not None and (step - first["step"] >= args.patience * args.check_every or min(greedy) > args.hi)
 
     train(model, tok, data, args.max_steps, 2e-3, 64, "teacher", check, args.check_every, lr_scale)
-    if not qualified:
-        raise SystemExit("no teacher checkpoint met the validation rule; change the mix or the window")
     best = best_qualified(history)  # selection set only: the largest smaller-of-two maj@8 gain
+    if best is None:
+        raise SystemExit("no teacher checkpoint met the validation rule; change the mix or the window")
     print("teacher: chose step", best["step"], json.dumps(best["val"]))
     shutil.rmtree(WORK / "teacher", ignore_errors=True)
     shutil.copytree(WORK / f"teacher_ckpt/step{best['step']}", WORK / "teacher")
@@ -294,7 +293,7 @@ def cmd_sweep(args):
     checkpoint with the largest smaller-of-two maj@8 gain over all runs (selection set only). Runs stop at
     `--minutes`; a run cut short keeps the checkpoints it qualified."""
     deadline = time.time() + 60 * args.minutes
-    procs = []
+    procs, logs = [], []
     for i in range(args.runs):
         child = [sys.executable, __file__, "teacher", "--work", str(WORK / f"run{i}"), "--tokenizer",
                  str(TOKENIZER or WORK / "tokenizer"), "--data-seed", str(args.data_seed + i), "--threads", "1",
@@ -302,10 +301,11 @@ def cmd_sweep(args):
         for k in SWEPT:
             child += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
         child += ["--balance" if args.balance else "--no-balance"] + (["--micro"] if args.micro else [])
-        log = open(WORK / f"run{i}.log", "w")
-        procs.append(subprocess.Popen(child, stdout=log, stderr=subprocess.STDOUT))
-    for p in procs:
+        logs.append(open(WORK / f"run{i}.log", "w"))
+        procs.append(subprocess.Popen(child, stdout=logs[-1], stderr=subprocess.STDOUT))
+    for p, log in zip(procs, logs):
         p.wait()
+        log.close()
     summary, best = [], None
     for i in range(args.runs):
         hist_file = WORK / f"run{i}" / "teacher_history.json"
