@@ -39,7 +39,7 @@ def main() -> None:
         "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
         "accuracy": results["accuracy"],
     }
-    print(f"\n| stage | seconds |\n|---|---:|")
+    print("\n| stage | seconds |\n|---|---:|")
     for k, v in out["stage_seconds"].items():
         print(f"| {k} | {v:.0f} |")
     print(f"| **total (wall, incl. start-up)** | **{wall:.0f}** |")

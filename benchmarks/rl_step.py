@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from rewdistill.config import RLCfg
-from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
-from rewdistill.rewards import make_rm_reward
+from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model, load_tokenizer
 from rewdistill.tasks import get_task
 from rewdistill.train import rollout
+from rewdistill.train.rewards import make_rm_reward
 
 PROMPTS, GROUP, MAX_NEW, BETA, LR = 8, 8, 64, 0.04, 1e-6
 
@@ -68,7 +68,7 @@ def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine):
 
     from rewdistill.train.rl_loop import train_rl
 
-    tok = load_tokenizer(policy_path)
+    tok = load_prompt_format(policy_path)
     policy, ref = load_causal_lm(policy_path), load_causal_lm(policy_path)
     critic = reward_model(rm_path).float() if algo == "ppo" else None  # critic from the RM, as in the rl stage
     cfg = RLCfg(algo=algo, steps=steps + 1, rollout_batch=PROMPTS, group_size=GROUP, minibatch=PROMPTS * GROUP,

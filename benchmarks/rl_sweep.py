@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from rewdistill.config import load_config
+from rewdistill.config_files import load_config
 from rewdistill.pipeline import run_pipeline, seed_from
 
 

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 from rewdistill.algo.voting import majority_vote
-from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
+from rewdistill.diagnostics import auc
+from rewdistill.models.forward import score_sequences
+from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model
 from rewdistill.sampling.hf import generate
-from rewdistill.stages.evaluate import auc
 from rewdistill.tasks import get_task
-from rewdistill.train.reward_model import score_sequences
 
 
 def main() -> None:
@@ -30,16 +30,15 @@ def main() -> None:
     args = ap.parse_args()
     task = get_task(args.task)
     val = task.load("validation")
-    tok = load_tokenizer(str(args.run / "student_sft"))
+    tok = load_prompt_format(str(args.run / "student_sft"))
     policy = load_causal_lm(str(args.run / "student_sft")).eval()
-    rm_tok = load_tokenizer(str(args.run / "reward_model"))
+    rm_tok = load_prompt_format(str(args.run / "reward_model"))
     rm = load_reward_model(str(args.run / "reward_model")).eval()
     prompts = [task.prompt(e) for e in val]
     gens = generate(policy, tok, prompts, args.temperature, args.k, 64, 400, seed=5)
     greedy = generate(policy, tok, prompts, 0.0, 1, 64, 400)
-    seqs = [rm_tok(prompts[g.prompt_index], add_special_tokens=False)["input_ids"]
-            + rm_tok(" " + g.text.lstrip(), add_special_tokens=False)["input_ids"] + [rm_tok.eos_token_id] for g in gens]
-    scores = score_sequences(rm, seqs, rm_tok.pad_token_id)
+    seqs = [p + r for p, r in (rm_tok.pair_ids(prompts[g.prompt_index], g.text) for g in gens)]
+    scores = score_sequences(rm, seqs, rm_tok.pad_id)
     groups: list[list] = [[] for _ in val]
     for g, s in zip(gens, scores):
         groups[g.prompt_index].append((s, g))

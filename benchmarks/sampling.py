@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.models.load import load_causal_lm, load_prompt_format
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
 
@@ -63,8 +63,8 @@ def main() -> None:
     rows, models = [], {}
     for name, n_prompts, n, batch, temp, max_new in WORKLOADS:
         if name not in models:
-            tok = load_tokenizer("zoo:teacher")
-            model = random_100m(tok) if name == "random-100m" else load_causal_lm(name).eval()
+            tok = load_prompt_format("zoo:teacher")
+            model = random_100m(tok.tokenizer) if name == "random-100m" else load_causal_lm(name).eval()
             models[name] = (model.to(args.device), tok)
         model, tok = models[name]
         params = sum(p.numel() for p in model.parameters())

@@ -28,6 +28,7 @@ Weights are saved as safetensors with `save_pretrained`; they load with plain tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -37,15 +38,18 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rewdistill.algo.voting import majority_vote
+from rewdistill.diagnostics import greedy_accuracy, majority_accuracy, sample_k
 from rewdistill.models.load import ZOO_DIR
+from rewdistill.models.prompt import PromptFormat
 from rewdistill.models.tokenizer import build_tokenizer
-from rewdistill.sampling.hf import generate
-from rewdistill.tasks import get_task
-from rewdistill.tasks import base, tiny_arith, tiny_choice
-from rewdistill.train.common import sft_batch
+from rewdistill.sampling.backends import HFSampler
+from rewdistill.tasks import base, get_task, tiny_arith, tiny_choice
+from rewdistill.train.guard import all_finite
+from rewdistill.train.loop import optimizer_step
+from rewdistill.train.sft import sft_loss, sft_optimizer
 
 WORK = Path("zoo_work")
 EVAL_N = None  # questions per task in accuracy checks (None: the whole split); --micro sets a few
@@ -124,37 +128,36 @@ def pretrain_texts(rng: random.Random, banned: set[str], equations: int = 1):
             yield "\n".join(lines), ""
 
 
-def batch(tok, pairs):
-    """Right-padded (input_ids, mask, labels); loss on the response when there is one, else on all tokens."""
+def encode(tok, pairs) -> list[tuple[list[int], list[int]]]:
+    """(prompt, response) texts -> (prompt ids, response ids + EOS); a pair without a response is trained on all
+    its tokens (the prompt ids become the response)."""
     encoded = []
     for prompt, resp in pairs:
         p = tok(prompt, add_special_tokens=False)["input_ids"]
         r = tok(resp, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] if resp else []
         encoded.append((p, r) if resp else ([], p))
-    return sft_batch(encoded, tok.pad_token_id)
+    return encoded
 
 
 @torch.no_grad()
 def accuracy(model, tok, split: str | dict, maj: bool, seed: int = 0, maj_seeds: int = 1) -> dict:
     """Greedy accuracy, and maj@8 over TEMPS x 2 (mean over `maj_seeds` sampling seeds, each kept in
-    `maj@8_per_seed`), of `model` on both tiny tasks' `split` (a split name, or examples per task name)."""
+    `maj@8_per_seed`), of `model` on both tiny tasks' `split` (a split name, or examples per task name); measured
+    with the evaluate stage's helpers (rewdistill.diagnostics)."""
     model.eval()
+    sampler = HFSampler(model, PromptFormat.from_tokenizer(tok, "off"), GEN_BATCH)  # plain-text prompts
     out = {}
     for name in ["tiny-arith", "tiny-choice"]:
         task = get_task(name)
         exs = (task.load(split) if isinstance(split, str) else split[name])[:EVAL_N]
         prompts = [task.prompt(e) for e in exs]
-        greedy = generate(model, tok, prompts, 0.0, 1, 64, GEN_BATCH)
-        out[name] = {"greedy": sum(task.is_correct(g.text, exs[g.prompt_index]) for g in greedy) / len(exs)}
+        greedy = sample_k(sampler, prompts, [0.0], 64, seed)  # per prompt: [its greedy Generation]
+        out[name] = {"greedy": greedy_accuracy(task, exs, [g[0].text for g in greedy])}
         if maj:
             per_seed = []
-            for s in range(maj_seeds):
-                answers = [[] for _ in exs]
-                for t in TEMPS:
-                    for g in generate(model, tok, prompts, t, 2, 64, GEN_BATCH, seed=seed + 1000 * s + int(t * 10)):
-                        answers[g.prompt_index].append(task.extract(g.text, exs[g.prompt_index]))
-                votes = [majority_vote(a)[0] for a in answers]
-                per_seed.append(sum(v == e.answer for v, e in zip(votes, exs)) / len(exs))
+            for s in range(maj_seeds):  # temperature i of TEMPS is sampled with seed seed + 1000 * s + i
+                k = sample_k(sampler, prompts, TEMPS, 64, seed + 1000 * s, n=2)  # per prompt: 8 Generations
+                per_seed.append(majority_accuracy(task, exs, [[g.text for g in gs] for gs in k]))
             out[name]["maj@8"] = sum(per_seed) / len(per_seed)
             if maj_seeds > 1:
                 out[name]["maj@8_per_seed"] = per_seed
@@ -164,19 +167,19 @@ def accuracy(model, tok, split: str | dict, maj: bool, seed: int = 0, maj_seeds:
 
 def train(model, tok, data, steps: int, lr: float, bs: int, log: str, check=None, check_every: int = 50,
           lr_scale: dict | None = None):
-    """AdamW with 50 warmup steps; `check(step)` may end training (True) or set `lr_scale["x"]`."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    """`steps` optimiser steps of train/sft.py's loss on `bs` pairs each from the stream `data`: its AdamW (weight
+    decay 0.01), 50 warm-up steps, then `lr * lr_scale["x"]`; clipped and skipped like every SFT step
+    (train.loop.optimizer_step). `check(step)` may end training (True) or set `lr_scale["x"]`."""
+    opt = sft_optimizer(model, lr, weight_decay=0.01)
+    accelerator = Accelerator(cpu=DEVICE == "cpu")  # the model is not prepared: it only clips the gradients
     lr_scale = lr_scale if lr_scale is not None else {"x": 1.0}
     t0 = time.time()
     for step in range(1, steps + 1):
-        for g in opt.param_groups:
-            g["lr"] = lr * lr_scale["x"] * min(1.0, step / 50)
-        ids, mask, labels = (x.to(DEVICE) for x in batch(tok, [next(data) for _ in range(bs)]))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = sft_loss(model, encode(tok, [next(data) for _ in range(bs)]), tok.pad_token_id, DEVICE)
+        finite = all_finite(loss)
+        if finite:
+            loss.backward()
+        optimizer_step(accelerator, model, opt, lr * lr_scale["x"] * min(1.0, step / 50), skip=not finite)
         if step % 25 == 0:
             print(f"[{log}] step {step} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
         if check is not None and step % check_every == 0 and check(step):
@@ -293,19 +296,19 @@ def cmd_sweep(args):
     checkpoint with the largest smaller-of-two maj@8 gain over all runs (selection set only). Runs stop at
     `--minutes`; a run cut short keeps the checkpoints it qualified."""
     deadline = time.time() + 60 * args.minutes
-    procs, logs = [], []
-    for i in range(args.runs):
-        child = [sys.executable, __file__, "teacher", "--work", str(WORK / f"run{i}"), "--tokenizer",
-                 str(TOKENIZER or WORK / "tokenizer"), "--data-seed", str(args.data_seed + i), "--threads", "1",
-                 "--deadline", str(deadline)]
-        for k in SWEPT:
-            child += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
-        child += ["--balance" if args.balance else "--no-balance"] + (["--micro"] if args.micro else [])
-        logs.append(open(WORK / f"run{i}.log", "w"))
-        procs.append(subprocess.Popen(child, stdout=logs[-1], stderr=subprocess.STDOUT))
-    for p, log in zip(procs, logs):
-        p.wait()
-        log.close()
+    procs = []
+    with contextlib.ExitStack() as logs:  # each run's log stays open until all runs end
+        for i in range(args.runs):
+            child = [sys.executable, __file__, "teacher", "--work", str(WORK / f"run{i}"), "--tokenizer",
+                     str(TOKENIZER or WORK / "tokenizer"), "--data-seed", str(args.data_seed + i), "--threads", "1",
+                     "--deadline", str(deadline)]
+            for k in SWEPT:
+                child += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
+            child += ["--balance" if args.balance else "--no-balance"] + (["--micro"] if args.micro else [])
+            log = logs.enter_context(open(WORK / f"run{i}.log", "w"))
+            procs.append(subprocess.Popen(child, stdout=log, stderr=subprocess.STDOUT))
+        for p in procs:
+            p.wait()
     summary, best = [], None
     for i in range(args.runs):
         hist_file = WORK / f"run{i}" / "teacher_history.json"
@@ -376,11 +379,14 @@ def cmd_finalize(args):
     lines = ["# Shipped tiny models", "", "Made by `python scripts/make_zoo.py all`; test-split accuracy below.", "",
              "| model | params | tiny-arith greedy | tiny-arith maj@8 | tiny-choice greedy | tiny-choice maj@8 |",
              "|---|---:|---:|---:|---:|---:|"]
+    def cell(t: dict, n: str, k: str) -> str:
+        return f"{100 * t[n][k]:.1f}%" if k in t[n] else "-"
+
     for name, r in report.items():
         t = r["test"]
-        cell = lambda n, k: f"{100 * t[n][k]:.1f}%" if k in t[n] else "-"  # noqa: E731
-        lines.append(f"| {name} | {r['params'] / 1e6:.2f}M | {cell('tiny-arith', 'greedy')} | {cell('tiny-arith', 'maj@8')} "
-                     f"| {cell('tiny-choice', 'greedy')} | {cell('tiny-choice', 'maj@8')} |")
+        lines.append(f"| {name} | {r['params'] / 1e6:.2f}M | {cell(t, 'tiny-arith', 'greedy')} "
+                     f"| {cell(t, 'tiny-arith', 'maj@8')} | {cell(t, 'tiny-choice', 'greedy')} "
+                     f"| {cell(t, 'tiny-choice', 'maj@8')} |")
     (dest / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print("student/teacher params", round(ratio, 3))

@@ -9,8 +9,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rewdistill.judge import RUBRIC_MARK
-from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.labels import RUBRIC_MARK
+from rewdistill.models.load import load_causal_lm, load_prompt_format
 from rewdistill.sampling.hf import generate
 
 
@@ -18,7 +18,7 @@ class TinyOpenAIServer:
     def __init__(self, model_path: str, fail_every: int = 0, stop_after: int = 0, api_key: str | None = None,
                  judge=None):
         self.model = load_causal_lm(model_path).eval()
-        self.tok = load_tokenizer(model_path)
+        self.tok = load_prompt_format(model_path)
         self.fail_every, self.stop_after, self.api_key = fail_every, stop_after, api_key
         self.judge = judge  # judge(prompt) -> reply text, for prompts carrying the judge rubric
         self.requests = self.answered = 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from rewdistill.cli import main
-from rewdistill.config import Config, ConfigError, iter_fields, load_config
+from rewdistill.config import Config, ConfigError, iter_fields
+from rewdistill.config_files import load_config
 from rewdistill.pipeline import stage_hashes
 
 
@@ -20,7 +21,7 @@ def test_yaml_then_overrides(tmp_path):
     "yaml_text, where",
     [("rl:\n  kl_coeff: 0.1\n", "rl.kl_coeff: unknown key"),
      ("rl:\n  steps: many\n", "rl.steps: Input should be a valid integer"),
-     ("task:\n  name: gsm9k\n", "task.name: Input should be"),
+     ("task:\n  name: gsm9k\n", "task.name: 'gsm9k' is not one of tiny-arith, tiny-choice, gsm8k, mmlu-pro, jsonl"),
      ("- 1\n- 2\n", "top level must be a mapping")],
 )
 def test_bad_config_names_the_key(tmp_path, yaml_text, where):
@@ -79,7 +80,112 @@ def test_stages_may_use_different_precision_and_accumulation(tmp_path):
 
 
 def test_shipped_example_config_equals_the_defaults():
-    from pathlib import Path
+    from rewdistill.config_files import shipped_configs
 
-    path = Path(__file__).parent.parent / "configs" / "tiny-arith.yaml"
-    assert load_config(str(path), {}) == Config()
+    path = shipped_configs()["tiny-arith"]
+    assert load_config(str(path), {}) == Config() == load_config("tiny-arith", {})
+
+
+def _literal_fields(model=Config, prefix=""):
+    """(dotted key, allowed values) of every Literal field of the config, found by walking the pydantic models."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _literal_fields(ann, f"{prefix}{name}.")
+            continue
+        for t in (ann, *typing.get_args(ann)):  # Literal[...] itself, or inside Optional / a union
+            if typing.get_origin(t) is typing.Literal:
+                yield f"{prefix}{name}", typing.get_args(t)
+
+
+LITERALS = list(_literal_fields())
+
+
+def test_every_literal_field_is_found():
+    keys = [k for k, _ in LITERALS]
+    assert {"sft.mixed_precision", "task.chat_template", "task.name", "rl.algo"} <= set(keys)
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("key,value", [(k, v) for k, values in LITERALS for v in values])
+def test_every_literal_value_passes_as_a_cli_override_string(key, value):
+    """`--sft.mixed_precision no`, `--task.chat_template off` / `on`: YAML would read these as booleans."""
+    extra = {"rl.group_size": "4"}  # grpo / rloo need groups; harmless for the others
+    cfg = load_config(None, {**extra, key: str(value)})
+    section, field = key.split(".")
+    assert getattr(getattr(cfg, section), field) == value
+
+
+@pytest.mark.parametrize("key,raw,expected", [
+    ("rl.kl_coef", "0.05", 0.05), ("rl.steps", "3", 3), ("teacher_sample.temperatures", "[0.5, 1.0]", [0.5, 1.0]),
+    ("lora.student", "true", True), ("lora.reward_model", "off", False), ("rl.kl_target", "null", None),
+    ("task.path", "null", None), ("task.path", "no", "no"), ("task.path", "data/1.0", "data/1.0"),
+    ("models.teacher", "on", "on"), ("openai.model", "1.5", "1.5"), ("lora.target_modules", "[q_proj, v_proj]",
+                                                                    ["q_proj", "v_proj"]),
+    ("lora.target_modules", "all-linear", "all-linear"), ("lora.target_modules", "yes", "yes"),
+])
+def test_overrides_parse_numbers_lists_bools_but_keep_strings(key, raw, expected):
+    cfg = load_config(None, {key: raw})
+    section, field = key.split(".")
+    assert getattr(getattr(cfg, section), field) == expected
+
+
+def test_unknown_task_name_is_echoed_one_line_exit_2(tmp_path, capsys):
+    assert main(["run", "--task", "no-such-task", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("rewdistill: error: ")
+    assert "task.name: 'no-such-task' is not one of tiny-arith, tiny-choice, gsm8k, mmlu-pro, jsonl" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_yaml_boolean_in_a_file_is_named_with_a_hint(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("sft:\n  mixed_precision: no\n")
+    with pytest.raises(ConfigError, match=r"sft.mixed_precision: False is not one of no, bf16, fp16 .*quote"):
+        load_config(str(f), {})
+
+
+SHIPPED = "gsm8k-qwen2.5-7b-to-0.5b"
+
+
+@pytest.mark.parametrize("name", [SHIPPED, SHIPPED + ".yaml"])
+def test_shipped_config_found_by_bare_name(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(name, {})
+    assert cfg.task.name == "gsm8k" and "Qwen2.5-7B" in cfg.models.teacher
+
+
+def test_a_file_in_the_working_directory_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / f"{SHIPPED}.yaml").write_text("task:\n  name: tiny-choice\n")
+    assert load_config(f"{SHIPPED}.yaml", {}).task.name == "tiny-choice"
+
+
+def test_unknown_config_name_lists_the_shipped_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--config", "no-such-config", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-config" in err and "Traceback" not in err, err
+    for name in [SHIPPED, "mmlu-pro-llama3.1-8b-to-3.2-1b", "tiny-arith"]:
+        assert name in err, err
+
+
+def test_ablate_takes_run_dir_like_run_and_out_as_an_alias():
+    from rewdistill.cli import build_parser
+
+    ap = build_parser()
+    assert ap.parse_args(["run", "--run-dir", "a"]).run_dir == "a"
+    assert ap.parse_args(["ablate", "--run-dir", "b"]).run_dir == "b"
+    assert ap.parse_args(["ablate", "--out", "c"]).run_dir == "c"
+    assert ap.parse_args(["ablate"]).run_dir is None
+
+
+def test_a_missing_path_to_a_shipped_name_points_at_the_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"configs/{SHIPPED}.yaml does not exist; .* write --config {SHIPPED}$"):
+        load_config(f"configs/{SHIPPED}.yaml", {})

@@ -3,14 +3,23 @@ shipped models and on other Llama-family shapes (GQA, q/k/v bias, Qwen3's q/k no
 the right sampling distribution, seeds, order, and the fallback for architectures it does not handle."""
 import torch
 import torch.nn.functional as F
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
-from rewdistill.models.load import load_causal_lm, load_tokenizer
+from rewdistill.models.forward import token_logprobs
+from rewdistill.models.load import load_causal_lm, load_prompt_format
+from rewdistill.models.prompt import PromptFormat
 from rewdistill.sampling import fast
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
-from rewdistill.train.common import encode_prompt, token_logprobs
 from rewdistill.train.rollout import build_batch
 
 
@@ -30,7 +39,7 @@ def same_greedy(model, tok, prompts, batch_size, n=1, max_new_tokens=48):
 
 def test_greedy_equals_generate_on_shipped_models():
     for name in ["zoo:teacher", "zoo:student"]:
-        model, tok = load_causal_lm(name).eval(), load_tokenizer(name)
+        model, tok = load_causal_lm(name).eval(), load_prompt_format(name)
         assert fast.supports(model)
         for task in ["tiny-arith", "tiny-choice"]:
             got = same_greedy(model, tok, task_prompts(task, 40), batch_size=16)
@@ -60,7 +69,7 @@ def test_greedy_equals_generate_on_other_llama_family_shapes(other_tokenizer):
                 torch.nn.init.normal_(layer.self_attn.q_proj.bias, std=0.5)
                 torch.nn.init.normal_(layer.self_attn.k_proj.bias, std=0.5)
         assert fast.supports(model)
-        same_greedy(model, other_tokenizer, prompts, batch_size=5, max_new_tokens=24)
+        same_greedy(model, PromptFormat.from_tokenizer(other_tokenizer), prompts, batch_size=5, max_new_tokens=24)
 
 
 def test_lora_wrapped_model_uses_its_adapters(other_tokenizer):
@@ -72,11 +81,11 @@ def test_lora_wrapped_model_uses_its_adapters(other_tokenizer):
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)  # a non-zero adapter changes the outputs
     assert fast.supports(model)
-    same_greedy(model, other_tokenizer, task_prompts("tiny-arith", 6), batch_size=4, max_new_tokens=16)
+    same_greedy(model, PromptFormat.from_tokenizer(other_tokenizer), task_prompts("tiny-arith", 6), batch_size=4, max_new_tokens=16)
 
 
 def test_logprobs_match_a_full_forward_and_seeds_repeat():
-    model, tok = load_causal_lm("zoo:teacher").eval(), load_tokenizer("zoo:teacher")
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_prompt_format("zoo:teacher")
     prompts = task_prompts("tiny-arith", 5)
     gens = generate(model, tok, prompts, 0.8, 3, 40, 8, seed=4, logprobs=True)
     assert [g.prompt_index for g in gens] == [i for i in range(5) for _ in range(3)]
@@ -84,21 +93,21 @@ def test_logprobs_match_a_full_forward_and_seeds_repeat():
     other = generate(model, tok, prompts, 0.8, 3, 40, 8, seed=5)
     assert [g.token_ids for g in gens] == [g.token_ids for g in again]
     assert [g.token_ids for g in gens] != [g.token_ids for g in other]
-    ids, mask, resp_mask, P = build_batch([encode_prompt(tok, prompts[g.prompt_index]) for g in gens],
-                                          [g.token_ids for g in gens], tok.pad_token_id)
+    ids, mask, resp_mask, P = build_batch([tok.prompt_ids(prompts[g.prompt_index]) for g in gens],
+                                          [g.token_ids for g in gens], tok.pad_id)
     with torch.no_grad():
         want = token_logprobs(model, ids, mask, P, 0.8) * resp_mask  # (B, T)
     for r, g in enumerate(gens):
         assert len(g.logprobs) == len(g.token_ids)
         assert torch.allclose(torch.tensor(g.logprobs), want[r, : len(g.token_ids)], atol=1e-4)
-        assert g.finished == (g.token_ids[-1] == tok.eos_token_id)
+        assert g.finished == (g.token_ids[-1] == tok.eos_id)
 
 
 def test_samples_follow_softmax_of_logits_over_temperature():
-    model, tok = load_causal_lm("zoo:teacher").eval(), load_tokenizer("zoo:teacher")
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_prompt_format("zoo:teacher")
     prompt = task_prompts("tiny-choice", 1)[0] + " The answer is ("
     gens = generate(model, tok, [prompt], 1.3, 3000, 1, 1000, seed=0)
-    ids = torch.tensor([encode_prompt(tok, prompt)])
+    ids = torch.tensor([tok.prompt_ids(prompt)])
     with torch.no_grad():
         probs = F.softmax(model(input_ids=ids).logits[0, -1].float() / 1.3, -1)  # (V,)
     counts = torch.bincount(torch.tensor([g.token_ids[0] for g in gens]), minlength=len(probs)).float()
@@ -120,16 +129,16 @@ def test_other_architectures_fall_back_to_generate(other_tokenizer):
                                        pad_token_id=other_tokenizer.pad_token_id,
                                        eos_token_id=other_tokenizer.eos_token_id)).eval()
     assert not fast.supports(model)
-    gens = generate(model, other_tokenizer, task_prompts("tiny-arith", 3), 0.0, 2, 8, 4)
+    gens = generate(model, PromptFormat.from_tokenizer(other_tokenizer), task_prompts("tiny-arith", 3), 0.0, 2, 8, 4)
     assert [g.prompt_index for g in gens] == [0, 0, 1, 1, 2, 2]
 
 
 def test_masked_cache_positions_cannot_poison_attention(monkeypatch):
     """Prompts pre-filled in groups of different widths leave unwritten (masked) cache columns; they get a zero
     attention weight, but 0 * NaN is NaN, so they must hold zeros whatever memory the buffers came from."""
-    model, tok = load_causal_lm("zoo:teacher").eval(), load_tokenizer("zoo:teacher")
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_prompt_format("zoo:teacher")
     prompts = task_prompts("tiny-arith", 9)
-    prompts = sorted(prompts, key=lambda p: len(encode_prompt(tok, p)))
+    prompts = sorted(prompts, key=lambda p: len(tok.prompt_ids(p)))
     want = [g.token_ids for g in generate(model, tok, prompts, 0.0, 1, 24, 9, engine="hf")]
     empty = torch.empty
 
@@ -138,6 +147,6 @@ def test_masked_cache_positions_cannot_poison_attention(monkeypatch):
         return t.fill_(float("nan")) if t.is_floating_point() else t
 
     monkeypatch.setattr(torch, "empty", nan_empty)
-    got, _, _ = fast.decode_batch(model, [encode_prompt(tok, p) for p in prompts], 0.0, 24, tok.pad_token_id,
-                                  [tok.eos_token_id], prefill_rows=2)
+    got, _, _ = fast.decode_batch(model, [tok.prompt_ids(p) for p in prompts], 0.0, 24, tok.pad_id,
+                                  [tok.eos_id], prefill_rows=2)
     assert got == want

@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 
 from rewdistill.config import Config, RLCfg
-from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
+from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model, load_tokenizer
 from rewdistill.train.checkpoint import Checkpoint, peek
 from rewdistill.train.guard import NonFiniteError, all_finite
 from rewdistill.train.reward_model import train_reward_model
@@ -85,7 +85,7 @@ def test_reward_model_stops_on_nan_losses(tmp_path, other_tokenizer):
 
 def test_rl_skips_nan_rewards_then_stops(tmp_path, other_tokenizer):
     path = save_tiny("qwen2", other_tokenizer, tmp_path / "m")
-    tok = load_tokenizer(path)
+    tok = load_prompt_format(path)
     policy, ref = load_causal_lm(path), load_causal_lm(path)
     cfg = RLCfg(algo="grpo", steps=4, rollout_batch=2, group_size=2, minibatch=2, max_new_tokens=6,
                 unfinished_penalty=None)

@@ -102,7 +102,7 @@ def test_vllm_backend_missing_is_a_clear_error(tmp_path, capsys):
 
 
 def test_judge_parsing():
-    from rewdistill.judge import parse_score
+    from rewdistill.labels import parse_score
 
     assert parse_score("fine\nScore: 8") == 8.0 and parse_score("Score: 11\nScore: 4") == 4.0
     assert parse_score("**Score:** [[3]]/10") == 3.0 and parse_score("I'd give it 7/10.") == 7.0
@@ -151,7 +151,7 @@ def test_vllm_sampler_maps_our_call_onto_vllm(monkeypatch, tmp_path):
     import types
 
     from rewdistill.config import VLLMCfg
-    from rewdistill.models.load import load_tokenizer
+    from rewdistill.models.load import load_prompt_format
     from rewdistill.sampling.backends import VLLMSampler
 
     seen = {}
@@ -166,7 +166,7 @@ def test_vllm_sampler_maps_our_call_onto_vllm(monkeypatch, tmp_path):
             return [types.SimpleNamespace(outputs=[out(k) for k in range(params.n)]) for _ in prompts]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
-    tok = load_tokenizer("zoo:teacher")
+    tok = load_prompt_format("zoo:teacher")
     s = VLLMSampler("/models/x", tok, VLLMCfg(tensor_parallel_size=2), "bfloat16", False)
     gens = s.generate(["a", "b"], 0.7, n=2, max_new_tokens=9, seed=3)
     assert seen["llm"]["tensor_parallel_size"] == 2 and seen["llm"]["dtype"] == "bfloat16"

@@ -8,10 +8,9 @@ import pytest
 
 from rewdistill.cli import main
 from rewdistill.grade import grade_file
-from rewdistill.models.load import load_tokenizer
+from rewdistill.models.load import load_prompt_format
 from rewdistill.tasks import DataError, get_task
 from rewdistill.tasks.answers import LETTERS, extract_letter, extract_number, normalize_number
-from rewdistill.train.common import encode_prompt
 from tests.conftest import need_data
 
 
@@ -83,9 +82,9 @@ def test_chat_template_wraps_prompts(tmp_path, other_tokenizer):
                          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     tok.save_pretrained(tmp_path)
     tok.chat_template = None
-    on, off = load_tokenizer(str(tmp_path)), load_tokenizer(str(tmp_path), chat_template="off")
-    plain = encode_prompt(off, "Question: 2 + 2?")
-    chat = encode_prompt(on, "Question: 2 + 2?")
+    on, off = load_prompt_format(str(tmp_path)), load_prompt_format(str(tmp_path), chat_template="off")
+    plain = off.prompt_ids("Question: 2 + 2?")
+    chat = on.prompt_ids("Question: 2 + 2?")
     assert on.decode(chat).startswith("<|im_start|>user\nQuestion: 2 + 2?") and on.decode(chat).endswith("assistant\n")
     assert off.decode(plain) == "Question: 2 + 2?"
 

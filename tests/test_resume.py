@@ -41,7 +41,7 @@ def test_sigkill_anywhere_then_rerun_gives_the_uninterrupted_results(tmp_path):
         "sample-chunk#2",  # sft resumes and finishes; student-sample dies after two chunks
         "rm-step#1",  # reward-model: before its first checkpoint
         "rm-step#3",  # reward-model: after the checkpoint of step 2
-        "rl-step#3",  # rl: round 1 done (checkpoint at its end), round 2's re-sampling and reward model redone
+        "rl-step#3",  # rl@2: round 1 done, round 2's student-sample and reward-model done, its rl dies after step 3
     ]
     seen = []
     for point in kills:
@@ -52,10 +52,10 @@ def test_sigkill_anywhere_then_rerun_gives_the_uninterrupted_results(tmp_path):
     assert final.returncode == 0, final.stderr[-2000:]
     assert results(crashed) == results(clean)
     for name in ["teacher_samples.jsonl", "student_samples.jsonl", "sft_metrics.jsonl", "reward_model_metrics.jsonl",
-                 "rl_metrics.jsonl"]:
+                 "rl_metrics.jsonl", "round2/student_samples.jsonl", "round2/rl_metrics.jsonl"]:
         assert (crashed / name).read_text() == (clean / name).read_text(), name
     assert not (crashed / "checkpoints").exists() and not list(crashed.glob("*.progress.jsonl"))
     # the crashes really happened where intended: the stage running at each kill is recorded as not done
     running = [next(k for k, v in m.items() if not v["done"]) for m in seen]
     assert running == ["teacher-sample", "teacher-sample", "sft", "student-sample", "reward-model", "reward-model",
-                       "rl"]
+                       "rl@2"]

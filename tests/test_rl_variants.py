@@ -12,10 +12,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rewdistill.cli import main
 from rewdistill.config import RLCfg
+from rewdistill.diagnostics import divergence_step
 from rewdistill.io import read_jsonl
-from rewdistill.models.load import load_causal_lm, load_tokenizer
-from rewdistill.rewards import make_hybrid_reward, make_match_reward, make_teacher_judge_reward
-from rewdistill.stages.rl import divergence_step
+from rewdistill.models.load import load_causal_lm, load_prompt_format
+from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_teacher_judge_reward
 from rewdistill.train.rl_loop import train_rl
 from rewdistill.train.rollout import Rollout
 from tests.conftest import MICRO, save_tiny
@@ -41,13 +41,13 @@ def test_match_and_hybrid_rewards():
 
 def test_teacher_judge_is_a_mean_log_prob(tmp_path, other_tokenizer):
     path = save_tiny("llama", other_tokenizer, tmp_path / "t")
-    teacher, tok = load_causal_lm(path), load_tokenizer(path)
+    teacher, tok = load_causal_lm(path), load_prompt_format(path)
     judge = make_teacher_judge_reward(teacher, tok, ["Question: 1 + 2?\nAnswer:", "Question: 5?\nAnswer:"])
     scores = judge(fake_rollout([" 1 + 2 = 3\n#### 3", " #### 5", ""], [0, 1, 1]))
     assert scores.shape == (3,) and bool((scores < 0).all()) and torch.isfinite(scores).all()
     # by hand for the last one: the response is just EOS, so the score is log p(EOS | prompt)
-    ids = tok("Question: 5?\nAnswer:", add_special_tokens=False, return_tensors="pt")["input_ids"]
-    logp = torch.log_softmax(teacher(input_ids=ids).logits[0, -1], -1)[tok.eos_token_id]
+    ids = tok.tokenizer("Question: 5?\nAnswer:", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    logp = torch.log_softmax(teacher(input_ids=ids).logits[0, -1], -1)[tok.eos_id]
     assert scores[2].item() == pytest.approx(logp.item(), abs=1e-4)
 
 
@@ -61,7 +61,7 @@ def test_divergence_step():
 @pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo"])
 def test_each_algorithm_trains(tmp_path, other_tokenizer, algo):
     path = save_tiny("qwen2", other_tokenizer, tmp_path / "m")
-    tok = load_tokenizer(path)
+    tok = load_prompt_format(path)
     policy, ref = load_causal_lm(path), load_causal_lm(path)
     critic = None
     if algo == "ppo":
@@ -118,9 +118,16 @@ def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_pa
     shutil.copytree(base_run, d)
     assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
                  "--until", "rl"]) == 0
-    assert (d / "reward_model_round1" / "model.safetensors").exists()
-    assert len(read_jsonl(d / "student_samples_round1.jsonl")) > 0
-    assert [r["step"] for r in read_jsonl(d / "rl_metrics.jsonl") if "reward" in r] == [1, 2, 3, 4]
+    r2 = d / "round2"
+    assert (r2 / "reward_model" / "model.safetensors").exists() and (r2 / "student_rl" / "model.safetensors").exists()
+    assert len(read_jsonl(r2 / "student_samples.jsonl")) > 0
+    assert [r["step"] for r in read_jsonl(d / "rl_metrics.jsonl") if "reward" in r] == [1, 2]
+    assert [r["step"] for r in read_jsonl(r2 / "rl_metrics.jsonl") if "reward" in r] == [3, 4]
+    # round 2 starts from round 1's student and trains its reward model on both rounds' student samples
+    stages = json.loads((d / "manifest.json").read_text())["stages"]
+    assert list(stages)[-3:] == ["student-sample@2", "reward-model@2", "rl@2"]
+    n1, n2 = len(read_jsonl(d / "student_samples.jsonl")), len(read_jsonl(r2 / "student_samples.jsonl"))
+    assert f"+ {n1 + n2} student" in stages["reward-model@2"]["summary"]
 
 
 def test_group_algorithms_need_groups(tmp_path, capsys):

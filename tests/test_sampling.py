@@ -1,12 +1,12 @@
 """The HF sampler: order of outputs, greedy determinism, seeds, EOS handling."""
-from rewdistill.models.load import load_causal_lm, load_tokenizer, resolve
+from rewdistill.models.load import load_causal_lm, load_prompt_format, load_tokenizer, resolve
 from rewdistill.sampling.hf import generate
 from tests.conftest import save_tiny
 
 
 def test_generate_order_seeds_and_greedy(tmp_path, other_tokenizer):
     path = save_tiny("llama", other_tokenizer, tmp_path / "m")
-    model, tok = load_causal_lm(path), load_tokenizer(path)
+    model, tok = load_causal_lm(path), load_prompt_format(path)
     prompts = ["Question: What is 3 + 4?\nAnswer:", "Question: Mia has 2 pens.\nAnswer:"]
     out = generate(model, tok, prompts, 1.0, n=3, max_new_tokens=6, batch_size=4, seed=1)
     assert [g.prompt_index for g in out] == [0, 0, 0, 1, 1, 1]
@@ -16,7 +16,7 @@ def test_generate_order_seeds_and_greedy(tmp_path, other_tokenizer):
     assert [g.token_ids for g in out] != [g.token_ids for g in other]
     for g in out:
         assert len(g.token_ids) <= 6
-        assert g.finished == (tok.eos_token_id in g.token_ids)
+        assert g.finished == (tok.eos_id in g.token_ids)
     # greedy: the same in any batch composition (left padding is masked out)
     alone = generate(model, tok, prompts[1:], 0.0, max_new_tokens=6)
     both = generate(model, tok, prompts, 0.0, max_new_tokens=6, batch_size=2)

@@ -9,16 +9,16 @@ import pytest
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+import rewdistill
 from rewdistill.cli import main
-from rewdistill.config import load_config
-from rewdistill.models.load import load_tokenizer
+from rewdistill.config_files import load_config
+from rewdistill.models.load import load_prompt_format, load_tokenizer
 from rewdistill.models.tokenizer import build_tokenizer
 from rewdistill.tasks import get_task
-from rewdistill.train.common import encode_text_pair
 from rewdistill.train.sft import train_sft
 from tests.conftest import need_data
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(rewdistill.__file__).resolve().parent / "configs"  # shipped inside the package
 CHAT = {  # architecture -> (end-of-turn token, chat template), in the style of the real instruct tokenizers
     "qwen2": ("<|im_end|>", "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
               "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
@@ -53,11 +53,11 @@ def teach_format(path: str, task, n: int = 24) -> None:
     (test scaffolding only: the pipeline under test never reads gold)."""
     from rewdistill.models.load import load_causal_lm
 
-    tok, model = load_tokenizer(path), load_causal_lm(path)
+    fmt, model = load_prompt_format(path), load_causal_lm(path)
     exs = task.load("validation")[:n]
-    pairs = [encode_text_pair(tok, task.prompt(e), (e.solution or f"The answer is ({e.answer}).")[-300:])
+    pairs = [fmt.pair_ids(task.prompt(e), (e.solution or f"The answer is ({e.answer}).")[-300:])
              for e in exs]
-    model = train_sft(model, pairs, tok.pad_token_id, epochs=20, lr=5e-3, batch_size=8, warmup_frac=0.0,
+    model = train_sft(model, pairs, fmt.pad_id, epochs=20, lr=5e-3, batch_size=8, warmup_frac=0.0,
                       weight_decay=0.0, accelerator=Accelerator(cpu=True), seed=0, log=lambda row: None)
     model.save_pretrained(path)
 

@@ -82,3 +82,19 @@ def test_every_solution_style_is_correct_arithmetic_ending_at_the_answer():
             _, sol, letter, texts = tiny_choice.make_problem(rng, style=style)
             steps = sol.split(". ")[:-2]  # the equations, then "V is (X)" and "The answer is (X)."
             assert str(_check_equations(steps)) == texts["ABCDEFGHIJ".index(letter)]
+
+
+def test_tiny_arith_docstring_names_every_solution_style():
+    from rewdistill.tasks import base, tiny_arith
+
+    for style in base.STYLES:
+        assert style in tiny_arith.__doc__, style
+
+
+def test_file_task_docstring_names_parse_as_it_is():
+    import inspect
+
+    from rewdistill.tasks import real
+
+    params = list(inspect.signature(real.FileTask.parse).parameters)[1:]  # without self
+    assert f"parse({', '.join(params)})" in real.FileTask.__doc__, real.FileTask.__doc__

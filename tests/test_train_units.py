@@ -7,12 +7,13 @@ import torch
 from accelerate import Accelerator
 
 from rewdistill.config import RLCfg
-from rewdistill.models.load import load_causal_lm, load_reward_model, load_tokenizer
-from rewdistill.train.common import sft_batch, token_logprobs
-from rewdistill.rewards import make_rm_reward
+from rewdistill.models.forward import token_logprobs
+from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model
+from rewdistill.train.common import sft_batch
+from rewdistill.train.reward_model import make_pairs, train_reward_model
+from rewdistill.train.rewards import make_rm_reward
 from rewdistill.train.rl_loop import train_rl
 from rewdistill.train.rollout import build_batch
-from rewdistill.train.reward_model import make_pairs, train_reward_model
 from tests.conftest import save_tiny
 
 
@@ -66,7 +67,7 @@ def test_reward_model_bt_and_bce_train(tmp_path, other_tokenizer):
 
 def test_ppo_micro_run_moves_policy_and_critic(tmp_path, other_tokenizer):
     path = save_tiny("qwen2", other_tokenizer, tmp_path / "m")
-    tok = load_tokenizer(path)
+    tok = load_prompt_format(path)
     policy, ref = load_causal_lm(path), load_causal_lm(path)
     critic, rm = load_reward_model(path), load_reward_model(path)
     p0, c0 = _params(policy), _params(critic)

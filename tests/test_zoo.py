@@ -4,7 +4,7 @@ import json
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewdistill.models.load import ZOO_DIR, load_causal_lm, load_tokenizer
+from rewdistill.models.load import ZOO_DIR, load_causal_lm, load_prompt_format
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
 
@@ -25,7 +25,7 @@ def test_zoo_is_small_safetensors_and_loads_with_plain_transformers():
 def test_greedy_test_accuracy_is_in_the_promised_band(name):
     """Teacher 45-80% greedy on each tiny task's test split; student base <= 15%; as zoo_report.json says."""
     report = json.loads((ZOO_DIR / "zoo_report.json").read_text())
-    model, tok = load_causal_lm(f"zoo:{name}"), load_tokenizer(f"zoo:{name}")
+    model, tok = load_causal_lm(f"zoo:{name}"), load_prompt_format(f"zoo:{name}")
     for task_name in ["tiny-arith", "tiny-choice"]:
         task = get_task(task_name)
         exs = task.load("test")

@@ -10,8 +10,9 @@ import logging
 import statistics
 from pathlib import Path
 
-from rewdistill.config import ConfigError, load_config
-from rewdistill.io import read_json, write_json
+from rewdistill.config import ConfigError
+from rewdistill.config_files import load_config
+from rewdistill.io import read_json, write_json, write_text_atomic
 from rewdistill.pipeline import run_pipeline, seed_from
 
 logger = logging.getLogger("rewdistill")
@@ -58,7 +59,7 @@ def run_seeds_in_parallel(config: str | None, overrides: dict[str, str], seeds: 
     import sys
 
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    base = [sys.executable, "-m", "rewdistill.cli", "ablate", "--out", str(out), "--variants", *variants]
+    base = [sys.executable, "-m", "rewdistill.cli", "ablate", "--run-dir", str(out), "--variants", *variants]
     base += ["--config", config] if config else []
     for key, value in overrides.items():
         base += [f"--{key}", str(value)]
@@ -118,7 +119,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ablation.json", summary)
-    (out / "ablation.md").write_text(format_ablation(summary) + f"\n\n![ablation](ablation.png)\n", encoding="utf-8")
+    write_text_atomic(out / "ablation.md", format_ablation(summary) + "\n\n![ablation](ablation.png)\n")
     plot_ablation(summary, out / "ablation.png")
     return summary
 

@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from rewdistill.config import Config, ConfigError, iter_fields, load_config
+from rewdistill.config import Config, ConfigError, iter_fields
+from rewdistill.config_files import load_config, shipped_configs
 
 
 def _run_parser(sub) -> argparse.ArgumentParser:
@@ -18,7 +19,8 @@ def _run_parser(sub) -> argparse.ArgumentParser:
         "shipped tiny models, offline. Any config key can be set as --section.key VALUE.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--config", help="YAML config file (sections as in `run --help`)")
+    p.add_argument("--config", help="YAML config file (sections as in `run --help`), or the name of a shipped config: "
+                   f"{', '.join(shipped_configs())}")
     p.add_argument("--task", help="task name (shortcut for --task.name)")
     p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
     p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
@@ -44,12 +46,14 @@ def _ablate_parser(sub) -> argparse.ArgumentParser:
         "validation (--evaluate.split validation), report on test.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--config", help="YAML config file, the base of every variant")
+    p.add_argument("--config", help="YAML config file or shipped config name, the base of every variant")
     p.add_argument("--task", help="task name (shortcut for --task.name)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (each one full run)")
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="V",
                    help=f"variants, from: {', '.join(VARIANTS)}")
-    p.add_argument("--out", help="output directory (default: runs/ablate-<task>)")
+    p.add_argument("--run-dir", "--out", dest="run_dir",
+                   help="where the ablation's runs and summary go, like `run --run-dir` (default: runs/ablate-<task>); "
+                   "--out is the same option's older name")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once as separate processes (CPU threads split)")
     _config_options(p)
     return p
@@ -117,7 +121,7 @@ def cmd_ablate(args) -> int:
 
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)  # validate before any work
-    out = Path(args.out or f"runs/ablate-{cfg.task.name}")
+    out = Path(args.run_dir or f"runs/ablate-{cfg.task.name}")
     summary = run_ablation(args.config, overrides, args.seeds, args.variants, out, args.jobs)
     print("\n" + format_ablation(summary))
     print(f"\nwritten: {out / 'ablation.json'}, {out / 'ablation.md'}, {out / 'ablation.png'}")
@@ -158,13 +162,18 @@ def cmd_run(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `rewdistill` parser with its run, ablate and grade commands."""
     ap = argparse.ArgumentParser(prog="rewdistill", description="Distill not only data but also rewards.")
     sub = ap.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _ablate_parser(sub)
     _grade_parser(sub)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     if not args.debug:
         import transformers

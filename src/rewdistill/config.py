@@ -1,16 +1,12 @@
-"""Typed configuration: one section per stage, every field described, validated on load.
-
-Load order: defaults <- YAML file (`--config`) <- dotted CLI overrides (`--rl.kl_coef 0.05`).
-"""
+"""Typed configuration: one section per stage, every field described, validated on load (`config_files.py`
+reads YAML files and CLI overrides into it)."""
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ConfigError(Exception):
@@ -201,52 +197,6 @@ class Config(Section):
     evaluate: EvalCfg = EvalCfg()
     reliability: ReliabilityCfg = ReliabilityCfg()
     lora: LoraCfg = LoraCfg()
-
-
-def _where(err: dict) -> str:
-    return ".".join(str(p) for p in err["loc"])
-
-
-def validate(data: dict, source: str) -> Config:
-    try:
-        return Config.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise ConfigError(f"{source}: {_where(err)}: {msg}{more}; see `rewdistill run --help`") from None
-
-
-def set_dotted(data: dict, key: str, value) -> None:
-    """data['a']['b'] = value for key 'a.b', creating sections as needed."""
-    parts = key.split(".")
-    for p in parts[:-1]:
-        data = data.setdefault(p, {})
-        if not isinstance(data, dict):
-            raise ConfigError(f"option --{key}: {p} is not a section")
-    data[parts[-1]] = value
-
-
-def load_config(path: str | None, overrides: dict[str, str]) -> Config:
-    """Defaults, then the YAML file, then `overrides` ({'rl.kl_coef': '0.05'}; values parsed as YAML)."""
-    data: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    for key, raw in overrides.items():
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        set_dotted(data, key, value)
-    return validate(data, path or "options")
 
 
 def section_hash(*parts) -> str:

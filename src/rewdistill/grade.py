@@ -1,4 +1,4 @@
-"""`rewdistill grade`: score responses written by any tool against gold answers, with our extractors.
+"""`rewdistill grade`: score responses written by any tool against gold answers, with each task's own `extract`.
 
 Each input row has `response` and the gold `answer` (GSM8K: a solution ending in `#### N` or a number;
 MMLU-Pro: a letter, with `options` when present so that only existing letters count). The output keeps every
@@ -6,36 +6,43 @@ input field and adds `extracted` (null when unparsable) and `correct`.
 """
 from __future__ import annotations
 
-import json
-import os
+from functools import cache
 from pathlib import Path
 
-from rewdistill.tasks.answers import LETTERS, extract_letter, extract_number
+from rewdistill.io import write_jsonl
+from rewdistill.tasks import Task, get_task
+from rewdistill.tasks.answers import LETTERS, extract_number
+from rewdistill.tasks.base import Example
 from rewdistill.tasks.real import check_choice
 from rewdistill.tasks.rows import BadRows, DataError, Row, parse_all, read_rows, require
-from rewdistill.tasks.tiny_arith import extract_hash_answer
-from rewdistill.tasks.tiny_choice import extract_choice
 
-GRADE_TASKS = ("gsm8k", "mmlu-pro", "tiny-arith", "tiny-choice")
+# task -> what its gold `answer` is: a final number, or a letter among the options. The response's answer is
+# extracted by the task's own `extract`, exactly as in training and evaluation.
+GOLD_KIND = {"gsm8k": "number", "mmlu-pro": "letter", "tiny-arith": "number", "tiny-choice": "letter"}
+GRADE_TASKS = tuple(GOLD_KIND)
+
+
+@cache
+def grading_task(task: str, answer_mode: str = "auto") -> Task:
+    """The task whose `extract` grades responses (`answer_mode` reaches gsm8k's extractor)."""
+    return get_task(task, answer_mode=answer_mode)
 
 
 def grade_row(task: str, row: Row, answer_mode: str = "auto") -> dict:
     """{**row, extracted, correct} for one row; a DataError names the row when its fields are unusable."""
     response = require(row, "response", str)
-    if task in ("gsm8k", "tiny-arith"):
+    options: list[str] = []
+    if GOLD_KIND[task] == "number":
         gold = extract_number(str(require(row, "answer", (str, int, float))), "auto")
         if gold is None:
             raise DataError(f"{row.where}: field 'answer' has no final number")
-        got = extract_number(response, answer_mode) if task == "gsm8k" else extract_hash_answer(response)
     else:
         answer = require(row, "answer", (str, int))
-        if row.data.get("options") is not None:
-            options, gold = check_choice(row, row.data["options"], answer)
-            n = len(options)
-        else:
-            n = len(LETTERS)
-            _, gold = check_choice(row, [""] * n, answer)
-        got = extract_letter(response, n) if task == "mmlu-pro" else extract_choice(response, n)
+        given = row.data.get("options")
+        # without options every letter may be the answer (the option texts are not needed to extract one)
+        options, gold = check_choice(row, given if given is not None else [""] * len(LETTERS), answer)
+    ex = Example(qid=row.where, question="", answer=gold, options=list(options))
+    got = grading_task(task, answer_mode).extract(response, ex)
     return {**row.data, "extracted": got, "correct": got is not None and got == gold}
 
 
@@ -52,11 +59,7 @@ def grade_file(task: str, path: Path, out: Path | None = None, answer_mode: str 
     graded = parse_all(read_rows(path, bad_rows, bad), lambda r: grade_row(task, r, answer_mode), bad_rows, bad)
     if not graded:
         raise DataError(f"{path}: no gradable rows ({bad.count} bad); each row needs 'response' and 'answer'")
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in graded:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    write_jsonl(out, graded, ensure_ascii=False)  # atomically: a temporary file, then a rename
     n_correct = sum(r["correct"] for r in graded)
     return {"task": task, "file": str(path), "out": str(out), "rows": len(graded), "correct": n_correct,
             "accuracy": n_correct / len(graded), "unparsable": sum(r["extracted"] is None for r in graded),

@@ -1,4 +1,5 @@
-"""Artifact I/O: JSON / JSONL written atomically (temporary file, then rename)."""
+"""Artifact I/O: JSON / JSONL written atomically (temporary file, then rename), or appended one row at a time to
+an append-only JSONL file that a crash leaves readable (`append_jsonl`, `read_jsonl_prefix`)."""
 from __future__ import annotations
 
 import json
@@ -22,12 +23,26 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def write_jsonl(path: Path, rows) -> None:
+def write_jsonl(path: Path, rows, *, ensure_ascii: bool = True) -> None:
+    """One JSON object per line; `ensure_ascii=False` keeps non-ASCII text readable (files meant for people)."""
+    path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps(r) + "\n")
+            f.write(json.dumps(r, ensure_ascii=ensure_ascii) + "\n")
     os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, rows) -> None:
+    """Append rows to an append-only JSONL file and flush. A torn last line (a kill mid-write) is ended first,
+    so that the new rows stay whole: readers skip the torn line and keep everything after it."""
+    with open(path, "a+b") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write("".join(json.dumps(r) + "\n" for r in rows).encode("utf-8"))
+        f.flush()
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -69,5 +84,4 @@ class MetricsLog:
         write_jsonl(path, kept)
 
     def __call__(self, row: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(self.path, [row])

@@ -2,16 +2,19 @@
 
 A stage's hash covers its own config sections and the hash of the stage before it, so changing one
 stage's config reruns that stage and everything after it; unchanged finished stages are skipped.
+
+Rounds (`rl.rounds` = R) are the pipeline's repetition: after round 1's rl, rounds 2..R repeat student-sample ->
+reward-model -> rl, each writing into `round<r>/` and recorded in the manifest as `<stage>@<r>`.
 """
 from __future__ import annotations
 
 import logging
 import shutil
 import time
-from datetime import timedelta
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 import torch
 import yaml
@@ -20,8 +23,9 @@ from accelerate.utils import set_seed
 
 from rewdistill.config import Config, section_hash
 from rewdistill.io import read_json, write_json, write_text_atomic
+from rewdistill.sampling.rows import ShardDone
 from rewdistill.stages import evaluate, pseudo_label, reward_model, rl, sft, student_sample, teacher_sample
-from rewdistill.stages.common import Ctx, ShardDone
+from rewdistill.stages.common import Ctx
 
 logger = logging.getLogger("rewdistill")
 
@@ -31,7 +35,16 @@ class Stage:
     name: str
     run: Callable[[Ctx], str]  # does the work, returns a one-line summary
     deps: Callable[[Config], list]  # the config sections whose change reruns this stage
-    outputs: list[str]  # files and directories it writes in the run directory
+    outputs: list[str]  # files and directories it writes in the run directory (in `round<r>/` for r > 1)
+    round: int = 1  # the RL round of a round stage (student-sample, reward-model, rl)
+
+    @property
+    def key(self) -> str:
+        """Its name in the manifest: the stage name, with `@<round>` for rounds after the first."""
+        return self.name if self.round == 1 else f"{self.name}@{self.round}"
+
+    def paths(self) -> list[str]:
+        return self.outputs if self.round == 1 else [f"round{self.round}/{o}" for o in self.outputs]
 
 
 def teacher_endpoint(c: Config) -> dict:
@@ -53,25 +66,37 @@ STAGES = [
     Stage("student-sample", student_sample.run, lambda c: [c.student_sample], ["student_samples.jsonl"]),
     Stage("reward-model", reward_model.run, lambda c: [c.reward_model, c.lora.model_dump(exclude={"student"})],
           ["reward_model", "reward_model_lora", "reward_model_metrics.jsonl"]),
-    Stage("rl", rl.run, lambda c: [c.rl, c.lora], ["student_rl", "student_rl_lora", "rl_metrics.jsonl"]),
+    Stage("rl", rl.run, lambda c: [c.rl.model_dump(exclude={"rounds"}), c.lora],
+          ["student_rl", "student_rl_lora", "rl_metrics.jsonl"]),
     Stage("evaluate", evaluate.run, lambda c: [c.task.n_test, c.models.student, c.evaluate],
           ["results.json", "report.md", "eval_samples.jsonl", "accuracy.png", "rl_curves.png"]),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
+ROUND_STAGES = ("student-sample", "reward-model", "rl")
+
+
+def stages_for(cfg: Config) -> list[Stage]:
+    """The stages of a run: the seven, with student-sample -> reward-model -> rl repeated for rounds 2..R."""
+    base = {s.name: s for s in STAGES}
+    out = STAGES[:-1]
+    for r in range(2, cfg.rl.rounds + 1):
+        out += [Stage(n, base[n].run, base[n].deps, base[n].outputs, r) for n in ROUND_STAGES]
+    return out + STAGES[-1:]
 
 
 def clear_progress(run_dir: Path) -> None:
     """Drop the crash-recovery state of a stage: training checkpoints and sampling progress files."""
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    for p in run_dir.glob("*.progress.jsonl"):
+    for p in [*run_dir.glob("*.progress.jsonl"), *run_dir.glob("round*/*.progress.jsonl")]:
         p.unlink()
 
 
 def stage_hashes(cfg: Config) -> dict[str, str]:
+    """Each stage's chained config hash, by manifest key."""
     out, prev = {}, ""
-    for s in STAGES:
+    for s in stages_for(cfg):
         prev = section_hash(*s.deps(cfg), prev)
-        out[s.name] = prev
+        out[s.key] = prev
     return out
 
 
@@ -82,16 +107,16 @@ def seed_from(src: Path, dst: Path, cfg: Config) -> list[str]:
     src_manifest = read_json(src / "manifest.json")
     dst.mkdir(parents=True, exist_ok=True)
     manifest = {"stages": {}}
-    for stage, h in zip(STAGES, stage_hashes(cfg).values()):
-        done = src_manifest["stages"].get(stage.name, {})
+    for stage, h in zip(stages_for(cfg), stage_hashes(cfg).values()):
+        done = src_manifest["stages"].get(stage.key, {})
         if done.get("hash") != h or not done.get("done"):
             break
-        for name in stage.outputs:
+        for name in stage.paths():
             if (src / name).is_dir():
                 shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
             elif (src / name).exists():
                 shutil.copy2(src / name, dst / name)
-        manifest["stages"][stage.name] = done
+        manifest["stages"][stage.key] = done
     write_json(dst / "manifest.json", manifest)
     return list(manifest["stages"])
 
@@ -140,22 +165,26 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     ctx = Ctx(cfg, run_dir, shard=shard, merge=merge)
+    stages = stages_for(cfg)
+    keys = [s.key for s in stages]
+    n = len(stages)
     stale = False
-    for i, stage in enumerate(STAGES):
-        done = manifest["stages"].get(stage.name, {})
-        if not stale and done.get("hash") == hashes[stage.name] and done.get("done"):
-            logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: done already ({done.get('summary', '')})")
+    for i, stage in enumerate(stages):
+        key = stage.key
+        done = manifest["stages"].get(key, {})
+        if not stale and done.get("hash") == hashes[key] and done.get("done"):
+            logger.info(f"[{i + 1}/{n}] {key}: done already ({done.get('summary', '')})")
         else:
-            resuming = not stale and done.get("hash") == hashes[stage.name]  # started by a run that died
+            resuming = not stale and done.get("hash") == hashes[key]  # started by a run that died
             stale = True  # everything after a rerun stage reruns too
-            manifest["stages"] = {k: v for k, v in manifest["stages"].items() if STAGE_NAMES.index(k) < i}
-            manifest["stages"][stage.name] = {"hash": hashes[stage.name], "done": False}
+            manifest["stages"] = {k: v for k, v in manifest["stages"].items() if k in keys[:i]}
+            manifest["stages"][key] = {"hash": hashes[key], "done": False}
             if main:
                 if not resuming:
                     clear_progress(run_dir)
                 write_json(manifest_path, manifest)
             dist.wait_for_everyone()
-            ctx.stage_hash = hashes[stage.name]
+            ctx.stage_hash, ctx.round = hashes[key], stage.round
             set_seed(cfg.seed * 1000 + i)  # each stage starts from its own RNG state, whatever ran before it
             t0 = time.time()
             summary = None
@@ -163,22 +192,21 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
                 if main or stage.name in TRAIN_STAGES:
                     summary = stage.run(ctx)
             except ShardDone as e:
-                logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: {e}")
+                logger.info(f"[{i + 1}/{n}] {key}: {e}")
                 return manifest
             dist.wait_for_everyone()
             seconds = time.time() - t0
-            manifest["stages"][stage.name] = {"hash": hashes[stage.name], "done": True, "seconds": round(seconds, 1),
-                                              "summary": summary}
+            manifest["stages"][key] = {"hash": hashes[key], "done": True, "seconds": round(seconds, 1),
+                                       "summary": summary}
             if main:
                 write_json(manifest_path, manifest)
                 clear_progress(run_dir)
-            logger.info(f"[{i + 1}/{len(STAGES)}] {stage.name}: {summary} ({seconds:.0f}s)")
-        if stage.name == until:
+            logger.info(f"[{i + 1}/{n}] {key}: {summary} ({seconds:.0f}s)")
+        if stage.name == until and (stage.name not in ROUND_STAGES or stage.round == cfg.rl.rounds):
             break
     results_path = run_dir / "results.json"
     if main and manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
         results = read_json(results_path)
-        results["seconds"] = {name: manifest["stages"][name].get("seconds") for name in STAGE_NAMES
-                              if name in manifest["stages"]}
+        results["seconds"] = {key: rec.get("seconds") for key, rec in manifest["stages"].items()}
         write_json(results_path, results)
     return manifest

@@ -1,8 +1,9 @@
 """The run's report: a results table (markdown and console) and plots (PNG)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from rewdistill.io import read_jsonl_prefix, write_text_atomic
 
 ROWS = [
     ("teacher_greedy", "Teacher, greedy"),
@@ -28,15 +29,10 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-
-
 def plot_rl(run_dir: Path) -> str | None:
-    """rl_curves.png: reward, KL, pseudo-label agreement per RL step, and the reward-hacking watch."""
-    rows = _read_metrics(run_dir / "rl_metrics.jsonl")
+    """rl_curves.png: reward, KL, pseudo-label agreement per RL step, and the reward-hacking watch (every round)."""
+    rounds = sorted(run_dir.glob("round*/rl_metrics.jsonl"), key=lambda p: int(p.parent.name[len("round"):]))
+    rows = [r for path in [run_dir / "rl_metrics.jsonl", *rounds] for r in read_jsonl_prefix(path)]
     if not rows:
         return None
     import matplotlib
@@ -44,7 +40,8 @@ def plot_rl(run_dir: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {"reward": "reward (rollouts)", "kl": "KL(pi || SFT) per response", "pseudo_label_agreement": "agreement with pseudo-label"}
+    series = {"reward": "reward (rollouts)", "kl": "KL(pi || SFT) per response",
+              "pseudo_label_agreement": "agreement with pseudo-label"}
     fig, axes = plt.subplots(1, len(series) + 1, figsize=(4 * (len(series) + 1), 3))
     for ax, (key, title) in zip(axes, series.items()):
         pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -122,7 +119,7 @@ def write_report(run_dir: Path, results: dict, cfg) -> None:
         text += ["", f"## RL ({rl.get('algo', 'ppo')}, reward {rl.get('reward', 'rm')}, {rl.get('rounds', 1)} round(s))",
                  "", f"![rl curves]({rl_png})", "", f"Reward-hacking watch: {note}."]
     text += ["", "## Config", "", "```yaml", _yaml(cfg), "```", ""]
-    (run_dir / "report.md").write_text("\n".join(text), encoding="utf-8")
+    write_text_atomic(run_dir / "report.md", "\n".join(text))
 
 
 def _yaml(cfg) -> str:

@@ -52,9 +52,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     """
     B, T = rewards.shape
     adv = torch.zeros_like(rewards)
-    last_gae = torch.zeros(B, dtype=rewards.dtype)
+    last_gae = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
     for t in reversed(range(T)):
-        next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < T else torch.zeros(B, dtype=values.dtype)
+        next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < T else torch.zeros_like(values[:, 0])
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         last_gae = (delta + gamma * lam * last_gae) * mask[:, t]
         adv[:, t] = last_gae
@@ -108,3 +108,12 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor):
     with torch.no_grad():
         acc = (margin > 0).float().mean().item()
     return loss, {"acc": acc}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) over the masked entries (1: the critic predicts the returns; <= 0:
+    no better than a constant). values, returns, mask: (B, T)."""
+    var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    diff = returns - values
+    var_diff = masked_mean((diff - masked_mean(diff, mask)) ** 2, mask)
+    return float("nan") if var_returns.item() == 0 else (1 - var_diff / var_returns).item()

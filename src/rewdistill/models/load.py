@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from rewdistill.models.prompt import PromptFormat, PromptFormatError
+
 ZOO_DIR = Path(__file__).parent / "zoo"
 
 
@@ -39,20 +41,23 @@ def pick_dtype(name: str, device: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def load_tokenizer(path: str, trust_remote_code: bool = False, chat_template: str = "auto"):
-    """A tokenizer with a pad token; `chat_template` (auto / on / off) decides whether prompts are wrapped in
-    its chat template (`train.common.encode_prompt`): auto = when it has one."""
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """A tokenizer with a pad token."""
     try:
         tok = AutoTokenizer.from_pretrained(resolve(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load tokenizer from {path!r}: {first_line(e)}; {HINT}") from e
     if tok.pad_token is None:  # many causal LMs ship without one; reuse EOS, masks keep it harmless
         tok.pad_token = tok.eos_token
-    has_template = bool(getattr(tok, "chat_template", None))
-    if chat_template == "on" and not has_template:
-        raise ModelLoadError(f"tokenizer {path!r} has no chat template; set task.chat_template to auto or off")
-    tok.rewdistill_chat = has_template and chat_template != "off"
     return tok
+
+
+def load_prompt_format(path: str, trust_remote_code: bool = False, chat_template: str = "auto") -> PromptFormat:
+    """The tokenizer at `path` and how prompts are encoded for it (`chat_template`: auto / on / off)."""
+    try:
+        return PromptFormat.from_tokenizer(load_tokenizer(path, trust_remote_code), chat_template, path)
+    except PromptFormatError as e:
+        raise ModelLoadError(str(e)) from None
 
 
 def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):

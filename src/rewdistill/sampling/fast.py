@@ -90,7 +90,7 @@ class KVCache:
         self.k = [torch.zeros(B, H, L, D, dtype=dtype, device=device) for _ in range(n_layers)]
         self.v = [torch.zeros(B, H, L, D, dtype=dtype, device=device) for _ in range(n_layers)]
 
-    def window(self, rows: slice, lo: int, hi: int) -> "KVCache":
+    def window(self, rows: slice, lo: int, hi: int) -> KVCache:
         """A view of rows `rows` and positions [lo, hi): writes through it land in these buffers."""
         view = KVCache.__new__(KVCache)
         view.k = [k[rows, :, lo:hi] for k in self.k]

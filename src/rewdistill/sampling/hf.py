@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from rewdistill.models.prompt import PromptFormat
 from rewdistill.sampling import fast
-from rewdistill.train.common import encode_prompt
 
 
 @dataclass
@@ -40,7 +40,7 @@ def stop_ids(model, tokenizer) -> list[int]:
 @torch.no_grad()
 def generate(
     model,
-    tokenizer,
+    fmt: PromptFormat,
     prompts: list[str],
     temperature: float,
     n: int = 1,
@@ -53,12 +53,12 @@ def generate(
 ) -> list[Generation]:
     """`n` responses per prompt at one temperature, in prompt order (prompt 0's n first)."""
     if engine == "fast" and fast.supports(model):
-        return generate_fast(model, tokenizer, prompts, temperature, n, max_new_tokens, batch_size, seed, desc, logprobs)
+        return generate_fast(model, fmt, prompts, temperature, n, max_new_tokens, batch_size, seed, desc, logprobs)
     device = next(model.parameters()).device
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    encoded = [fmt.prompt_ids(p) for p in prompts]
     jobs = [i for i in range(len(prompts)) for _ in range(n)]  # (len(prompts) * n,) prompt index per row
     out: list[Generation] = []
-    pad, eos = tokenizer.pad_token_id, stop_ids(model, tokenizer)
+    pad, eos = fmt.pad_id, stop_ids(model, fmt.tokenizer)
     bar = tqdm(total=len(jobs), desc=desc, disable=desc is None, unit="resp", leave=False)
     for b, start in enumerate(range(0, len(jobs), batch_size)):
         rows = jobs[start : start + batch_size]
@@ -83,21 +83,21 @@ def generate(
             ends = [k for k, t in enumerate(toks) if t in eos]
             finished = bool(ends)
             toks = toks[: ends[0] + 1] if finished else toks
-            text = tokenizer.decode(toks, skip_special_tokens=True)
+            text = fmt.decode(toks)
             out.append(Generation(i, temperature, text, toks, finished))
         bar.update(len(rows))
     bar.close()
     return out
 
 
-def generate_fast(model, tokenizer, prompts, temperature, n, max_new_tokens, batch_size, seed, desc, logprobs):
+def generate_fast(model, fmt: PromptFormat, prompts, temperature, n, max_new_tokens, batch_size, seed, desc, logprobs):
     """`generate` on the fast engine: prompts sorted by length, each batch = whole prompts x n rows (a prompt's
     cache is computed once and shared by its n rows), one seed per batch."""
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    encoded = [fmt.prompt_ids(p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))  # length buckets: little padding
     per_row = min(n, batch_size)  # copies of a prompt in one batch
     per_batch = max(1, batch_size // per_row)  # prompts in one batch
-    pad, eos = tokenizer.pad_token_id, stop_ids(model, tokenizer)
+    pad, eos = fmt.pad_id, stop_ids(model, fmt.tokenizer)
     found: dict[int, list[Generation]] = {i: [] for i in range(len(prompts))}
     bar = tqdm(total=len(prompts) * n, desc=desc, disable=desc is None, unit="resp", leave=False)
     b = 0
@@ -111,7 +111,7 @@ def generate_fast(model, tokenizer, prompts, temperature, n, max_new_tokens, bat
                                                eos, n=k, want_logprobs=logprobs)
             for r, (t, f) in enumerate(zip(toks, fin)):
                 i = group[r // k]
-                text = tokenizer.decode(t, skip_special_tokens=True)
+                text = fmt.decode(t)
                 found[i].append(Generation(i, temperature, text, t, f, lps[r] if logprobs else None))
             bar.update(len(toks))
     bar.close()

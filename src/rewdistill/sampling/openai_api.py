@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rewdistill.io import append_jsonl
 from rewdistill.sampling.hf import Generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -43,7 +44,7 @@ def request_key(body: dict) -> str:
 
 
 def read_cache(path: Path) -> dict[str, dict]:
-    """Finished requests by key; a torn last line (a crash mid-write) is dropped."""
+    """Finished requests by key; a torn line (a crash mid-write, ended by the next `append_jsonl`) is dropped."""
     out: dict[str, dict] = {}
     if not path.exists():
         return out
@@ -116,7 +117,6 @@ class OpenAISampler:
         todo = [job for job in jobs if job[2] not in cache]
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, disable=desc is None, unit="req",
                    leave=False)
-        log = open(self.cache_path, "a", encoding="utf-8") if self.cache_path else None
         pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency)
         try:
             pending = {pool.submit(self._post, body): key for _, body, key in todo}
@@ -126,14 +126,11 @@ class OpenAISampler:
                     key = pending.pop(fut)
                     texts, finished = self._texts(fut.result())  # raises BackendError after the retries
                     cache[key] = {"key": key, "texts": texts, "finished": finished}
-                    if log:
-                        log.write(json.dumps(cache[key]) + "\n")
-                        log.flush()
+                    if self.cache_path:
+                        append_jsonl(self.cache_path, [cache[key]])  # at once: a crash loses nothing finished
                     bar.update(1)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            if log:
-                log.close()
             bar.close()
         out: list[Generation] = []
         for i, body, key in jobs:

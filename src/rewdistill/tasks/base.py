@@ -1,17 +1,33 @@
-"""What every task provides: questions, a prompt, answer extraction and grading. No models here."""
+"""What every task provides: questions (with and without gold), a prompt, answer extraction and grading. No models
+here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 
-@dataclass
-class Example:
+@dataclass(frozen=True)
+class Question:
+    """A question as the training stages see it: what is asked, never its gold answer."""
+
     qid: str
     question: str  # the question text shown to the model (for choice tasks, options included)
-    answer: str  # gold final answer, normalised; read only by evaluation and diagnostics
+    options: tuple[str, ...] = ()  # option texts for choice tasks, A.. in order
+    meta: dict = field(default_factory=dict)  # e.g. MMLU-Pro's category (used in the prompt)
+
+
+@dataclass
+class Example:
+    """A question with its gold answer: read only by evaluation, diagnostics and the labelled `gold` oracle."""
+
+    qid: str
+    question: str  # the question text shown to the model (for choice tasks, options included)
+    answer: str  # gold final answer, normalised
     solution: str = ""  # gold worked solution; used only to build the shipped tiny models
     options: list[str] = field(default_factory=list)  # option texts for choice tasks, A.. in order
     meta: dict = field(default_factory=dict)  # e.g. MMLU-Pro's category (used in the prompt)
+
+    def without_gold(self) -> Question:
+        return Question(self.qid, self.question, tuple(self.options), dict(self.meta))
 
 
 class Task:
@@ -20,13 +36,19 @@ class Task:
     name = "base"
 
     def load(self, split: str) -> list[Example]:
+        """The split's examples WITH gold answers: for evaluation, diagnostics and the `gold` oracle only."""
         raise NotImplementedError
 
-    def prompt(self, ex: Example) -> str:
+    def questions(self, split: str) -> list[Question]:
+        """The split's questions without gold answers: what every training stage works with."""
+        return [e.without_gold() for e in self.load(split)]
+
+    def prompt(self, q: Question | Example) -> str:
         raise NotImplementedError
 
-    def extract(self, response: str, ex: Example) -> str | None:
-        """Final answer in `response`, normalised like `Example.answer`, or None when unparsable."""
+    def extract(self, response: str, q: Question | Example) -> str | None:
+        """Final answer in `response`, normalised like `Example.answer`, or None when unparsable. Reads only what
+        is asked (e.g. the number of options), never a gold answer."""
         raise NotImplementedError
 
     def is_correct(self, response: str, ex: Example) -> bool:

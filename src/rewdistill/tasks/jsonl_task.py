@@ -7,7 +7,7 @@ An optional `id` field names each question.
 """
 from __future__ import annotations
 
-from rewdistill.tasks.answers import extract_letter, extract_number, normalize_number, normalize_text, extract_text
+from rewdistill.tasks.answers import extract_letter, extract_number, extract_text, normalize_number, normalize_text
 from rewdistill.tasks.base import Example
 from rewdistill.tasks.real import FileTask, check_choice, format_options, row_id
 from rewdistill.tasks.rows import DataError, Row, require

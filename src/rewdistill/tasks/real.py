@@ -21,7 +21,8 @@ SPLITS = ("train", "validation", "test")
 
 
 class FileTask(Task):
-    """Loads splits once; subclasses give `parse(row, split, index) -> Example`, `prompt` and `extract`."""
+    """Loads splits once; subclasses give `parse(row) -> Example` (a DataError naming `row.where` for a bad row),
+    `prompt` and `extract`."""
 
     hub: tuple[str, str | None] | None = None  # (repo, config) when the task has a hub home
     hub_splits: dict[str, str] = {}

@@ -1,8 +1,9 @@
 """tiny-arith: GSM8K-like multi-step word problems, generated from a seed.
 
 A question is a short story of 2-4 add/subtract steps; the gold worked solution writes one equation
-per step and ends with `#### N`, like GSM8K. (The shipped teacher also learned a second, grouped
-solution style, see `base.solution_lines`.)
+per step and ends with `#### N`, like GSM8K: the `sequential` style of `base.STYLES`. The shipped teacher
+learned that gold path first and then the three others, `grouped`, `gains_first` and `net`, which reach the
+same answer through different intermediate numbers (see `base.solution_lines` and models/zoo/PROVENANCE.md).
 """
 from __future__ import annotations
 

@@ -1,44 +1,12 @@
-"""Pieces shared by the training loops: batching token sequences, forward passes, schedules."""
+"""Pieces shared by the training loops: SFT batches, sharding over processes, schedules, saving."""
 from __future__ import annotations
 
 import math
 import os
 
 import torch
-import torch.nn.functional as F
 
-
-def pad_right(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (ids, attention_mask), both (B, T)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
-def uses_chat(tok) -> bool:
-    """Whether prompts for this tokenizer are wrapped in its chat template (decided by `load_tokenizer`)."""
-    return bool(getattr(tok, "rewdistill_chat", False))
-
-
-def encode_prompt(tok, prompt: str) -> list[int]:
-    """Prompt ids as the model sees them: the plain text, or a user turn of the chat template + generation prompt."""
-    if uses_chat(tok):
-        prompt = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    return tok(prompt, add_special_tokens=False)["input_ids"]
-
-
-def encode_text_pair(tok, prompt: str, text: str) -> tuple[list[int], list[int]]:
-    """Prompt ids, then response ids + EOS, tokenised apart (as the model sees them when it generates). Plain
-    prompts: the response gets exactly one leading space; chat prompts: none (it starts the assistant turn); an empty
-    response is EOS alone.
-    Used wherever text from another model is scored or trained on."""
-    body = text.strip() if uses_chat(tok) or not text.strip() else " " + text.lstrip()  # empty: just EOS
-    return encode_prompt(tok, prompt), tok(body, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+from rewdistill.models.forward import pad_right
 
 
 def sft_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
@@ -48,35 +16,6 @@ def sft_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
     for i, (p, r) in enumerate(pairs):
         labels[i, len(p) : len(p) + len(r)] = torch.tensor(r, dtype=torch.long)
     return ids, mask, labels
-
-
-def position_ids(mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, as `generate` uses them. (B, T) -> (B, T)."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def token_logprobs(model, ids, mask, start: int, temperature: float = 1.0, with_entropy: bool = False):
-    """Log-probs of ids[:, start:] under `model` given everything before. ids, mask: (B, P+T) -> (B, T)."""
-    keep = ids.shape[1] - start + 1  # the head runs only where it predicts a response token (and one more)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), logits_to_keep=keep).logits
-    logits = logits[:, :-1].float() / temperature  # (B, T, V) predictions of ids[:, start:]
-    logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, start:, None]).squeeze(-1)  # (B, T)
-    if not with_entropy:
-        return logp
-    from rewdistill.algo.losses import entropy_from_logits
-
-    return logp, entropy_from_logits(logits)
-
-
-def token_scores(model, ids, mask) -> torch.Tensor:
-    """Per-position scalar outputs of a sequence-classification model (its head on every hidden state).
-
-    (B, T) -> (B, T). The reward model's score of a sequence is the value at its last real token.
-    """
-    # through the (possibly DDP-wrapped) model's own forward, so that gradient synchronisation sees it
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), output_hidden_states=True)
-    head = getattr(model, "module", model).score
-    return head(out.hidden_states[-1]).squeeze(-1).float()  # hidden_states[-1]: after the final norm
 
 
 def shard_of(items: list, accelerator) -> list:
@@ -96,13 +35,6 @@ def global_mean(accelerator, value: float) -> float:
     if accelerator.num_processes == 1:
         return value
     return accelerator.reduce(torch.tensor([value], device=accelerator.device), "mean").item()
-
-
-def last_token_scores(model, ids, mask) -> torch.Tensor:
-    """Score of each right-padded sequence at its last real token. (B, T) -> (B,)."""
-    scores = token_scores(model, ids, mask)  # (B, T)
-    last = mask.long().sum(1) - 1  # (B,)
-    return scores[torch.arange(len(ids)), last]
 
 
 def cosine_lr(step: int, total: int, warmup: int) -> float:

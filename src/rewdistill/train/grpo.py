@@ -6,14 +6,14 @@ from __future__ import annotations
 import torch
 
 from rewdistill.algo.advantages import group_advantages
-from rewdistill.train.rollout import Rollout
+from rewdistill.train.rollout import Advantages, Rollout
 
 NEEDS_CRITIC = False
 KL_IN_LOSS = True
 
 
 @torch.no_grad()
-def advantages(ro: Rollout, score: torch.Tensor, group_size: int) -> torch.Tensor:
-    """score: (B,) with B = N * group_size. Returns token advantages (B, T)."""
-    adv = group_advantages(score.view(-1, group_size)).reshape(-1)  # (B,)
-    return adv[:, None] * ro.resp_mask
+def advantages(ro: Rollout, score: torch.Tensor, kl: torch.Tensor, kl_coef: float, cfg, critic=None) -> Advantages:
+    """score: (B,) with B = N * group_size; kl unused (GRPO puts the KL in the loss)."""
+    adv = group_advantages(score.view(-1, cfg.group_size)).reshape(-1)  # (B,)
+    return Advantages(adv[:, None] * ro.resp_mask)  # (B, T)

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import torch
 
-from rewdistill.algo.losses import gae, kl_per_token, masked_whiten, token_rewards
-from rewdistill.train.common import token_scores
-from rewdistill.train.rollout import Rollout
+from rewdistill.algo.losses import gae, masked_whiten, token_rewards
+from rewdistill.models.forward import token_scores
+from rewdistill.train.rollout import Advantages, Rollout
 
 NEEDS_CRITIC = True
 KL_IN_LOSS = False
 
 
 @torch.no_grad()
-def advantages(ro: Rollout, score: torch.Tensor, kl_coef: float, cfg, critic):
-    """score: (B,) terminal rewards. Returns (advantages, returns, old values), each (B, T)."""
+def advantages(ro: Rollout, score: torch.Tensor, kl: torch.Tensor, kl_coef: float, cfg, critic) -> Advantages:
+    """score: (B,) terminal rewards; kl: (B, T) per-token KL to the reference (zero on padding)."""
     m = ro.resp_mask
     if cfg.whiten_rewards:
         score = (score - score.mean()) / (score.std() + 1e-6) if len(score) > 1 else score * 0
     values = token_scores(critic, ro.ids, ro.mask)[:, ro.P - 1 : -1] * m  # (B, T) value before each token
-    kl = kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * m  # (B, T)
     rewards = token_rewards(score, kl, m, kl_coef)  # (B, T)
-    adv, returns = gae(rewards.cpu(), values.cpu(), m.cpu(), cfg.gamma, cfg.lam)
-    return masked_whiten(adv.to(m.device), m), returns.to(m.device), values
+    adv, returns = gae(rewards, values, m, cfg.gamma, cfg.lam)  # (B, T) each
+    return Advantages(masked_whiten(adv, m), returns, values)

@@ -1,22 +1,36 @@
 """The RL loop shared by PPO, GRPO and RLOO: rollout -> reward -> advantages -> clipped updates.
 
-Each algorithm module (`ppo`, `grpo`, `rloo`) only turns a rollout's scores into advantages; the
-rollout, the policy update and the logging are shared.
+Each algorithm module (`ppo`, `grpo`, `rloo`) exposes one contract, `advantages(rollout, score, kl, kl_coef, cfg,
+critic) -> Advantages`, plus two flags (NEEDS_CRITIC, KL_IN_LOSS); `ALGOS` is the only dispatch. The rollout,
+the per-token KL (computed once), the policy and critic updates and the logging are shared.
+
+How this PPO departs from the textbook (Schulman et al. 2017), as RLHF implementations do:
+- one episode is one response and the reward is terminal: the score arrives at the last response token only;
+- the KL to the reference (the SFT student) is paid inside the reward, `-kl_coef * KL` on every token (GRPO puts
+  a k3 KL in the loss instead; RLOO subtracts the summed KL from the sequence reward);
+- the critic is a separate model initialised from the reward model (from the SFT student when the reward model
+  reads other tokens), not a value head on the policy;
+- rewards may be whitened over the rollout (`rl.whiten_rewards`) and advantages are always whitened;
+- no entropy bonus (entropy is logged only); gradients are clipped to norm 1.0 for policy and critic;
+- the KL coefficient may follow Ziegler et al.'s adaptive controller (`rl.kl_target`); a response cut by the
+  length limit may get a fixed penalty instead of its score (`rl.unfinished_penalty`);
+- a step whose reward, advantages or losses are not finite is skipped and counted (`Guard`), not applied.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from rewdistill.algo.advantages import adaptive_kl_coef
-from rewdistill.algo.losses import kl_per_token
-from rewdistill.train import grpo, ppo, rloo
+from rewdistill.algo.losses import explained_variance, kl_per_token
 from rewdistill.faults import kill_point
+from rewdistill.models.prompt import PromptFormat
+from rewdistill.train import grpo, ppo, rloo
 from rewdistill.train.checkpoint import peek
-from rewdistill.train.common import all_agree, encode_prompt, global_mean, shard_of
+from rewdistill.train.common import all_agree, global_mean, shard_of
 from rewdistill.train.guard import Guard, all_finite
 from rewdistill.train.rollout import PromptCycle, Rollout, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
@@ -29,7 +43,7 @@ def train_rl(
     policy,
     ref,
     critic,  # a sequence-classification model for PPO's values; None for grpo / rloo
-    tokenizer,
+    fmt: PromptFormat,
     prompts: list[str],
     cfg,  # RLCfg
     *,
@@ -59,7 +73,7 @@ def train_rl(
         critic, opt_c = accelerator.prepare(critic, opt_c)
     device = accelerator.device
     ref.to(device).eval()
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    encoded = [fmt.prompt_ids(p) for p in prompts]
     cycle = PromptCycle(len(prompts), seed + first_step)
     kl_coef = cfg.kl_coef
     last = first_step + cfg.steps - 1
@@ -76,23 +90,20 @@ def train_rl(
                disable=not accelerator.is_main_process)
     for step in range(start, last + 1):
         idx = shard_of(cycle.take(cfg.rollout_batch), accelerator)  # this process's prompts (groups stay whole)
-        ro = sample_rollout(accelerator.unwrap_model(policy), ref, tokenizer, prompts, encoded, idx, G, cfg, device,
+        ro = sample_rollout(accelerator.unwrap_model(policy), ref, fmt, prompts, encoded, idx, G, cfg, device,
                             seed=seed * 100_003 + step + 7_919_111 * accelerator.process_index, engine=engine)
         score = final_scores(reward_fn(ro).to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
-        kl = (kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask).sum(1)  # (B,) per response
-        if cfg.algo == "ppo":
-            adv, returns, values = ppo.advantages(ro, score, kl_coef, cfg, critic)
-        elif cfg.algo == "grpo":
-            adv = grpo.advantages(ro, score, G)
-        else:
-            adv = rloo.advantages(ro, score, G, kl_coef, cfg.kl_estimator)
-        ok = all_agree(accelerator, all_finite(score, adv, *([returns] if algo.NEEDS_CRITIC else [])))
+        kl_tok = kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask  # (B, T)
+        kl = kl_tok.sum(1)  # (B,) per response
+        a = algo.advantages(ro, score, kl_tok, kl_coef, cfg, critic)
+        ok = all_agree(accelerator, all_finite(score, a.advantages, *([a.returns] if a.returns is not None else [])))
         stats = {}
         if ok:  # a non-finite reward or advantage skips the whole step
-            stats = actor_update(policy, opt_p, ro, adv, cfg, accelerator, seed + step,
+            stats = actor_update(policy, opt_p, ro, a.advantages, cfg, accelerator, seed + step,
                                  kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0, minibatch=cfg.minibatch // world)
             if algo.NEEDS_CRITIC:
-                stats.update(critic_update(critic, opt_c, ro, values, returns, cfg, accelerator, seed + step,
+                stats["explained_variance"] = [explained_variance(a.values, a.returns, ro.resp_mask)]
+                stats.update(critic_update(critic, opt_c, ro, a.values, a.returns, cfg, accelerator, seed + step,
                                            minibatch=cfg.minibatch // world))
             ok = 0.0 in stats["skipped_minibatches"]  # skipped unless at least one minibatch updated the policy
         guard.record(ok)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import torch
 
 from rewdistill.algo.advantages import rloo_advantages
-from rewdistill.algo.losses import kl_per_token
-from rewdistill.train.rollout import Rollout
+from rewdistill.train.rollout import Advantages, Rollout
 
 NEEDS_CRITIC = False
 KL_IN_LOSS = False
 
 
 @torch.no_grad()
-def advantages(ro: Rollout, score: torch.Tensor, group_size: int, kl_coef: float, estimator: str) -> torch.Tensor:
-    """score: (B,) with B = N * group_size. Returns token advantages (B, T)."""
-    kl = (kl_per_token(ro.logp, ro.ref_logp, estimator) * ro.resp_mask).sum(1)  # (B,)
-    adv = rloo_advantages((score - kl_coef * kl).view(-1, group_size)).reshape(-1)  # (B,)
-    return adv[:, None] * ro.resp_mask
+def advantages(ro: Rollout, score: torch.Tensor, kl: torch.Tensor, kl_coef: float, cfg, critic=None) -> Advantages:
+    """score: (B,) with B = N * group_size; kl: (B, T) per-token KL to the reference (zero on padding)."""
+    seq_reward = score - kl_coef * kl.sum(1)  # (B,)
+    adv = rloo_advantages(seq_reward.view(-1, cfg.group_size)).reshape(-1)  # (B,)
+    return Advantages(adv[:, None] * ro.resp_mask)  # (B, T)

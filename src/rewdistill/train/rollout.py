@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import torch
 
+from rewdistill.models.forward import token_logprobs
+from rewdistill.models.prompt import PromptFormat
 from rewdistill.sampling.hf import generate
-from rewdistill.train.common import token_logprobs
 
 
 @dataclass
@@ -29,6 +30,15 @@ class Rollout:
     def last(self) -> torch.Tensor:
         """(B,) position in `ids` of each response's last token."""
         return self.P + self.resp_mask.sum(1).long() - 1
+
+
+@dataclass
+class Advantages:
+    """What every RL algorithm (`ppo`, `grpo`, `rloo`: `advantages(ro, score, kl, kl_coef, cfg, critic)`) returns."""
+
+    advantages: torch.Tensor  # (B, T) per-token advantage, zero on padding
+    returns: torch.Tensor | None = None  # (B, T) value targets (GAE returns); None without a critic
+    values: torch.Tensor | None = None  # (B, T) the critic's values at rollout time; None without a critic
 
 
 def build_batch(prompt_ids: list[list[int]], resp_ids: list[list[int]], pad: int):
@@ -63,17 +73,17 @@ class PromptCycle:
 
 
 @torch.no_grad()
-def sample_rollout(policy, ref, tokenizer, prompts: list[str], encoded: list[list[int]], idx: list[int],
+def sample_rollout(policy, ref, fmt: PromptFormat, prompts: list[str], encoded: list[list[int]], idx: list[int],
                    group_size: int, cfg, device, seed: int, engine: str = "fast") -> Rollout:
     """group_size responses to each prompt in `idx`, with token log-probs under policy and reference.
 
     The fast engine returns each token's log-prob as it samples, so the policy needs no second forward pass."""
     policy.eval()
-    gens = generate(policy, tokenizer, [prompts[i] for i in idx], cfg.temperature, group_size,
+    gens = generate(policy, fmt, [prompts[i] for i in idx], cfg.temperature, group_size,
                     cfg.max_new_tokens, len(idx) * group_size, seed=seed, engine=engine, logprobs=True)
     resp_idx = [idx[g.prompt_index] for g in gens]  # (B,)
     ids, mask, resp_mask, P = build_batch([encoded[i] for i in resp_idx], [g.token_ids for g in gens],
-                                          tokenizer.pad_token_id)
+                                          fmt.pad_id)
     ids, mask, resp_mask = ids.to(device), mask.to(device), resp_mask.to(device)
     if all(g.logprobs is not None for g in gens):
         logp = torch.zeros_like(resp_mask)  # (B, T)

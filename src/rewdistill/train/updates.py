@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from rewdistill.algo.losses import kl_per_token, masked_mean, ppo_policy_loss, ppo_value_loss
-from rewdistill.train.common import all_agree, token_logprobs, token_scores
+from rewdistill.models.forward import token_logprobs, token_scores
+from rewdistill.train.common import all_agree
 from rewdistill.train.guard import all_finite
 from rewdistill.train.rollout import Rollout
 

@@ -9,35 +9,32 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from rewdistill.algo.losses import masked_mean
-from rewdistill.train.common import encode_text_pair, token_logprobs, token_scores
-from rewdistill.train.reward_model import score_sequences
+from rewdistill.models.forward import score_sequences, token_logprobs, token_scores
+from rewdistill.models.prompt import PromptFormat
 from rewdistill.train.rollout import Rollout, build_batch
 
 SOURCES = ["rm", "pseudo-label", "hybrid", "teacher-judge", "gold"]
 
 
-def make_rm_reward(reward_model, rm_tok=None, prompts: list[str] | None = None) -> Callable[[Rollout], torch.Tensor]:
-    """Reward-model logit of each response. With `rm_tok` (a reward model on another tokenizer, e.g. from
+def make_rm_reward(reward_model, rm_fmt: PromptFormat | None = None,
+                   prompts: list[str] | None = None) -> Callable[[Rollout], torch.Tensor]:
+    """Reward-model logit of each response. With `rm_fmt` (a reward model on another tokenizer, e.g. from
     the teacher) prompt and response texts are re-tokenised for it, as in reward-model training."""
 
     @torch.no_grad()
     def fn(ro: Rollout) -> torch.Tensor:
-        if rm_tok is None:  # same tokenizer as the policy: score the rollout's own tokens
+        if rm_fmt is None:  # same tokenizer as the policy: score the rollout's own tokens
             scores = token_scores(reward_model, ro.ids, ro.mask)  # (B, P+T)
             return scores[torch.arange(len(ro.ids)), ro.last]
-        seqs = [p + r for p, r in (encode_text_pair(rm_tok, prompts[i], t) for t, i in zip(ro.texts, ro.idx))]
-        return torch.tensor(score_sequences(reward_model, seqs, rm_tok.pad_token_id))
+        seqs = [p + r for p, r in (rm_fmt.pair_ids(prompts[i], t) for t, i in zip(ro.texts, ro.idx))]
+        return torch.tensor(score_sequences(reward_model, seqs, rm_fmt.pad_id))
 
     return fn
-
-
-def same_tokenizer(a, b) -> bool:
-    return a.get_vocab() == b.get_vocab() and a.eos_token_id == b.eos_token_id and a.pad_token_id == b.pad_token_id
 
 
 def make_match_reward(targets: list[str | None], extract: Callable[[str, int], str | None]):
@@ -60,7 +57,7 @@ def make_hybrid_reward(rm_fn, match_fn, has_label: list[bool], weight: float):
     return fn
 
 
-def make_teacher_judge_reward(teacher, teacher_tok, prompts: list[str], batch_size: int = 64):
+def make_teacher_judge_reward(teacher, teacher_fmt: PromptFormat, prompts: list[str], batch_size: int = 64):
     """Mean per-token log-prob of the response under the teacher, given the prompt (<= 0; higher is better)."""
     device = next(teacher.parameters()).device
 
@@ -69,8 +66,8 @@ def make_teacher_judge_reward(teacher, teacher_tok, prompts: list[str], batch_si
         out = []
         for lo in range(0, len(ro.texts), batch_size):
             texts, idx = ro.texts[lo : lo + batch_size], ro.idx[lo : lo + batch_size]
-            pairs = [encode_text_pair(teacher_tok, prompts[i], t) for t, i in zip(texts, idx)]
-            ids, mask, resp_mask, P = build_batch([p for p, _ in pairs], [r for _, r in pairs], teacher_tok.pad_token_id)
+            pairs = [teacher_fmt.pair_ids(prompts[i], t) for t, i in zip(texts, idx)]
+            ids, mask, resp_mask, P = build_batch([p for p, _ in pairs], [r for _, r in pairs], teacher_fmt.pad_id)
             ids, mask, resp_mask = ids.to(device), mask.to(device), resp_mask.to(device)
             logp = token_logprobs(teacher, ids, mask, P)  # (b, T)
             out.append(masked_mean(logp, resp_mask, dim=1).cpu())

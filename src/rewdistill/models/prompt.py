@@ -1,0 +1,70 @@
+"""How a prompt becomes token ids for one model: a user turn of its chat template, or the plain text.
+
+Every place that encodes text for a model (sampling, SFT, reward-model training and scoring, RL rollouts,
+evaluation) receives a `PromptFormat`, so that the student is trained on exactly the ids it sees when it
+generates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PromptFormatError(Exception):
+    """The requested prompt format cannot be used with this tokenizer; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    tokenizer: object  # a transformers tokenizer with a pad token
+    chat: bool  # True: prompts are a user turn of the tokenizer's chat template + the generation prompt
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, chat_template: str = "auto", name: str = "") -> PromptFormat:
+        """chat_template: auto (the chat template when the tokenizer has one), on (required), off (plain text)."""
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if chat_template == "on" and not has_template:
+            raise PromptFormatError(f"tokenizer {name or type(tokenizer).__name__!r} has no chat template; "
+                                    "set task.chat_template to auto or off")
+        return cls(tokenizer, has_template and chat_template != "off")
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    def text(self, prompt: str) -> str:
+        """The prompt as the model reads it (for engines that take text: vLLM, servers)."""
+        if not self.chat:
+            return prompt
+        return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return self.tokenizer(self.text(prompt), add_special_tokens=False)["input_ids"]
+
+    def pair_ids(self, prompt: str, response: str) -> tuple[list[int], list[int]]:
+        """Prompt ids, then response ids + EOS, tokenised apart (as the model sees them when it generates).
+        Plain prompts: the response gets exactly one leading space; chat prompts: none (it starts the assistant
+        turn); an empty response is EOS alone. Used wherever text from another model is scored or trained on."""
+        body = response.strip() if self.chat or not response.strip() else " " + response.lstrip()
+        return self.prompt_ids(prompt), self.tokenizer(body, add_special_tokens=False)["input_ids"] + [self.eos_id]
+
+    def pairs(self, prompts: dict[str, str], rows: list[dict]) -> list[tuple[list[int], list[int]]]:
+        """`pair_ids` of rows {qid, text}, the prompt looked up by qid."""
+        return [self.pair_ids(prompts[r["qid"]], r["text"]) for r in rows]
+
+    def sequences(self, prompts: dict[str, str], rows: list[dict]) -> list[list[int]]:
+        """Prompt + response ids of rows {qid, text} (what a reward model scores)."""
+        return [p + r for p, r in self.pairs(prompts, rows)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def same_tokens(self, other: PromptFormat) -> bool:
+        """Whether both encode text to the same ids (same vocabulary, EOS, pad and prompt wrapping)."""
+        a, b = self.tokenizer, other.tokenizer
+        return (a.get_vocab() == b.get_vocab() and a.eos_token_id == b.eos_token_id
+                and a.pad_token_id == b.pad_token_id)

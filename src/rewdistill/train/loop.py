@@ -1,0 +1,107 @@
+"""The optimiser-step skeleton of the supervised loops (SFT, reward model), written out once.
+
+`fit` runs epochs over a shuffled list of items: each micro-batch's loss (the caller's `batch_loss`) is
+accumulated under `accelerator.accumulate`; at every optimiser step the learning rate follows a cosine schedule,
+the gradient norm is clipped to 1, and the step is skipped (and counted by the guard) when the loss or the norm
+is not finite. One metrics row per optimiser step; a resumable checkpoint every N steps. A function, not a
+Trainer: the caller builds the model, the optimiser and the items, and says what the loss of a micro-batch is.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from rewdistill.faults import kill_point
+from rewdistill.train.common import all_agree, cosine_lr, global_mean, shard_of
+from rewdistill.train.guard import Guard, all_finite
+
+
+def optimizer_step(accelerator: Accelerator, model, opt, lr: float, skip: bool = False) -> tuple[float, bool]:
+    """One optimiser step on the accumulated gradients: set the learning rate, clip the gradient norm to 1.0,
+    step unless `skip` (a non-finite loss) or the norm is not finite, then zero the gradients.
+
+    Returns (gradient norm before clipping, NaN when skipped early; whether the step was skipped)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    grad_norm = accelerator.clip_grad_norm_(model.parameters(), 1.0) if not skip else float("nan")
+    skip = skip or not all_finite(grad_norm)
+    if not skip:
+        opt.step()
+    opt.zero_grad()
+    return grad_norm, skip
+
+
+def fit(
+    model,
+    opt,
+    items: list,  # what a micro-batch is made of: indices, or (chosen, rejected) pairs, ...
+    batch_loss: Callable,  # (model, chunk of items) -> (scalar loss tensor, {stat name: float})
+    *,
+    epochs: int,
+    batch_size: int,  # items per micro-batch, over all processes
+    lr: float,
+    warmup_frac: float,  # share of the optimiser steps with a linear warm-up
+    accelerator: Accelerator,  # carries device, mixed precision and gradient accumulation
+    rng: random.Random,  # shuffles the items; its state is checkpointed
+    log: Callable[[dict], None],
+    name: str,  # in the progress bar and the guard's error
+    kill_at: str,  # fault-injection point reached after every optimiser step (faults.kill_point)
+    hint: str,  # what to do when the guard stops the run
+    stats: tuple[str, ...] = ("loss",),  # row columns: "loss" and the keys of batch_loss's stats
+    carry_order: bool = False,  # False: each epoch shuffles `items` afresh; True: it shuffles the last epoch's order
+    order_key: str = "order",  # name of the epoch's item order in the checkpoint's loop state
+    ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
+    max_skips: int = 10,
+):
+    """Explicit loop. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
+    model, opt = accelerator.prepare(model, opt)
+    accum = accelerator.gradient_accumulation_steps
+    micro_per_epoch = max(1, len(items) // batch_size)  # a last incomplete micro-batch is dropped
+    total = max(1, micro_per_epoch * epochs // accum)  # optimiser steps
+    warmup = int(warmup_frac * total)
+    step, first_epoch, first_micro, order = 0, 0, 0, None
+    state = ckpt.load({"model": model}, {"opt": opt}) if ckpt else None
+    if state:  # resume: same weights, optimiser, item order and position as when the checkpoint was written
+        step, first_epoch, first_micro = state["step"], state["epoch"], state["next_micro"]
+        order = [tuple(i) if isinstance(i, list) else i for i in state[order_key]]
+        rng.setstate(state["rng"])
+    guard = Guard(name, max_skips, hint)
+    model.train()
+    window, bad = [], False  # this optimiser step's good micro-batches ({"loss", **stats}); any skipped?
+    bar = tqdm(total=total, initial=step, desc=name, unit="step", disable=not accelerator.is_main_process)
+    for epoch in range(first_epoch, epochs):
+        if epoch != first_epoch or order is None:  # a resumed epoch keeps the order it was saved with
+            order = list(order if carry_order and order is not None else items)
+            rng.shuffle(order)
+        for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
+            chunk = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator)  # this process's share
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss, st = batch_loss(model, chunk)
+                if all_agree(accelerator, all_finite(loss)):
+                    accelerator.backward(loss)
+                    window.append({"loss": loss.item(), **st})
+                else:
+                    bad = True  # this optimiser step is skipped (its accumulated gradients dropped)
+                if accelerator.sync_gradients:
+                    grad_norm, bad = optimizer_step(accelerator, model, opt, lr * cosine_lr(step, total, warmup), bad)
+            if accelerator.sync_gradients:
+                step += 1
+                guard.record(not bad)
+                means = {k: global_mean(accelerator, sum(w[k] for w in window) / len(window)) if window
+                         else float("nan") for k in stats}
+                row = {"step": step, "epoch": epoch, **means, "lr": opt.param_groups[0]["lr"],
+                       "grad_norm": float(grad_norm), "skipped": int(bad), "skipped_total": guard.skipped}
+                log(row)
+                if ckpt and ckpt.due(step) and not bad:  # only good steps are checkpointed
+                    ckpt.save(step, {"model": model}, {"opt": opt},
+                              {"epoch": epoch, "next_micro": s + 1, order_key: order, "rng": rng.getstate()})
+                window, bad = [], False
+                kill_point(kill_at)
+                bar.set_postfix({k: f"{means[k]:.3f}" for k in stats})
+                bar.update(1)
+    bar.close()
+    return model
