@@ -25,7 +25,8 @@ def main() -> None:
     ap.add_argument("extra", nargs="*", help="more `rewdistill ablate` options (after --)")
     args = ap.parse_args()
     out_dir = Path(args.out_dir or f"runs/ablate-{args.task}")
-    cmd = [sys.executable, "-m", "rewdistill.cli", "ablate", "--task", args.task, "--run-dir", str(out_dir), *args.extra]
+    cmd = [sys.executable, "-m", "rewdistill.cli", "ablate", "--task", args.task, "--run-dir", str(out_dir),
+           *args.extra]
     t0 = time.time()
     subprocess.run(cmd, check=True)
     wall = time.time() - t0

@@ -1,6 +1,7 @@
 """Wall time of the default `rewdistill run`, per stage.
 
-    python benchmarks/pipeline_time.py [--task tiny-arith] [--out benchmarks/results/pipeline_time.json] [-- extra run options]
+    python benchmarks/pipeline_time.py [--task tiny-arith] [--out benchmarks/results/pipeline_time.json] \
+[-- extra run options]
 
 Runs the pipeline in a fresh run directory, prints a table of seconds per stage (from the run's
 manifest) and the total wall time, and writes them as JSON with the machine's facts.

@@ -155,7 +155,8 @@ def main() -> None:
     out = {"date": time.strftime("%Y-%m-%d"), "trl": trl.__version__, "torch": torch.__version__,
            "threads": torch.get_num_threads(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-           "work": dict(policy=args.policy, reward_model=args.reward_model or f"{args.policy} + random head", prompts_per_step=PROMPTS, group=GROUP, max_new_tokens=MAX_NEW,
+           "work": dict(policy=args.policy, reward_model=args.reward_model or f"{args.policy} + random head",
+                        prompts_per_step=PROMPTS, group=GROUP, max_new_tokens=MAX_NEW,
                         epochs=1, minibatch=PROMPTS * GROUP, beta=BETA, lr=LR), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

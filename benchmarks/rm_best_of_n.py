@@ -4,7 +4,8 @@
 
 The SFT student of RUN_DIR samples K responses per *validation* question; prints and writes
 RUN_DIR/rm_best_of_n.json: greedy accuracy, mean sampled accuracy, accuracy of the response the reward
-model scores highest, majority vote, pass@K, and the reward model's AUC on these responses. A reward
+model scores highest, majority vote, pass@K, and the reward model's AUC on these responses (over all of them,
+and within a question: `diagnostics.ranking`). A reward
 model that RL can climb must at least pick better than a random sample (best-of-K > sample mean).
 """
 from __future__ import annotations
@@ -13,8 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rewdistill.algo.voting import majority_vote
-from rewdistill.diagnostics import auc
+from rewdistill.diagnostics import ranking
 from rewdistill.models.forward import score_sequences
 from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model
 from rewdistill.sampling.hf import generate
@@ -41,19 +41,10 @@ def main() -> None:
     scores = score_sequences(rm, seqs, rm_tok.pad_id)
     groups: list[list] = [[] for _ in val]
     for g, s in zip(gens, scores):
-        groups[g.prompt_index].append((s, g))
-    ok = lambda g: task.is_correct(g.text, val[g.prompt_index])  # noqa: E731
-    n = len(val)
-    out = {
-        "run": str(args.run), "task": args.task, "split": "validation", "k": args.k, "temperature": args.temperature,
-        "greedy": sum(ok(g) for g in greedy) / n,
-        "sample_mean": sum(ok(g) for g in gens) / len(gens),
-        "rm_best_of_k": sum(ok(max(grp, key=lambda x: x[0])[1]) for grp in groups) / n,
-        "maj_at_k": sum(majority_vote([task.extract(g.text, e) for _, g in grp])[0] == e.answer
-                        for grp, e in zip(groups, val)) / n,
-        "pass_at_k": sum(any(ok(g) for _, g in grp) for grp in groups) / n,
-        "rm_auc": auc(scores, [int(ok(g)) for g in gens]),
-    }
+        groups[g.prompt_index].append((s, g.text))
+    out = {"run": str(args.run), "task": args.task, "split": "validation", "temperature": args.temperature,
+           "greedy": sum(task.is_correct(g.text, e) for g, e in zip(greedy, val)) / len(val),
+           **ranking(task, val, groups)}
     print(json.dumps(out, indent=1))
     (args.run / "rm_best_of_n.json").write_text(json.dumps(out, indent=1) + "\n")
 

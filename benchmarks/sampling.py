@@ -70,7 +70,7 @@ def main() -> None:
         params = sum(p.numel() for p in model.parameters())
         prompts = questions[:n_prompts]
 
-        def run(engine, t=temp, seed=0):
+        def run(engine, t=temp, seed=0, *, model=model, tok=tok, prompts=prompts, n=n, max_new=max_new, batch=batch):
             return generate(model, tok, prompts, t, n, max_new, batch, seed=seed, engine=engine)
 
         greedy = {e: [g.token_ids for g in run(e, 0.0)] for e in ("hf", "fast")}  # also warms both up
@@ -78,7 +78,7 @@ def main() -> None:
         speed = {"hf": [], "fast": []}
         for rep in range(args.repeats):
             for engine in ("hf", "fast"):
-                gens, secs = timed(lambda: run(engine, seed=rep))
+                gens, secs = timed(lambda engine=engine, rep=rep: run(engine, seed=rep))
                 speed[engine].append(sum(len(g.token_ids) for g in gens) / secs)
         med = {e: statistics.median(v) for e, v in speed.items()}
         row = dict(model=name, params_m=round(params / 1e6, 1), prompts=n_prompts, n=n, batch=batch,
@@ -87,12 +87,15 @@ def main() -> None:
                    runs_tok_s={e: [round(x) for x in v] for e, v in speed.items()})
         rows.append(row)
         print(f"{name:12s} {row['params_m']:6.1f}M {n_prompts:4d}x{n} b={batch:<4d} hf {row['hf_tok_s']:6d} tok/s  "
-              f"fast {row['fast_tok_s']:6d} tok/s  x{row['ratio']:.2f}  greedy same {row['greedy_identical']}", flush=True)
-    print("\n| model | params | prompts x n | batch | T | max new | HF generate tok/s | rewdistill tok/s | ratio | greedy identical |")
+              f"fast {row['fast_tok_s']:6d} tok/s  x{row['ratio']:.2f}  greedy same {row['greedy_identical']}",
+              flush=True)
+    print("\n| model | params | prompts x n | batch | T | max new | HF generate tok/s | rewdistill tok/s | ratio "
+          "| greedy identical |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['model']} | {r['params_m']}M | {r['prompts']} x {r['n']} | {r['batch']} | {r['temperature']} | "
-              f"{r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | **{r['ratio']:.2f}x** | {r['greedy_identical']} |")
+              f"{r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | **{r['ratio']:.2f}x** | "
+              f"{r['greedy_identical']} |")
     out = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "torch_threads": torch.get_num_threads(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "torch": torch.__version__,

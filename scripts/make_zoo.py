@@ -288,7 +288,8 @@ def cmd_teacher(args):
 
 
 SWEPT = ["lo", "hi", "min_gain", "val_n", "maj_seeds", "check_every", "max_steps", "arith_share", "balance_gain",
-         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles", "pretrain_steps", "warm_steps", "warm_styles"]
+         "slow_lr", "slow_from", "patience", "seed", "device", "gen_batch", "styles", "pretrain_steps", "warm_steps",
+         "warm_styles"]
 
 
 def cmd_sweep(args):
@@ -412,11 +413,13 @@ def main(argv: list[str] | None = None):
     ap.add_argument("--init", help="continue the teacher from this checkpoint directory")
     ap.add_argument("--arith-share", type=float, default=0.5, help="share of tiny-arith problems in teacher data")
     ap.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
-                    help="after each check, set the tiny-arith share to 0.5 + gain * (choice acc - arith acc), in [0.1, 0.9]")
+                    help="after each check, set the tiny-arith share to 0.5 + gain * (choice acc - arith acc), "
+                         "in [0.1, 0.9]")
     ap.add_argument("--balance-gain", type=float, default=2.0, help="slope of the balancing rule")
     ap.add_argument("--slow-lr", type=float, default=0.25, help="learning-rate factor once both tasks near the band")
     ap.add_argument("--slow-from", type=float, default=0.15,
-                    help="switch to the slow learning rate once both tasks' validation greedy reach this (learning jumps late)")
+                    help="switch to the slow learning rate once both tasks' validation greedy reach this "
+                         "(learning jumps late)")
     ap.add_argument("--patience", type=int, default=4, help="checks to keep going after the first qualified one")
     ap.add_argument("--data-seed", type=int, default=0, help="offset of the teacher data stream's seed")
     ap.add_argument("--seed", type=int, default=0, help="seed of the teacher's initial weights")

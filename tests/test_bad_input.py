@@ -32,7 +32,7 @@ def own_task(tmp_path, lines: list[str] | bytes, **extra) -> list[str]:
     d = tmp_path / "data"
     d.mkdir(exist_ok=True)
     f = d / "test.jsonl"
-    f.write_bytes(lines if isinstance(lines, bytes) else "".join(l + "\n" for l in lines).encode())
+    f.write_bytes(lines if isinstance(lines, bytes) else "".join(line + "\n" for line in lines).encode())
     args = ["run", "--run-dir", str(tmp_path / "run"), *MICRO, "--task.name", "jsonl", "--task.path", str(f),
             "--task.n_heldout", "1", "--task.n_validation", "1"]
     for k, v in extra.items():

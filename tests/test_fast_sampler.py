@@ -81,7 +81,8 @@ def test_lora_wrapped_model_uses_its_adapters(other_tokenizer):
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)  # a non-zero adapter changes the outputs
     assert fast.supports(model)
-    same_greedy(model, PromptFormat.from_tokenizer(other_tokenizer), task_prompts("tiny-arith", 6), batch_size=4, max_new_tokens=16)
+    same_greedy(model, PromptFormat.from_tokenizer(other_tokenizer), task_prompts("tiny-arith", 6), batch_size=4,
+                max_new_tokens=16)
 
 
 def test_logprobs_match_a_full_forward_and_seeds_repeat():

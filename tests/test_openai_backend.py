@@ -24,7 +24,8 @@ def sampler(url, cache, **kw):
 def test_retries_failed_requests(tmp_path, endpoint):
     server = TinyOpenAIServer("zoo:teacher", fail_every=3)
     try:
-        gens = sampler(server.url, tmp_path / "c.jsonl", endpoint=endpoint, max_retries=12).generate(PROMPTS, 1.0, n=4, max_new_tokens=24)
+        gens = sampler(server.url, tmp_path / "c.jsonl", endpoint=endpoint, max_retries=12).generate(
+            PROMPTS, 1.0, n=4, max_new_tokens=24)
     finally:
         server.close()
     assert [g.prompt_index for g in gens] == [i for i in range(5) for _ in range(4)]
@@ -137,9 +138,9 @@ def test_text_task_pseudo_labels_come_from_the_llm_judge(tmp_path):
     assert rc == 0
     stats = json.loads((run_dir / "pseudo_label_stats.json").read_text())
     assert stats["method"] == "judge" and stats["judge_unparsable"] > 0
-    labelled = [json.loads(l) for l in (run_dir / "teacher_labelled.jsonl").read_text().splitlines()]
+    labelled = [json.loads(line) for line in (run_dir / "teacher_labelled.jsonl").read_text().splitlines()]
     assert all(r["label"] == int(r["judge_score"] >= 7) for r in labelled)
-    student = [json.loads(l) for l in (run_dir / "student_samples.jsonl").read_text().splitlines()]
+    student = [json.loads(line) for line in (run_dir / "student_samples.jsonl").read_text().splitlines()]
     assert student and all("judge_score" in r for r in student)  # the student's responses are judged too
     assert "response_label_accuracy" in json.loads((run_dir / "results.json").read_text())["diagnostics"]
 
@@ -162,15 +163,20 @@ def test_vllm_sampler_maps_our_call_onto_vllm(monkeypatch, tmp_path):
 
         def generate(self, prompts, params, use_tqdm=False):
             seen["prompts"], seen["params"] = prompts, params
-            out = lambda k: types.SimpleNamespace(text=f" r{k}", token_ids=[5, k], finish_reason="stop" if k else "length")
+
+            def out(k):
+                return types.SimpleNamespace(text=f" r{k}", token_ids=[5, k], finish_reason="stop" if k else "length")
+
             return [types.SimpleNamespace(outputs=[out(k) for k in range(params.n)]) for _ in prompts]
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
+    monkeypatch.setitem(sys.modules, "vllm",
+                        types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: types.SimpleNamespace(**kw)))
     tok = load_prompt_format("zoo:teacher")
     s = VLLMSampler("/models/x", tok, VLLMCfg(tensor_parallel_size=2), "bfloat16", False)
     gens = s.generate(["a", "b"], 0.7, n=2, max_new_tokens=9, seed=3)
     assert seen["llm"]["tensor_parallel_size"] == 2 and seen["llm"]["dtype"] == "bfloat16"
     assert not seen["llm"]["trust_remote_code"] and seen["prompts"] == ["a", "b"]
-    assert (seen["params"].n, seen["params"].temperature, seen["params"].max_tokens, seen["params"].seed) == (2, 0.7, 9, 3)
+    assert (seen["params"].n, seen["params"].temperature, seen["params"].max_tokens,
+            seen["params"].seed) == (2, 0.7, 9, 3)
     assert [(g.prompt_index, g.text, g.finished) for g in gens] == [(0, " r0", False), (0, " r1", True),
                                                                    (1, " r0", False), (1, " r1", True)]

@@ -11,9 +11,10 @@ from rewdistill.cli import main
 from rewdistill.io import read_jsonl
 from tests.conftest import MICRO
 
-ARTIFACTS = ["questions.jsonl", "teacher_samples.jsonl", "labels.jsonl", "teacher_labelled.jsonl", "pseudo_label_stats.json",
-             "student_samples.jsonl", "sft_metrics.jsonl", "reward_model_metrics.jsonl", "rl_metrics.jsonl",
-             "eval_samples.jsonl", "results.json", "report.md", "manifest.json", "config.yaml", "accuracy.png"]
+ARTIFACTS = ["questions.jsonl", "teacher_samples.jsonl", "labels.jsonl", "teacher_labelled.jsonl",
+             "pseudo_label_stats.json", "student_samples.jsonl", "sft_metrics.jsonl", "reward_model_metrics.jsonl",
+             "rl_metrics.jsonl", "eval_samples.jsonl", "results.json", "report.md", "manifest.json", "config.yaml",
+             "accuracy.png"]
 
 
 @pytest.fixture(scope="module")

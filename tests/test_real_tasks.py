@@ -78,7 +78,8 @@ def test_mmlu_pro_loads_every_option_count_and_grades_gold_letters():
 
 def test_chat_template_wraps_prompts(tmp_path, other_tokenizer):
     tok = other_tokenizer
-    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}"
                          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     tok.save_pretrained(tmp_path)
     tok.chat_template = None
@@ -95,7 +96,7 @@ def _rows(path, rows):
 
 
 def test_grade_cli_on_real_gsm8k_and_mmlu_pro(tmp_path, capsys):
-    gsm = [json.loads(l) for l in need_data("gsm8k", "test.jsonl").read_text(encoding="utf-8").splitlines()[:40]]
+    gsm = [json.loads(line) for line in need_data("gsm8k", "test.jsonl").read_text(encoding="utf-8").splitlines()[:40]]
     rows = [{"response": r["answer"], "answer": r["answer"]} for r in gsm[:30]]  # gold solutions: correct
     rows += [{"response": "I do not know.", "answer": r["answer"]} for r in gsm[30:35]]  # unparsable
     rows += [{"response": "The total is 999999.", "answer": r["answer"]} for r in gsm[35:40]]  # last number, wrong
@@ -104,12 +105,13 @@ def test_grade_cli_on_real_gsm8k_and_mmlu_pro(tmp_path, capsys):
     assert main(["grade", "--task", "gsm8k", str(src)]) == 0
     out = capsys.readouterr().out
     assert "accuracy 75.00% (30/40), unparsable 5" in out
-    graded = [json.loads(l) for l in (tmp_path / "gsm.graded.jsonl").read_text().splitlines()]
+    graded = [json.loads(line) for line in (tmp_path / "gsm.graded.jsonl").read_text().splitlines()]
     assert [g["correct"] for g in graded] == [True] * 30 + [False] * 10
     assert graded[30]["extracted"] is None and graded[35]["extracted"] == "999999"
     assert src.read_bytes() == before
 
-    mm = [json.loads(l) for l in need_data("mmlu_pro", "test.jsonl").read_text(encoding="utf-8").splitlines()[:50]]
+    mm = [json.loads(line)
+          for line in need_data("mmlu_pro", "test.jsonl").read_text(encoding="utf-8").splitlines()[:50]]
     rows = [{"response": f"The answer is ({r['answer']})", "answer": r["answer"], "options": r["options"]} for r in mm]
     rows[0]["response"] = "hmm"
     summary = grade_file("mmlu-pro", _rows(tmp_path / "mm.jsonl", rows), tmp_path / "o.jsonl")

@@ -78,7 +78,8 @@ def test_each_algorithm_trains(tmp_path, other_tokenizer, algo):
              reward_fn=token_reward, accelerator=Accelerator(cpu=True), seed=0, log=logged.append)
     assert [r["step"] for r in logged] == [1, 2]
     for r in logged:
-        for k in ["reward", "kl", "approx_kl", "clipfrac", "entropy", "pg_loss"] + (["value_loss"] if algo == "ppo" else []):
+        for k in (["reward", "kl", "approx_kl", "clipfrac", "entropy", "pg_loss"]
+                  + (["value_loss"] if algo == "ppo" else [])):
             assert math.isfinite(r[k]), k
         assert r["algo"] == algo
     assert logged[1]["kl_coef"] != logged[0]["kl_coef"]  # adaptive controller moved
@@ -90,7 +91,8 @@ def base_run(tmp_path_factory, tiny_qwen_student):
     """A micro run up to the reward model, with a Qwen2 student whose tokenizer is not the teacher's; each
     test copies it and runs only the rl stage."""
     d = tmp_path_factory.mktemp("base")
-    assert main(["run", "--run-dir", str(d), *MICRO, "--models.student", tiny_qwen_student, "--until", "reward-model"]) == 0
+    assert main(["run", "--run-dir", str(d), *MICRO, "--models.student", tiny_qwen_student,
+                 "--until", "reward-model"]) == 0
     MICRO_Q[:] = [*MICRO, "--models.student", tiny_qwen_student]
     return d
 
@@ -116,8 +118,8 @@ def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
 def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_path):
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo", "--rl.group_size", "2",
-                 "--until", "rl"]) == 0
+    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo",
+                 "--rl.group_size", "2", "--until", "rl"]) == 0
     r2 = d / "round2"
     assert (r2 / "reward_model" / "model.safetensors").exists() and (r2 / "student_rl" / "model.safetensors").exists()
     assert len(read_jsonl(r2 / "student_samples.jsonl")) > 0
@@ -148,7 +150,8 @@ def test_ablate_micro(tmp_path):
         assert s["variants"]["sft_only"]["per_seed"][seed_i] == rm["accuracy"]["student_sft"]
         assert s["teacher_greedy"]["per_seed"][seed_i] == rm["accuracy"]["teacher_greedy"]
         gold = json.loads((out / f"seed{seed}" / "gold" / "results.json").read_text())
-        assert s["variants"]["gold"]["per_seed"][seed_i] == gold["accuracy"]["student_rl"] and gold["rl"]["reward"] == "gold"
+        assert (s["variants"]["gold"]["per_seed"][seed_i] == gold["accuracy"]["student_rl"]
+                and gold["rl"]["reward"] == "gold")
         # the teacher-only variant reused the samples and SFT, and retrained the reward model without student data
         m_rm = json.loads((out / f"seed{seed}" / "rm" / "manifest.json").read_text())["stages"]
         m_to = json.loads((out / f"seed{seed}" / "rm_teacher_only" / "manifest.json").read_text())["stages"]
@@ -164,8 +167,8 @@ def test_reward_model_from_the_teacher_with_another_tokenizer(base_run, tmp_path
     model is trained and queried on re-tokenised text, and PPO's critic starts from the SFT student."""
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--reward_model.init", "teacher", "--rl.unfinished_penalty", "null",
-                 "--until", "rl"]) == 0
+    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--reward_model.init", "teacher",
+                 "--rl.unfinished_penalty", "null", "--until", "rl"]) == 0
     rm_tok = AutoTokenizer.from_pretrained(d / "reward_model")
     assert len(rm_tok) != len(AutoTokenizer.from_pretrained(d / "student_sft"))
     rows = [r for r in read_jsonl(d / "rl_metrics.jsonl") if "reward" in r]

@@ -78,7 +78,7 @@ def copy_before(src, dst, stage: str):
 
 
 def rows(run_dir, name):
-    return [json.loads(l) for l in (run_dir / name).read_text().splitlines()]
+    return [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):

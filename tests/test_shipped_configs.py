@@ -87,7 +87,8 @@ def test_shipped_config_end_to_end_with_tiny_models(tmp_path, config, data):
     assert main(args) == 0
     res = json.loads((run_dir / "results.json").read_text())
     assert res["task"] == cfg.task.name and res["n_test"] == 4
-    assert set(res["accuracy"]) >= {"teacher_greedy", "teacher_maj_at_k", "student_sft", "student_rl"} and "unparsable" in res
+    assert (set(res["accuracy"]) >= {"teacher_greedy", "teacher_maj_at_k", "student_sft", "student_rl"}
+            and "unparsable" in res)
     saved = load_config(str(run_dir / "config.yaml"), {})
     assert saved.models.teacher == teacher and saved.sft.mixed_precision == cfg.sft.mixed_precision
     # the student was trained on chat-formatted prompts: its saved tokenizer keeps the template

@@ -127,7 +127,8 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
 def format_ablation(s: dict) -> str:
     n = len(s["seeds"])
     pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
-    lines = [f"Greedy {s['split']} accuracy (%) on {s['task']}, mean ± std over {n} seed(s) ({', '.join(map(str, s['seeds']))})",
+    lines = [f"Greedy {s['split']} accuracy (%) on {s['task']}, mean ± std over {n} seed(s) "
+             f"({', '.join(map(str, s['seeds']))})",
              "", "| Variant | Accuracy | Per seed |", "|---|---:|---|"]
     rows = [("Teacher, greedy", s["teacher_greedy"]), ("Teacher, maj@K", s["teacher_maj_at_k"])]
     rows += [(f"{LABELS[v]} (`{v}`)", d) for v, d in s["variants"].items()]

@@ -26,7 +26,8 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
     p.add_argument("--rounds", help="iterative rounds of RL (shortcut for --rl.rounds)")
     p.add_argument("--shard", metavar="I/N", help="sampling stages: sample only shard I of N (0-based) of the question "
-                   "chunks, write it, and stop; run every shard (on any machines sharing the run directory), then merge")
+                   "chunks, write it, and stop; run every shard (on any machines sharing the run directory), "
+                   "then merge")
     p.add_argument("--merge-shards", action="store_true",
                    help="join the shards of the pending sampling stage (none missing or doubled) and go on")
     p.add_argument("--force", action="store_true",

@@ -19,18 +19,26 @@ class Section(BaseModel):
 
 class TaskCfg(Section):
     name: Literal["tiny-arith", "tiny-choice", "gsm8k", "mmlu-pro", "jsonl"] = Field(
-        "tiny-arith", description="task: tiny-arith / tiny-choice (shipped, generated), gsm8k, mmlu-pro, or jsonl (your own)")
-    path: str | None = Field(None, description="gsm8k / mmlu-pro / jsonl: a local JSONL/parquet file, or a directory with "
-                             "train/validation/test files; null = the hub (needs `pip install datasets` and the network)")
+        "tiny-arith",
+        description="task: tiny-arith / tiny-choice (shipped, generated), gsm8k, mmlu-pro, or jsonl (your own)")
+    path: str | None = Field(None, description="gsm8k / mmlu-pro / jsonl: a local JSONL/parquet file, or a directory "
+                             "with train/validation/test files; null = the hub (needs `pip install datasets` and the "
+                             "network)")
     data_seed: int = Field(0, description="seed that generates the tiny tasks and carves missing splits of file tasks")
     n_train: int = Field(2000, ge=1, description="training questions used (gold answers never read)")
     n_test: int = Field(300, ge=1, description="held-out questions scored by evaluate")
+    n_selection: int = Field(200, ge=0, description="validation questions (gold never read) that the teacher also "
+                             "answers and pseudo-labels, so that the rl stage can choose its checkpoint without gold")
     n_validation: int = Field(200, ge=1, description="file tasks without a validation file: rows carved out of train")
-    n_heldout: int = Field(1000, ge=1, description="file tasks with no train file (e.g. MMLU-Pro): rows of test kept as test")
-    bad_rows: Literal["fail", "skip"] = Field("fail", description="a bad data row: fail (with file and line) or skip and count")
-    num_fewshot: int = Field(0, ge=0, le=8, description="gsm8k: chain-of-thought exemplars in the prompt (fixed, Wei et al.)")
+    n_heldout: int = Field(1000, ge=1, description="file tasks with no train file (e.g. MMLU-Pro): rows of test kept "
+                           "as test")
+    bad_rows: Literal["fail", "skip"] = Field("fail", description="a bad data row: fail (with file and line) or skip "
+                                              "and count")
+    num_fewshot: int = Field(0, ge=0, le=8, description="gsm8k: chain-of-thought exemplars in the prompt (fixed, "
+                             "Wei et al.)")
     answer_mode: Literal["auto", "strict", "flexible"] = Field(
-        "auto", description="gsm8k: strict (#### N), flexible (last number), auto (#### N if present, else last number)")
+        "auto",
+        description="gsm8k: strict (#### N), flexible (last number), auto (#### N if present, else last number)")
     answer_type: Literal["numeric", "choice", "text"] = Field("numeric", description="jsonl: how answers compare")
     chat_template: Literal["auto", "on", "off"] = Field(
         "auto", description="wrap prompts in the tokenizer's chat template: auto = when the tokenizer has one")
@@ -48,9 +56,9 @@ class ModelsCfg(Section):
         "hf", description="how the teacher samples and judges: hf (transformers, local), vllm (pip install vllm), "
         "openai (any OpenAI-compatible server, see the openai section; models.teacher is then only a label)")
     sampler: Literal["fast", "hf"] = Field(
-        "fast", description="engine for local sampling (teacher with the hf backend, student, RL rollouts, evaluation): "
-        "fast (rewdistill's decode loop for Llama / Mistral / Qwen2 / Qwen3, other models use hf) or hf (transformers "
-        "generate); greedy outputs are the same")
+        "fast", description="engine for local sampling (teacher with the hf backend, student, RL rollouts, "
+        "evaluation): fast (rewdistill's decode loop for Llama / Mistral / Qwen2 / Qwen3, other models use hf) or hf "
+        "(transformers generate); greedy outputs are the same")
 
 
 class OpenAICfg(Section):
@@ -104,7 +112,8 @@ class SFTCfg(Section):
 class RewardModelCfg(Section):
     init: str = Field("sft", description="starting weights: sft (the SFT student, as in the paper), teacher (a larger "
                       "verifier; responses are re-tokenised as text), or a model path / hub id")
-    loss: Literal["bce", "bt"] = Field("bce", description="bce: pointwise on labels; bt: Bradley-Terry on label-1 vs label-0 pairs")
+    loss: Literal["bce", "bt"] = Field("bce", description="bce: pointwise on labels; bt: Bradley-Terry on label-1 vs "
+                                       "label-0 pairs")
     epochs: int = Field(2, ge=1, description="passes over the labelled teacher + student responses")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     batch_size: int = Field(32, ge=1, description="sequences (or pairs) per optimiser step")
@@ -115,23 +124,26 @@ class RewardModelCfg(Section):
 
 class RLCfg(Section):
     algo: Literal["ppo", "grpo", "rloo"] = Field(
-        "ppo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: leave-one-out baseline")
+        "ppo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: "
+        "leave-one-out baseline")
     reward: Literal["rm", "pseudo-label", "hybrid", "teacher-judge", "gold"] = Field(
         "rm", description="rm: distilled reward model (the paper); pseudo-label: 1 if the answer equals the teacher's "
         "majority vote; hybrid: rm + pseudo-label where one exists; teacher-judge: the teacher's mean token "
         "log-prob of the response; gold: ORACLE upper bound, the only training use of gold answers")
     steps: int = Field(20, ge=0, description="RL iterations (rollout + update) per round")
-    rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is retrained on "
-                        "the new responses too, and RL continues")
+    rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is "
+                        "retrained on the new responses too, and RL continues")
     rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
     group_size: int = Field(1, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
     minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")
     lr: float = Field(5e-5, gt=0, description="policy learning rate")
     critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate, ppo only")
-    kl_coef: float = Field(0.2, ge=0, description="KL penalty to the frozen SFT model (in the reward; grpo: in the loss)")
+    kl_coef: float = Field(0.2, ge=0, description="KL penalty to the frozen SFT model (in the reward; grpo: in the "
+                           "loss)")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator used in the reward")
-    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (KL per response); null = fixed coef")
+    kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (KL per response); null = "
+                                    "fixed coef")
     kl_horizon: int = Field(20, ge=1, description="adaptive KL controller horizon, in RL steps")
     clip: float = Field(0.2, gt=0, description="policy ratio clip")
     value_clip: float = Field(0.2, gt=0, description="value clip around the rollout's values")
@@ -143,10 +155,18 @@ class RLCfg(Section):
     max_new_tokens: int = Field(64, ge=1, description="rollout response length limit")
     reward_scale: float = Field(1.0, description="multiplies the reward (rm: a logit; rules: 0/1)")
     hybrid_weight: float = Field(1.0, ge=0, description="hybrid: added (+w agree, -w disagree) to the rm score")
-    unfinished_penalty: float | None = Field(-1.0, description="reward for a response cut by max_new_tokens; null = score it like any other")
+    unfinished_penalty: float | None = Field(-1.0, description="reward for a response cut by max_new_tokens; null = "
+                                             "score it like any other")
     watch_every: int = Field(10, ge=0, description="diagnostic: every N steps, greedy gold accuracy and reward on a "
                              "fixed validation subset (never used for training); 0 = off")
     watch_n: int = Field(100, ge=1, description="validation questions in the reward-hacking watch")
+    select: Literal["last", "best"] = Field("last", description="student_rl: the last step's policy, or the one "
+                                            "whose greedy answers agree best with the teacher's pseudo-labels on the "
+                                            "selection questions (task.n_selection; no gold needed)")
+    select_every: int = Field(10, ge=0, description="steps between selection checks (pseudo-label agreement on the "
+                              "selection questions, logged); 0 = off")
+    early_stop: int = Field(0, ge=0, description="stop after this many selection checks in a row whose agreement is "
+                            "below the best while the rollout reward is above its value there; 0 = never")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
     @model_validator(mode="after")
@@ -158,15 +178,18 @@ class RLCfg(Section):
 
 class EvalCfg(Section):
     split: Literal["test", "validation"] = Field("test", description="held-out split to score; tune on validation")
-    teacher: bool = Field(True, description="score the teacher too (greedy and maj@K); off to save time when comparing students")
+    teacher: bool = Field(True, description="score the teacher too (greedy and maj@K); off to save time when comparing "
+                          "students")
     maj_k: int = Field(8, ge=1, description="teacher samples per question for maj@K (spread over sample temperatures)")
     max_new_tokens: int = Field(64, ge=1, description="response length limit")
     batch_size: int = Field(256, ge=1, description="prompts per generation batch")
+    best_of_k: int = Field(8, ge=0, description="diagnostic: the SFT student samples K responses per question at T=1; "
+                           "report best-of-K by the reward model vs majority vote, pass@K and a random sample (0: off)")
 
 
 class LoraCfg(Section):
-    student: bool = Field(False, description="train the student (sft, rl) as LoRA adapters (peft); saved as <name>_lora/ "
-                          "and merged into <name>/")
+    student: bool = Field(False, description="train the student (sft, rl) as LoRA adapters (peft); saved as "
+                          "<name>_lora/ and merged into <name>/")
     reward_model: bool = Field(False, description="train the reward model (and PPO's critic) as LoRA adapters")
     r: int = Field(16, ge=1, description="LoRA rank")
     alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r)")

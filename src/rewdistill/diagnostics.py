@@ -34,8 +34,8 @@ def majority_accuracy(task, examples: list, texts: list[list[str]]) -> float:
 
 def auc(scores: list[float], labels: list[int]) -> float | None:
     """Probability that a random correct response outscores a random wrong one (ties count half)."""
-    pos = [s for s, l in zip(scores, labels) if l]
-    neg = [s for s, l in zip(scores, labels) if not l]
+    pos = [s for s, lab in zip(scores, labels) if lab]
+    neg = [s for s, lab in zip(scores, labels) if not lab]
     if not pos or not neg:
         return None
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
@@ -71,3 +71,51 @@ class GoldWatch:
         gold = greedy_accuracy(self.task, self.val, [g.text for g in gens])
         seqs = [p + r for p, r in (self.rm_fmt.pair_ids(q, g.text) for q, g in zip(self.prompts, gens))]
         return gold, sum(score_sequences(self.rm, seqs, self.rm_fmt.pad_id)) / len(seqs)
+
+
+def ranking(task, examples: list, groups: list[list[tuple[float, str]]]) -> dict:
+    """Can the reward model rank a student's own responses? groups[i]: (reward-model score, response text) of the K
+    responses to examples[i]. Returns accuracies (0-1) of: a random sample (`sample_mean`), the response the reward
+    model scores highest (`rm_best_of_k`), the majority vote (`maj_at_k`), any of the K (`pass_at_k`); the reward
+    model's AUC over all responses (`rm_auc`: easy vs hard questions count) and its mean AUC within a question over
+    the questions with right and wrong responses (`rm_auc_within`: all that RL can use), and how many such
+    questions there are (`mixed_questions`)."""
+    n = len(examples)
+    ok = [[task.is_correct(t, e) for _, t in grp] for grp, e in zip(groups, examples)]  # (n, K) bool
+    within = [auc([s for s, _ in grp], [int(c) for c in oks]) for grp, oks in zip(groups, ok)]
+    within = [a for a in within if a is not None]  # questions with right and wrong responses
+    return {
+        "k": len(groups[0]) if groups else 0,
+        "sample_mean": sum(map(sum, ok)) / max(1, sum(map(len, ok))),
+        "rm_best_of_k": sum(oks[max(range(len(grp)), key=lambda j: grp[j][0])] for grp, oks in zip(groups, ok)) / n,
+        "maj_at_k": majority_accuracy(task, examples, [[t for _, t in grp] for grp in groups]),
+        "pass_at_k": sum(any(oks) for oks in ok) / n,
+        "rm_auc": auc([s for grp in groups for s, _ in grp], [int(c) for oks in ok for c in oks]),
+        "rm_auc_within": sum(within) / len(within) if within else None,
+        "mixed_questions": len(within),
+    }
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None with fewer than 3 points or a constant series."""
+    if len(x) < 3 or len(x) != len(y):
+        return None
+
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return None if vx == 0 or vy == 0 else cov / (vx * vy) ** 0.5

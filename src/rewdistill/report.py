@@ -109,6 +109,13 @@ def write_report(run_dir: Path, results: dict, cfg) -> None:
         f"- Reward model vs gold on {d['reward_model_eval_responses']} held-out test responses: accuracy "
         f"{fmt(d['reward_model_accuracy'])}, AUC {fmt(d['reward_model_auc'])}",
     ]
+    rank = d.get("ranking_student_sft")
+    if rank:
+        text.append(f"- Ranking the SFT student's own {rank['k']} samples per question (T=1): best-of-{rank['k']} by "
+                    f"the reward model {fmt(rank['rm_best_of_k'])}, majority vote {fmt(rank['maj_at_k'])}, a random "
+                    f"sample {fmt(rank['sample_mean'])}, pass@{rank['k']} {fmt(rank['pass_at_k'])}; AUC within a "
+                    f"question {fmt(rank['rm_auc_within'])} ({rank['mixed_questions']} questions with right and wrong "
+                    "samples). RL can only climb a reward model whose best-of-K beats a random sample.")
     if rl_png:
         div = d.get("rl_divergence_step")
         watch = d.get("rl_watch", {}).get("step", [])
@@ -116,8 +123,14 @@ def write_report(run_dir: Path, results: dict, cfg) -> None:
                 f"reward-model score and validation gold accuracy diverge at step {div}" if div is not None else
                 "reward-model score and validation gold accuracy did not diverge")
         rl = results.get("rl", {})
-        text += ["", f"## RL ({rl.get('algo', 'ppo')}, reward {rl.get('reward', 'rm')}, {rl.get('rounds', 1)} round(s))",
+        text += ["",
+                 f"## RL ({rl.get('algo', 'ppo')}, reward {rl.get('reward', 'rm')}, {rl.get('rounds', 1)} round(s))",
                  "", f"![rl curves]({rl_png})", "", f"Reward-hacking watch: {note}."]
+        for r, sel in enumerate(d.get("rl_selection") or [], start=1):
+            track = d.get("selection_vs_gold_spearman")
+            text += ["", f"Checkpoint (round {r}, chosen without gold): kept step {sel['kept_step']}: {sel['why']}"
+                     + ("." if track is None else f". Pseudo-label agreement vs validation gold accuracy over the "
+                        f"watched steps: Spearman {track:.2f}.")]
     text += ["", "## Config", "", "```yaml", _yaml(cfg), "```", ""]
     write_text_atomic(run_dir / "report.md", "\n".join(text))
 

@@ -31,7 +31,8 @@ def supports(model) -> bool:
     cfg = getattr(m, "config", None)
     if cfg is None or getattr(cfg, "model_type", None) not in SUPPORTED:
         return False
-    if getattr(cfg, "use_sliding_window", False) or (cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None)):
+    if (getattr(cfg, "use_sliding_window", False)
+            or (cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None))):
         return False
     layers = getattr(getattr(m, "model", None), "layers", None)
     if not layers or not hasattr(m.model, "rotary_emb") or not hasattr(m, "lm_head"):
@@ -108,7 +109,8 @@ class KVCache:
 
 def forward_step(m, layers: list[Layer], h: torch.Tensor, cache: KVCache, start: int, cos: torch.Tensor,
                  sin_signed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Run the decoder layers on new positions [start, start+T) and return the last position's final-normed hidden state.
+    """Run the decoder layers on new positions [start, start+T) and return the last position's final-normed
+    hidden state.
 
     h: (B, T, d) embeddings; cos/sin_signed: (B, T, D); mask: (B, 1, T, start+T) additive (0 or -inf).
     """
@@ -133,7 +135,8 @@ def forward_step(m, layers: list[Layer], h: torch.Tensor, cache: KVCache, start:
     return m.model.norm(h[:, -1])  # (B, d): only the last position is needed
 
 
-def prefill(m, layers, prompts: list[list[int]], cache: KVCache, rows: slice, P: int, pad: int, cos_t, sin_t) -> torch.Tensor:
+def prefill(m, layers, prompts: list[list[int]], cache: KVCache, rows: slice, P: int, pad: int, cos_t,
+            sin_t) -> torch.Tensor:
     """Run `prompts` (similar lengths) right-aligned at position P into cache rows `rows`; (b, d) last hidden."""
     device = cos_t.device
     W = max(len(p) for p in prompts)
@@ -173,7 +176,8 @@ def decode_batch(model, prompts: list[list[int]], temperature: float, max_new_to
     cos_t, sin_t = cos_t[0], torch.cat([-sin_t[0, :, :half], sin_t[0, :, half:]], -1)  # (L, D) every position
     layers = [Layer(layer) for layer in m.model.layers]
     cache = KVCache(len(m.model.layers), U, n_kv, L, head_dim, probe.dtype, device)
-    h = torch.cat([prefill(m, layers, prompts[s : s + prefill_rows], cache, slice(s, s + prefill_rows), P, pad, cos_t, sin_t)
+    h = torch.cat([prefill(m, layers, prompts[s : s + prefill_rows], cache, slice(s, s + prefill_rows), P, pad,
+                           cos_t, sin_t)
                    for s in range(0, U, prefill_rows)])  # (U, d)
     valid = torch.zeros((U, L), dtype=torch.bool)  # (U, L) key positions holding real tokens
     for r, p in enumerate(prompts):

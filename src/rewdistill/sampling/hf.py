@@ -69,7 +69,8 @@ def generate(
             ids[r, width - len(encoded[i]) :] = torch.tensor(encoded[i])
             mask[r, width - len(encoded[i]) :] = 1
         torch.manual_seed(seed * 1_000_003 + b)
-        kwargs = dict(do_sample=False) if temperature == 0 else dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+        kwargs = (dict(do_sample=False) if temperature == 0
+                  else dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0))
         seqs = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),

@@ -56,7 +56,7 @@ def sample_rows(sampler, questions: list[dict], scfg, seed: int, who: str, extra
         done[k] = rows
         if progress:
             line = json.dumps({"chunk": k, "rows": rows}) + "\n"
-            kill_point("sample-torn", before=lambda: append_text(progress, line[: len(line) // 2]))
+            kill_point("sample-torn", before=lambda line=line: append_text(progress, line[: len(line) // 2]))
             append_text(progress, line)
             kill_point("sample-chunk")
         bar.update(1)

@@ -71,7 +71,8 @@ class Ctx:
                 "resume checkpoints are written for single-process and DDP runs only; under FSDP / DeepSpeed a "
                 "crashed training stage restarts from its beginning")
             every = 0
-        return Checkpoint(self.run_dir / "checkpoints" / self.checkpoint_name(name), every, accelerator, self.stage_hash)
+        return Checkpoint(self.run_dir / "checkpoints" / self.checkpoint_name(name), every, accelerator,
+                          self.stage_hash)
 
     def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
         """A fresh Accelerator for one stage (stages may differ in precision and accumulation)."""

@@ -4,8 +4,16 @@ The only stage (with the labelled `gold` oracle and the rl stage's watch) that r
 """
 from __future__ import annotations
 
-from rewdistill.diagnostics import auc, divergence_step, greedy_accuracy, majority_accuracy, sample_k
-from rewdistill.io import read_jsonl, write_json, write_jsonl
+from rewdistill.diagnostics import (
+    auc,
+    divergence_step,
+    greedy_accuracy,
+    majority_accuracy,
+    ranking,
+    sample_k,
+    spearman,
+)
+from rewdistill.io import read_json, read_jsonl, write_json, write_jsonl
 from rewdistill.models.forward import score_sequences
 from rewdistill.models.load import load_reward_model
 from rewdistill.report import write_report
@@ -65,6 +73,16 @@ def run(ctx: Ctx) -> str:
         s["rm_score"] = sc
     correct = [int(s["correct"]) for s in judged]
     rm_acc = sum((sc > 0) == bool(c) for sc, c in zip(scores, correct)) / max(1, len(judged))
+    # ... and within a question: can it pick the SFT student's right answers among its own K samples (what RL uses)?
+    rank = None
+    if cfg.best_of_k:
+        sampler = ctx.local_sampler(students["student_sft"], cfg.batch_size)
+        gens = sampler.generate(prompts, 1.0, cfg.best_of_k, cfg.max_new_tokens, seed=ctx.cfg.seed * 7 + 1000,
+                                desc="eval best-of-K")
+        texts = [[g.text for g in gens if g.prompt_index == i] for i in range(len(test))]
+        rows = [{"qid": e.qid, "text": t} for e, ts in zip(test, texts) for t in ts]
+        flat = iter(score_sequences(rm, fmt.sequences(test_prompts, rows), fmt.pad_id))
+        rank = ranking(task, test, [[(next(flat), t) for t in ts] for ts in texts])
 
     # Diagnostic 3: the rl stage's reward-hacking watch (validation gold accuracy vs reward-model score), all rounds.
     watch = []
@@ -75,6 +93,12 @@ def run(ctx: Ctx) -> str:
     steps = [row["step"] for row in watch]
     gold_curve = [row["watch_val_gold_accuracy"] for row in watch]
     rm_curve = [row["watch_val_rm_score"] for row in watch]
+    # Diagnostic 4: how well the gold-free selection signal (pseudo-label agreement) tracks validation gold accuracy.
+    selection = [read_json(ctx.round_path("rl_selection.json", r)) for r in range(1, rounds + 1)
+                 if ctx.round_path("rl_selection.json", r).exists()]
+    agreement = {st: a for sel in selection for st, a in zip(sel["steps"], sel["agreement"])}
+    common = [i for i, st in enumerate(steps) if st in agreement]
+    track = spearman([agreement[steps[i]] for i in common], [gold_curve[i] for i in common])
 
     write_jsonl(ctx.path("eval_samples.jsonl"), samples)
     results = {
@@ -96,8 +120,11 @@ def run(ctx: Ctx) -> str:
             "reward_model_accuracy": rm_acc,
             "reward_model_auc": auc(scores, correct),
             "reward_model_eval_responses": len(judged),
+            "ranking_student_sft": rank,  # best-of-K by the reward model vs maj@K, pass@K, a random sample
             "rl_watch": {"step": steps, "val_gold_accuracy": gold_curve, "val_rm_score": rm_curve},
             "rl_divergence_step": divergence_step(steps, rm_curve, gold_curve) if len(steps) > 1 else None,
+            "rl_selection": selection,  # per round: the kept step and why (no gold used)
+            "selection_vs_gold_spearman": track,  # over the checks where the watch also ran
         },
         "rl": {"algo": ctx.cfg.rl.algo, "reward": ctx.cfg.rl.reward, "rounds": rounds},
     }

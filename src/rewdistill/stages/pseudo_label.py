@@ -33,6 +33,9 @@ def run(ctx: Ctx) -> str:
             "lower --pseudo_label.min_vote_share or sample more teacher responses"
         )
     write_jsonl(ctx.path("labels.jsonl"), labels)
+    if method == "vote" and ctx.path("selection_samples.jsonl").exists():  # the rl stage's checkpoint selection
+        write_jsonl(ctx.path("selection_labels.jsonl"),
+                    L.vote_labels(read_jsonl(ctx.path("selection_samples.jsonl")), min_share))
     write_jsonl(ctx.path("teacher_labelled.jsonl"), labelled)
     pos = sum(r["label"] for r in labelled)
     write_json(ctx.path("pseudo_label_stats.json"), {

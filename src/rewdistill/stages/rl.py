@@ -4,18 +4,28 @@ Round 1 starts from the SFT student; with `rl.rounds > 1` the pipeline repeats s
 and round r starts from round r-1's student (the reference stays the SFT student). A diagnostic watch logs, every
 `watch_every` steps, the greedy gold accuracy and reward-model score on a fixed validation subset
 (`diagnostics.GoldWatch`): gold read there is logged only, never fed back into training.
+
+Checkpoint choice needs no gold: every `select_every` steps the policy answers the selection questions greedily
+and its agreement with the teacher's pseudo-labels is logged (`train.selection`); `rl.select best` keeps the step
+that agreed best, `rl.early_stop` stops when agreement keeps falling while the reward rises. `rl_selection.json`
+says which step was kept and why.
 """
 from __future__ import annotations
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from rewdistill.diagnostics import GoldWatch, divergence_step
-from rewdistill.io import read_jsonl_prefix
+from rewdistill.io import read_jsonl, read_jsonl_prefix, write_json
 from rewdistill.models.load import load_reward_model
+from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import save_pretrained
 from rewdistill.train.lora import add_lora
 from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_rm_reward, make_teacher_judge_reward
 from rewdistill.train.rl_loop import ALGOS, train_rl
+from rewdistill.train.selection import Selection
 
 
 def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
@@ -90,6 +100,30 @@ def run(ctx: Ctx) -> str:
             for k, key in [("step", "step"), ("rm", "watch_val_rm_score"), ("gold", "watch_val_gold_accuracy")]:
                 watched[k].append(row[key])
     watch = GoldWatch(ctx.task, cfg.watch_n, fmt, rm, rm_fmt, cfg.max_new_tokens, m.sampler) if watching else None
+    sel_qs = selection_questions(ctx) if cfg.select_every and main else []
+    sel = Selection(cfg.early_stop)
+    rewards: list[float] = []  # rollout reward per step, for the selection's reward-rises test
+    best_file = ctx.run_dir / "checkpoints" / f"{ctx.checkpoint_name('rl')}_best.safetensors"
+    best_state: dict | None = None
+    for row in read_jsonl_prefix(ctx.round_path("rl_metrics.jsonl")) if done else []:
+        if "reward" in row:
+            rewards.append(row["reward"])
+        if "select_agreement" in row:
+            sel.add(row["step"], row["select_agreement"], row.get("select_reward"))
+    if done and best_file.exists():
+        best_state = load_file(str(best_file))
+
+    def choose(step: int, policy) -> None:
+        """A selection check: greedy agreement with the pseudo-labels; the best policy is kept (rl.select best)."""
+        nonlocal best_state
+        since = rewards[-cfg.select_every:] if step > first - 1 else []
+        reward = sum(since) / len(since) if since else None
+        agreement = selection_agreement(ctx, policy, fmt, sel_qs, cfg.max_new_tokens, m.sampler)
+        log({"stage": "rl", "step": step, "select_agreement": agreement, "select_reward": reward})
+        if sel.add(step, agreement, reward) and cfg.select == "best":
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in policy.state_dict().items()}
+            best_file.parent.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in best_state.items()}, str(best_file))  # survives a crash
 
     def look(step: int, policy) -> None:
         gold, score = watch(policy)
@@ -97,22 +131,41 @@ def run(ctx: Ctx) -> str:
             watched[k].append(v)
         log({"stage": "rl", "step": step, "watch_val_gold_accuracy": gold, "watch_val_rm_score": score})
 
-    def on_step(step: int, ro, policy) -> None:
-        """Share of rollout answers that agree with the teacher's pseudo-label (no gold involved)."""
+    def on_step(step: int, ro, policy) -> bool:
+        """Share of rollout answers that agree with the teacher's pseudo-label (no gold involved); the watch and the
+        selection check when due. Returns True to stop early."""
         hits = [ctx.extract(t, questions[i]["qid"]) == labels[questions[i]["qid"]]["pseudo_answer"]
                 for t, i in zip(ro.texts, ro.idx) if labels[questions[i]["qid"]]["kept"]]
         agree.append(sum(hits) / max(1, len(hits)))
         log({"stage": "rl", "step": step, "pseudo_label_agreement": agree[-1]})
         if watch and step % cfg.watch_every == 0:
             look(step, policy)
+        if sel_qs and step % cfg.select_every == 0:
+            choose(step, policy)
+            return sel.should_stop()
+        return False
+
+    def log_rl(row: dict) -> None:
+        if "reward" in row:
+            rewards.append(row["reward"])
+        log(row)
 
     first = (r - 1) * cfg.steps + 1  # steps are numbered across rounds
     if watch and not done:
         look(first - 1, policy)
+    if sel_qs and not done:
+        choose(first - 1, policy)
     reward_fn = build_reward(ctx, rm, None if rm_reads_policy_tokens else rm_fmt, questions, labels)
     policy = train_rl(policy, ref, critic, fmt, [q["prompt"] for q in questions], cfg, reward_fn=reward_fn,
-                      accelerator=acc, seed=ctx.cfg.seed, log=log, on_step=on_step, first_step=first, ckpt=ckpt,
+                      accelerator=acc, seed=ctx.cfg.seed, log=log_rl, on_step=on_step, first_step=first, ckpt=ckpt,
                       max_skips=ctx.cfg.reliability.max_nonfinite_skips, engine=m.sampler)
+    last = first - 1 + len(agree)  # the last step trained (fewer than rl.steps after an early stop)
+    kept = None
+    if sel.steps:
+        kept = sel.summary(cfg.select, last)
+        write_json(ctx.round_path("rl_selection.json"), kept)
+        if cfg.select == "best" and kept["kept_step"] != last and best_state is not None:
+            acc.unwrap_model(policy).load_state_dict(best_state)
     out = ctx.round_path("student_rl")
     save_pretrained(acc, policy, fmt.tokenizer, out)
     where = out.relative_to(ctx.run_dir)
@@ -126,4 +179,23 @@ def run(ctx: Ctx) -> str:
         summary += (f"; watch (validation): gold {watched['gold'][0]:.0%} -> {watched['gold'][-1]:.0%}, RM score "
                     f"{watched['rm'][0]:.2f} -> {watched['rm'][-1]:.2f}"
                     + (f", diverged at step {div}" if div is not None else ", no divergence"))
+    if kept:
+        summary += f"; kept step {kept['kept_step']} ({kept['why']})"
     return summary + f" -> {where}/"
+
+
+def selection_questions(ctx: Ctx) -> list[dict]:
+    """The selection questions with a kept pseudo-label: {qid, prompt, pseudo_answer} (none when not sampled)."""
+    if not ctx.path("selection_labels.jsonl").exists():
+        return []
+    labels = {lab["qid"]: lab for lab in read_jsonl(ctx.path("selection_labels.jsonl"))}
+    return [{**q, "pseudo_answer": labels[q["qid"]]["pseudo_answer"]}
+            for q in read_jsonl(ctx.path("selection_questions.jsonl")) if labels.get(q["qid"], {}).get("kept")]
+
+
+@torch.no_grad()
+def selection_agreement(ctx: Ctx, policy, fmt, qs: list[dict], max_new_tokens: int, engine: str) -> float:
+    """Share of the selection questions whose greedy answer equals the teacher's pseudo-label."""
+    gens = generate(policy, fmt, [q["prompt"] for q in qs], 0.0, 1, max_new_tokens, len(qs), engine=engine)
+    by_id = {q.qid: q for q in ctx.task.questions("validation")}
+    return sum(ctx.task.extract(g.text, by_id[q["qid"]]) == q["pseudo_answer"] for g, q in zip(gens, qs)) / len(qs)

@@ -1,4 +1,7 @@
-"""Stage 1: the teacher writes several responses per training question at several temperatures."""
+"""Stage 1: the teacher writes several responses per training question at several temperatures.
+
+It also answers `task.n_selection` validation questions the same way (gold never read): their pseudo-labels let the
+rl stage choose its checkpoint without gold (`rl.select`)."""
 from __future__ import annotations
 
 from rewdistill.io import write_jsonl
@@ -17,5 +20,13 @@ def run(ctx: Ctx) -> str:
                        ctx.shard, ctx.merge)
     write_jsonl(ctx.path("teacher_samples.jsonl"), rows)
     progress.unlink(missing_ok=True)
+    n_sel = ctx.cfg.task.n_selection
+    if n_sel:  # held-out questions for checkpoint selection, sampled after (and seeded apart from) the training ones
+        sel = [{"qid": q.qid, "prompt": task.prompt(q)} for q in task.questions("validation")[:n_sel]]
+        by_id = {q.qid: q for q in task.questions("validation")[:n_sel]}
+        write_jsonl(ctx.path("selection_questions.jsonl"), sel)
+        sel_rows = sample_rows(sampler, sel, ctx.cfg.teacher_sample, ctx.cfg.seed + 500, "teacher (selection)",
+                               lambda text, qid: task.extract(text, by_id[qid]))
+        write_jsonl(ctx.path("selection_samples.jsonl"), sel_rows)
     parsed = sum(r["answer"] is not None for r in rows)
     return f"{len(rows)} teacher responses to {len(questions)} questions ({parsed / len(rows):.0%} with an answer)"

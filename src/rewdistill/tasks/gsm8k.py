@@ -24,7 +24,8 @@ FEWSHOT = [
      "they had 74 - 35 = 39.\n#### 39"),
     ("Jason had 20 lollipops. He gave Denny some lollipops. Now Jason has 12 lollipops. How many lollipops did "
      "Jason give to Denny?",
-     "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny 20 - 12 = 8.\n#### 8"),
+     "Jason started with 20 lollipops. Then he had 12 after giving some to Denny. So he gave Denny 20 - 12 = 8.\n"
+     "#### 8"),
     ("Shawn has five toys. For Christmas, he got two toys each from his mom and dad. How many toys does he have now?",
      "Shawn started with 5 toys. If he got 2 toys each from his mom and dad, then that is 4 more toys. "
      "5 + 4 = 9.\n#### 9"),

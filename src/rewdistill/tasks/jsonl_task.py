@@ -30,7 +30,8 @@ class JsonlTask(FileTask):
         if kind == "numeric":
             answer = extract_number(str(raw), "auto") if isinstance(raw, str) else normalize_number(str(raw))
             if answer is None:
-                raise DataError(f"{row.where}: field 'answer' is not a number ({str(raw)[:40]!r}); use answer_type text")
+                raise DataError(f"{row.where}: field 'answer' is not a number ({str(raw)[:40]!r}); "
+                                "use answer_type text")
         else:
             answer = normalize_text(str(raw))
             if not answer:

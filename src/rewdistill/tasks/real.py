@@ -57,7 +57,8 @@ class FileTask(Task):
         raw = self._raw()
         parsed = {s: parse_all(rows, lambda r, s=s: self.parse(r), self.policy, self.bad) for s, rows in raw.items()}
         if self.bad.count:
-            logger.warning(f"{self.name}: skipped {self.bad.count} bad rows (task.bad_rows: skip), e.g. {self.bad.examples[0]}")
+            logger.warning(f"{self.name}: skipped {self.bad.count} bad rows (task.bad_rows: skip), "
+                           f"e.g. {self.bad.examples[0]}")
         rng = random.Random(self.data_seed)
         if "all" in parsed:
             parsed = {"test": parsed.pop("all")}

@@ -43,7 +43,8 @@ def read_rows(path: Path, policy: str = "fail", bad: BadRows | None = None) -> l
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise DataError(f"{path}: reading parquet needs pyarrow; `pip install pyarrow` or convert to JSONL") from None
+            raise DataError(f"{path}: reading parquet needs pyarrow; `pip install pyarrow` or convert "
+                            "to JSONL") from None
         table = pq.read_table(path).to_pylist()
         return [Row(r, f"{path}:row {i + 1}") for i, r in enumerate(table)]
     rows = []

@@ -64,8 +64,8 @@ def train_reward_model(
     if not items:
         raise ValueError("no reward-model training items: bt needs label-1 and label-0 responses to one question")
     if batch_size % accelerator.num_processes:
-        raise RuntimeError(f"reward_model.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
-                           "processes (each takes an equal share of every batch)")
+        raise RuntimeError(f"reward_model.batch_size {batch_size} must be a multiple of the "
+                           f"{accelerator.num_processes} processes (each takes an equal share of every batch)")
 
     def loss_of(model, chunk: list):  # chunk: row indices (bce) or (chosen, rejected) pairs (bt)
         return batch_loss(model, rows, chunk, loss, pad_id, accelerator.device)

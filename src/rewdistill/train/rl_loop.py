@@ -51,7 +51,7 @@ def train_rl(
     accelerator: Accelerator,
     seed: int,
     log: Callable[[dict], None],
-    on_step: Callable[[int, Rollout, object], None] | None = None,  # (step, rollout, policy)
+    on_step: Callable[[int, Rollout, object], bool | None] | None = None,  # (step, rollout, policy) -> stop?
     first_step: int = 1,
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it when it lies in this call's steps; save every N
     max_skips: int = 10,
@@ -64,8 +64,8 @@ def train_rl(
         raise ValueError(f"rl.algo {cfg.algo} compares responses to the same prompt: set rl.group_size >= 2")
     world = accelerator.num_processes
     if cfg.rollout_batch % world or cfg.minibatch % world:
-        raise RuntimeError(f"rl.rollout_batch ({cfg.rollout_batch}) and rl.minibatch ({cfg.minibatch}) must be multiples "
-                           f"of the {world} processes (each takes an equal share)")
+        raise RuntimeError(f"rl.rollout_batch ({cfg.rollout_batch}) and rl.minibatch ({cfg.minibatch}) must be "
+                           f"multiples of the {world} processes (each takes an equal share)")
     opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     policy, opt_p = accelerator.prepare(policy, opt_p)
     if algo.NEEDS_CRITIC:
@@ -121,13 +121,15 @@ def train_rl(
         if cfg.kl_target is not None:
             kl_coef = adaptive_kl_coef(kl_coef, row["kl"], cfg.kl_target, cfg.kl_horizon)
         log(row)
-        if on_step is not None:
-            on_step(step, ro, accelerator.unwrap_model(policy))
-        if ckpt is not None and ckpt.every > 0 and ok and (ckpt.due(step) or step == last):  # + at a round's end
+        stop = bool(on_step(step, ro, accelerator.unwrap_model(policy))) if on_step is not None else False
+        stop = not all_agree(accelerator, not stop)  # early stop (rl.early_stop) when any process asks for it
+        if ckpt is not None and ckpt.every > 0 and ok and (ckpt.due(step) or step == last or stop):
             ckpt.save(step, models, optims, {"kl_coef": kl_coef, "cycle_rng": cycle.rng.getstate(),
                                              "cycle_queue": cycle.queue})
         kill_point("rl-step")
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")
         bar.update(1)
+        if stop:
+            break
     bar.close()
     return policy

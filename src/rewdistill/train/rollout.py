@@ -96,7 +96,8 @@ def sample_rollout(policy, ref, fmt: PromptFormat, prompts: list[str], encoded: 
     return Rollout(resp_idx, [g.text for g in gens], ids, mask, resp_mask, P, finished, logp, ref_logp)
 
 
-def final_scores(raw: torch.Tensor, finished: torch.Tensor, scale: float, unfinished_penalty: float | None) -> torch.Tensor:
+def final_scores(raw: torch.Tensor, finished: torch.Tensor, scale: float,
+                 unfinished_penalty: float | None) -> torch.Tensor:
     """Terminal reward: scale * raw score, or the penalty (if any) for a response cut by the length limit. (B,)."""
     if unfinished_penalty is None:
         return raw * scale

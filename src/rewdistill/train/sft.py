@@ -41,8 +41,8 @@ def train_sft(
     """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs. Returns the prepared (possibly
     wrapped) model; save it with `save_pretrained`."""
     if batch_size % accelerator.num_processes:
-        raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} processes "
-                           "(each takes an equal share of every batch)")
+        raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
+                           "processes (each takes an equal share of every batch)")
     if not pairs:
         raise RuntimeError("sft: no training pairs (no label-1 finished teacher response); sample more teacher "
                            "responses or lower pseudo_label.min_vote_share")

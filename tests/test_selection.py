@@ -1,0 +1,36 @@
+"""Gold-free checkpoint selection: best check and early stop on hand-made histories."""
+from __future__ import annotations
+
+from rewdistill.train.selection import Selection
+
+
+def test_best_is_the_highest_agreement_and_the_earliest_of_equals():
+    s = Selection()
+    assert s.add(0, 0.50, None)
+    assert s.add(10, 0.60, 0.1)
+    assert not s.add(20, 0.60, 0.2)  # equal: the earlier one stays best
+    assert not s.add(30, 0.55, 0.3)
+    assert s.steps[s.best] == 10
+    summary = s.summary("best", 30)
+    assert summary["kept_step"] == 10 and "step 10" in summary["why"]
+    assert s.summary("last", 30)["kept_step"] == 30
+
+
+def test_early_stop_when_agreement_falls_while_reward_rises():
+    s = Selection(patience=2)
+    for step, agr, rew in [(0, 0.5, None), (10, 0.7, 0.1), (20, 0.65, 0.3)]:
+        s.add(step, agr, rew)
+        assert not s.should_stop()
+    s.add(30, 0.60, 0.4)  # second bad check in a row
+    assert s.should_stop()
+
+
+def test_no_early_stop_when_the_reward_falls_too_or_patience_is_zero():
+    s = Selection(patience=2)
+    for step, agr, rew in [(0, 0.5, None), (10, 0.7, 0.5), (20, 0.65, 0.3), (30, 0.60, 0.2)]:
+        s.add(step, agr, rew)
+    assert not s.should_stop()  # agreement fell but so did the reward: not reward hacking
+    s0 = Selection(patience=0)
+    for step, agr, rew in [(0, 0.5, None), (10, 0.7, 0.1), (20, 0.1, 0.9), (30, 0.1, 0.9)]:
+        s0.add(step, agr, rew)
+    assert not s0.should_stop()
