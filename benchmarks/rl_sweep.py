@@ -29,7 +29,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name, over in json.loads(args.variants.read_text()).items():
         cfg = load_config(None, {"task.name": args.task, "evaluate.split": "validation", "task.n_test": "200",
-                                 "evaluate.teacher": "false", **over})
+                                 "evaluate.teacher": "false", "evaluate.best_of_k": "0", **over})
         d = args.out / name
         if not (d / "manifest.json").exists():
             seed_from(args.base, d, cfg)
@@ -39,7 +39,10 @@ def main() -> None:
         line = {"variant": name, "overrides": over, "split": "validation", "sft": r["accuracy"]["student_sft"],
                 "rl": r["accuracy"]["student_rl"], "divergence_step": r["diagnostics"]["rl_divergence_step"],
                 "watch_steps": r["diagnostics"]["rl_watch"]["step"],
-                "watch_gold": r["diagnostics"]["rl_watch"]["val_gold_accuracy"], "seconds": round(time.time() - t0)}
+                "watch_gold": r["diagnostics"]["rl_watch"]["val_gold_accuracy"],
+                "selection": r["diagnostics"].get("rl_selection"),
+                "selection_vs_gold_spearman": r["diagnostics"].get("selection_vs_gold_spearman"),
+                "rl_seconds": r["seconds"].get("rl"), "seconds": round(time.time() - t0)}
         print(json.dumps(line), flush=True)
         with open(args.out / "sweep.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")

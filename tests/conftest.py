@@ -16,7 +16,8 @@ MICRO = [
     "--sft.epochs", "1", "--sft.batch_size", "4",
     "--reward_model.epochs", "1", "--reward_model.batch_size", "4",
     "--rl.steps", "2", "--rl.rollout_batch", "4", "--rl.minibatch", "2", "--rl.max_new_tokens", "48",
-    "--evaluate.maj_k", "2", "--evaluate.max_new_tokens", "48",
+    "--evaluate.maj_k", "2", "--evaluate.max_new_tokens", "48", "--evaluate.best_of_k", "2",
+    "--task.n_selection", "6", "--rl.select_every", "1",
 ]
 
 

@@ -117,3 +117,10 @@ def test_adaptive_kl_controller_moves_toward_target_and_clips():
     assert adaptive_kl_coef(0.1, kl=2.0, target=1.0, horizon=10) == pytest.approx(0.102)  # error clipped to 0.2
     assert adaptive_kl_coef(0.1, kl=0.9, target=1.0, horizon=10) == pytest.approx(0.099)
     assert adaptive_kl_coef(0.1, kl=1.0, target=1.0, horizon=10) == pytest.approx(0.1)
+
+
+def test_mixed_groups_keeps_only_groups_with_different_scores():
+    from rewdistill.algo.advantages import mixed_groups
+
+    scores = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # groups of 3: all 1 / mixed / all 0
+    assert mixed_groups(scores, 3).tolist() == [False] * 3 + [True] * 3 + [False] * 3

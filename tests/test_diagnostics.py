@@ -39,3 +39,14 @@ def test_spearman_by_hand():
     # ranks x = 1 2 3, y = 1 3 2 -> rho = 1 - 6 * (0 + 1 + 1) / (3 * 8) = 0.5
     assert spearman([0.1, 0.2, 0.3], [5, 9, 7]) == pytest.approx(0.5)
     assert spearman([1, 1, 1], [1, 2, 3]) is None and spearman([1, 2], [1, 2]) is None
+
+
+def test_paired_bootstrap_interval():
+    from rewdistill.diagnostics import paired_bootstrap
+
+    same = paired_bootstrap([True, False] * 50, [True, False] * 50)
+    assert same["diff"] == 0 and same["lo"] == 0 and same["hi"] == 0
+    better = paired_bootstrap([True] * 60 + [False] * 40, [True] * 40 + [False] * 60)  # +20 points on 100 pairs
+    assert better["diff"] == pytest.approx(0.2) and 0.1 < better["lo"] < 0.2 < better["hi"] < 0.3
+    one_flip = paired_bootstrap([True] + [False] * 99, [False] * 100)  # +1 point: the interval holds 0
+    assert one_flip["lo"] <= 0 < one_flip["hi"]

@@ -134,3 +134,30 @@ def test_a_print_is_caught(tmp_path):
     shutil.copytree(SRC, copy)
     (copy / "train" / "common.py").write_text((copy / "train" / "common.py").read_text() + "\nprint('hi')\n")
     assert any("train/common.py" in p for p in prints(copy))
+
+
+TRAINING_STAGES = ["common", "teacher_sample", "pseudo_label", "sft", "student_sample", "reward_model", "rl"]
+
+
+def gold_reads(path: Path) -> list[tuple[int, str]]:
+    """(line, code) of every `<x>.load(...)` call (a task's split WITH gold) and every `.answer` read in a file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+            out.append((node.lineno, ast.unparse(node)))
+        if isinstance(node, ast.Attribute) and node.attr == "answer":
+            out.append((node.lineno, ast.unparse(node)))
+    return out
+
+
+def test_training_stages_read_no_gold_but_the_labelled_oracle():
+    """Training stages work with `task.questions(split)` (no answers); the one exception is the `gold` oracle reward
+    in stages/rl.py, inside the branch `cfg.reward == "gold"`."""
+    found = {name: gold_reads(SRC / "stages" / f"{name}.py") for name in TRAINING_STAGES}
+    rl = found.pop("rl")
+    assert all(not v for v in found.values()), found
+    oracle = [line for line, _ in rl]
+    text = (SRC / "stages" / "rl.py").read_text(encoding="utf-8").splitlines()
+    branch = next(i for i, t in enumerate(text, start=1) if 'cfg.reward == "gold"' in t)
+    assert rl and all(branch < line <= branch + 3 for line in oracle), rl

@@ -160,6 +160,11 @@ def test_ablate_micro(tmp_path):
     v = s["variants"]["rm"]
     assert v["mean"] == pytest.approx(sum(v["per_seed"]) / 2)
     assert "| ours: RM on teacher + student responses (`rm`) |" in (out / "ablation.md").read_text()
+    for v in ["rm", "rm_teacher_only", "gold"]:  # paired differences agree with the accuracies they pair
+        for seed_i, p in enumerate(s["paired_vs_sft_only"][v]):
+            want = s["variants"][v]["per_seed"][seed_i] - s["variants"]["sft_only"]["per_seed"][seed_i]
+            assert p["diff"] == pytest.approx(want) and p["lo"] <= p["diff"] <= p["hi"] and p["n"] == 6
+    assert "95% bootstrap interval" in (out / "ablation.md").read_text()
 
 
 def test_reward_model_from_the_teacher_with_another_tokenizer(base_run, tmp_path):
@@ -185,3 +190,23 @@ def test_ablate_jobs_runs_seeds_as_parallel_processes(tmp_path):
     for i, seed in enumerate([0, 1]):
         rm = json.loads((out / f"seed{seed}" / "rm" / "results.json").read_text())
         assert s["variants"]["rm"]["per_seed"][i] == rm["accuracy"]["student_rl"]
+
+
+def test_rl_stage_loads_every_model_with_trust_remote_code(base_run, tmp_path, monkeypatch):
+    """models.trust_remote_code reaches every model the rl stage loads (policy, reference, reward model, critic)."""
+    import rewdistill.models.load as load
+
+    seen = []
+    for cls in (load.AutoModelForCausalLM, load.AutoModelForSequenceClassification):
+        original = cls.from_pretrained.__func__
+
+        def spy(klass, path, *args, _original=original, **kw):
+            seen.append((klass.__name__, str(path), kw.get("trust_remote_code")))
+            return _original(klass, path, *args, **kw)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    d = tmp_path / "run"
+    shutil.copytree(base_run, d)
+    assert main(["run", "--run-dir", str(d), *MICRO_Q, "--models.trust_remote_code", "true", "--until", "rl"]) == 0
+    rl_loads = [s for s in seen if "student_sft" in s[1] or "reward_model" in s[1]]
+    assert len(rl_loads) >= 4 and all(trust is True for _, _, trust in rl_loads), rl_loads

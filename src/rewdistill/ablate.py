@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rewdistill.config import ConfigError
 from rewdistill.config_files import load_config
-from rewdistill.io import read_json, write_json, write_text_atomic
+from rewdistill.diagnostics import paired_bootstrap
+from rewdistill.io import read_json, read_jsonl, write_json, write_text_atomic
 from rewdistill.pipeline import run_pipeline, seed_from
 
 logger = logging.getLogger("rewdistill")
@@ -87,6 +88,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
     if jobs > 1 and len(seeds) > 1:
         run_seeds_in_parallel(config, overrides, seeds, variants, out, jobs)  # then the loop below only reads
     per_seed: dict[str, list[float]] = {v: [] for v in variants}
+    per_question: dict[str, list[dict[str, bool]]] = {v: [] for v in variants}  # per seed: qid -> correct
     teacher, maj, split = [], [], "test"
     for seed in seeds:
         base = {**overrides, "seed": str(seed)}
@@ -101,6 +103,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
         for v in variants:
             if v in ("sft_only", "rm"):
                 per_seed[v].append(res["accuracy"]["student_sft" if v == "sft_only" else "student_rl"])
+                per_question[v].append(greedy_correct(rm_dir, "student_sft" if v == "sft_only" else "student_rl"))
                 continue
             cfg = load_config(config, {**base, **VARIANTS[v], "evaluate.teacher": "false"})
             vdir = out / f"seed{seed}" / v
@@ -109,6 +112,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
                 logger.info(f"== ablation seed {seed}: {v} in {vdir} (reusing {', '.join(copied) or 'nothing'})")
             run_pipeline(cfg, vdir)
             per_seed[v].append(read_json(vdir / "results.json")["accuracy"]["student_rl"])
+            per_question[v].append(greedy_correct(vdir, "student_rl"))
     summary = {
         "task": rm_cfg.task.name,
         "split": split,
@@ -117,11 +121,23 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
         "teacher_maj_at_k": dict(zip(["mean", "std"], mean_std(maj)), per_seed=maj),
         "variants": {v: dict(zip(["mean", "std"], mean_std(xs)), per_seed=xs) for v, xs in per_seed.items()},
     }
+    if "sft_only" in variants:  # paired difference to SFT-only on the same questions, per seed, 95% bootstrap
+        base = per_question["sft_only"]
+        summary["paired_vs_sft_only"] = {
+            v: [paired_bootstrap([q[k] for k in sorted(q)], [b[k] for k in sorted(q)], seed=i)
+                for i, (q, b) in enumerate(zip(per_question[v], base))]
+            for v in variants if v != "sft_only"}
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ablation.json", summary)
     write_text_atomic(out / "ablation.md", format_ablation(summary) + "\n\n![ablation](ablation.png)\n")
     plot_ablation(summary, out / "ablation.png")
     return summary
+
+
+def greedy_correct(run_dir: Path, model: str) -> dict[str, bool]:
+    """qid -> whether `model`'s greedy answer was right, from a run's eval_samples.jsonl."""
+    return {r["qid"]: bool(r["correct"]) for r in read_jsonl(run_dir / "eval_samples.jsonl")
+            if r["model"] == model and r["temperature"] == 0.0}
 
 
 def format_ablation(s: dict) -> str:
@@ -134,6 +150,13 @@ def format_ablation(s: dict) -> str:
     rows += [(f"{LABELS[v]} (`{v}`)", d) for v, d in s["variants"].items()]
     for name, d in rows:
         lines.append(f"| {name} | {pct(d)} | {' / '.join(f'{100 * x:.1f}' for x in d['per_seed'])} |")
+    paired = s.get("paired_vs_sft_only")
+    if paired:
+        lines += ["", "Paired difference to SFT-only on the same questions (points), per seed, with a 95% bootstrap "
+                  "interval over questions:", "", "| Variant | Per seed: difference [95% interval] |", "|---|---|"]
+        for v, per in paired.items():
+            cells = " / ".join(f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]" for p in per)
+            lines.append(f"| `{v}` | {cells} |")
     return "\n".join(lines)
 
 

@@ -136,6 +136,8 @@ class RLCfg(Section):
     rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
     group_size: int = Field(1, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
     minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
+    filter_groups: bool = Field(False, description="grpo / rloo: update only on prompts whose responses' rewards "
+                                "differ (DAPO's filter); groups that all score the same carry no signal")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")
     lr: float = Field(5e-5, gt=0, description="policy learning rate")
     critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate, ppo only")

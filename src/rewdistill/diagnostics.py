@@ -119,3 +119,15 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
     vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
     return None if vx == 0 or vy == 0 else cov / (vx * vy) ** 0.5
+
+
+def paired_bootstrap(a: list[bool], b: list[bool], n: int = 2000, seed: int = 0) -> dict:
+    """Accuracy difference mean(a) - mean(b) on the same questions, with a 95% bootstrap interval over questions
+    (questions resampled with replacement, `n` times). a, b: per-question correctness, in the same order."""
+    import random
+
+    assert len(a) == len(b) and a, "paired_bootstrap needs the same, non-empty list of questions"
+    d = [int(x) - int(y) for x, y in zip(a, b)]
+    rng = random.Random(seed)
+    means = sorted(sum(d[rng.randrange(len(d))] for _ in d) / len(d) for _ in range(n))
+    return {"diff": sum(d) / len(d), "lo": means[int(0.025 * n)], "hi": means[int(0.975 * n) - 1], "n": len(d)}

@@ -31,6 +31,13 @@ def rloo_advantages(scores: torch.Tensor) -> torch.Tensor:
     return scores - others_mean
 
 
+def mixed_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Responses whose group's scores are not all equal (DAPO's dynamic-sampling filter, Yu et al. 2025): a group
+    that all scores the same has zero group advantage and carries no signal. scores: (N * G,) -> (N * G,) bool."""
+    s = scores.view(-1, group_size)  # (N, G)
+    return (s.max(dim=1).values > s.min(dim=1).values).repeat_interleave(group_size)
+
+
 def adaptive_kl_coef(coef: float, kl: float, target: float, horizon: int, n_steps: int = 1) -> float:
     """Ziegler et al. (2019) proportional controller: move the KL coefficient toward the target KL.
 

@@ -24,7 +24,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from rewdistill.algo.advantages import adaptive_kl_coef
+from rewdistill.algo.advantages import adaptive_kl_coef, mixed_groups
 from rewdistill.algo.losses import explained_variance, kl_per_token
 from rewdistill.faults import kill_point
 from rewdistill.models.prompt import PromptFormat
@@ -63,6 +63,9 @@ def train_rl(
     if not algo.NEEDS_CRITIC and G < 2:
         raise ValueError(f"rl.algo {cfg.algo} compares responses to the same prompt: set rl.group_size >= 2")
     world = accelerator.num_processes
+    if cfg.filter_groups and world > 1:
+        raise RuntimeError("rl.filter_groups keeps a different number of responses on each process, which DDP cannot "
+                           "synchronise; run it on one process or set rl.filter_groups false")
     if cfg.rollout_batch % world or cfg.minibatch % world:
         raise RuntimeError(f"rl.rollout_batch ({cfg.rollout_batch}) and rl.minibatch ({cfg.minibatch}) must be "
                            f"multiples of the {world} processes (each takes an equal share)")
@@ -98,9 +101,15 @@ def train_rl(
         a = algo.advantages(ro, score, kl_tok, kl_coef, cfg, critic)
         ok = all_agree(accelerator, all_finite(score, a.advantages, *([a.returns] if a.returns is not None else [])))
         stats = {}
-        if ok:  # a non-finite reward or advantage skips the whole step
-            stats = actor_update(policy, opt_p, ro, a.advantages, cfg, accelerator, seed + step,
-                                 kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0, minibatch=cfg.minibatch // world)
+        upd, adv = ro, a.advantages  # what the policy update sees
+        if cfg.filter_groups and not algo.NEEDS_CRITIC:  # only prompts whose responses' rewards differ
+            keep = mixed_groups(score, G)  # (B,)
+            upd, adv = ro.subset(keep), adv[keep]
+            stats["mixed_frac"] = [keep.float().mean().item()]
+        if ok and len(upd.idx):  # a non-finite reward or advantage skips the whole step
+            stats.update(actor_update(policy, opt_p, upd, adv, cfg, accelerator, seed + step,
+                                      kl_loss_coef=kl_coef if algo.KL_IN_LOSS else 0.0,
+                                      minibatch=cfg.minibatch // world))
             if algo.NEEDS_CRITIC:
                 stats["explained_variance"] = [explained_variance(a.values, a.returns, ro.resp_mask)]
                 stats.update(critic_update(critic, opt_c, ro, a.values, a.returns, cfg, accelerator, seed + step,

@@ -26,6 +26,12 @@ class Rollout:
     logp: torch.Tensor  # (B, T) log-prob of each response token under the rollout policy
     ref_logp: torch.Tensor  # (B, T) ... under the frozen reference (SFT) model
 
+    def subset(self, keep: torch.Tensor) -> Rollout:
+        """The responses where keep (B,) is True, in order."""
+        rows = keep.nonzero().squeeze(1).tolist()
+        return Rollout([self.idx[r] for r in rows], [self.texts[r] for r in rows], self.ids[keep], self.mask[keep],
+                       self.resp_mask[keep], self.P, self.finished[keep], self.logp[keep], self.ref_logp[keep])
+
     @property
     def last(self) -> torch.Tensor:
         """(B,) position in `ids` of each response's last token."""
