@@ -18,7 +18,8 @@ LAYERS = [
     ("tasks", ["tasks"]),
     ("models", ["models"]),
     ("sampling", ["sampling"]),
-    ("train", ["train", "labels", "diagnostics"]),
+    ("train", ["train", "labels"]),
+    ("diagnostics", ["diagnostics"]),  # reads gold: nothing that trains may import it
     ("stages", ["stages", "pipeline", "report"]),
     ("faces", ["cli", "ablate", "grade", "__init__"]),
 ]
@@ -41,34 +42,49 @@ def layer_of(module: str) -> int:
                          "README's architecture section")
 
 
-def imports_of(path: Path) -> list[tuple[int, str]]:
-    """(line, imported module) of every import in the file; package-internal ones without the `rewdistill.` prefix."""
+def is_module(src: Path, dotted: str) -> bool:
+    """Whether `rewdistill.<dotted>` is a module or package of the source tree `src`."""
+    rel = Path(*dotted.split("."))
+    return (src / rel).with_suffix(".py").exists() or (src / rel / "__init__.py").exists()
+
+
+def imports_of(path: Path, me: str = "", src: Path = SRC) -> list[tuple[int, str]]:
+    """(line, imported module) of every import in the file (module `me` of the tree `src`): relative imports are
+    resolved, and `from package import module` counts as importing that module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     out = []
+    package = me.split(".")[:-1] if path.name != "__init__.py" else me.split(".")
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "rewdistill":  # `from rewdistill import labels`: the names are modules
-                out += [(node.lineno, f"rewdistill.{a.name}") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from the file's package, `level - 1` packages up
+                parts = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+                base = "rewdistill." + ".".join(p for p in parts if p and p != "__init__")
             else:
-                out.append((node.lineno, node.module))
-    return out
+                base = node.module or ""
+            for a in node.names:
+                inner = f"{base}.{a.name}"[len("rewdistill."):] if base.startswith("rewdistill") else ""
+                if base.startswith("rewdistill") and is_module(src, inner):
+                    out.append((node.lineno, f"{base}.{a.name}"))
+                else:
+                    out.append((node.lineno, base))
+    return [(line, mod.rstrip(".")) for line, mod in out]
 
 
 def violations(src: Path = SRC) -> list[str]:
     found = []
     for path in sorted(src.rglob("*.py")):
-        me = module_name(path) if src == SRC else module_name_in(src, path)
+        me = module_name_in(src, path)
         mine = layer_of(me)
-        for line, mod in imports_of(path):
+        for line, mod in imports_of(path, me, src):
             where = f"{path.relative_to(src.parent)}:{line}"
             if LAYERS[mine][0] == "algo" and mod.split(".")[0] not in ALGO_MAY_IMPORT and not mod.startswith(
                     "rewdistill.algo"):
                 found.append(f"{where}: algo imports {mod} (algo imports torch only)")
             if not mod.startswith("rewdistill."):
                 continue
-            other = mod[len("rewdistill."):]
+            other = mod[len("rewdistill."):] or "__init__"
             if layer_of(other) > mine:
                 found.append(f"{where}: {LAYERS[mine][0]} module rewdistill.{me} imports rewdistill.{other}, "
                              f"of the higher layer {LAYERS[layer_of(other)][0]}")
@@ -107,6 +123,9 @@ def test_nothing_below_the_faces_prints():
     ("tasks/base.py", "from rewdistill.models.load import resolve\n", "of the higher layer models"),
     ("stages/rl.py", "from rewdistill.stages.sft import run\n", "imports another stage"),
     ("train/sft.py", "    from rewdistill.stages.common import Ctx\n", "of the higher layer stages"),
+    ("stages/rl.py", "from rewdistill.stages import sft\n", "imports another stage"),
+    ("stages/rl.py", "from . import evaluate\n", "imports another stage"),
+    ("train/rl_loop.py", "from ..diagnostics import auc\n", "of the higher layer diagnostics"),
 ])
 def test_a_forbidden_import_is_caught(tmp_path, file, line, expect):
     """The checker sees a crossing added to a copy of the source (also one inside a function)."""
@@ -155,6 +174,9 @@ def test_training_stages_read_no_gold_but_the_labelled_oracle():
     """Training stages work with `task.questions(split)` (no answers); the one exception is the `gold` oracle reward
     in stages/rl.py, inside the branch `cfg.reward == "gold"`."""
     found = {name: gold_reads(SRC / "stages" / f"{name}.py") for name in TRAINING_STAGES}
+    for path in [*sorted((SRC / "train").glob("*.py")), SRC / "labels.py", *sorted((SRC / "sampling").glob("*.py"))]:
+        found[str(path.relative_to(SRC))] = [g for g in gold_reads(path)  # checkpoint loads are not a task's split
+                                             if not g[1].startswith(("ckpt.load(", "torch.load("))]
     rl = found.pop("rl")
     assert all(not v for v in found.values()), found
     oracle = [line for line, _ in rl]

@@ -34,3 +34,11 @@ def test_no_early_stop_when_the_reward_falls_too_or_patience_is_zero():
     for step, agr, rew in [(0, 0.5, None), (10, 0.7, 0.1), (20, 0.1, 0.9), (30, 0.1, 0.9)]:
         s0.add(step, agr, rew)
     assert not s0.should_stop()
+
+
+def test_early_stop_when_the_sft_student_was_best():
+    """The check before RL has no reward; agreement falling below it while rewards come in is a bad check."""
+    s = Selection(patience=2)
+    for step, agr, rew in [(0, 0.7, None), (10, 0.6, 0.1), (20, 0.5, 0.2)]:
+        s.add(step, agr, rew)
+    assert s.should_stop() and s.summary("best", 20)["kept_step"] == 0

@@ -27,8 +27,9 @@ class TaskCfg(Section):
     data_seed: int = Field(0, description="seed that generates the tiny tasks and carves missing splits of file tasks")
     n_train: int = Field(2000, ge=1, description="training questions used (gold answers never read)")
     n_test: int = Field(300, ge=1, description="held-out questions scored by evaluate")
-    n_selection: int = Field(200, ge=0, description="validation questions (gold never read) that the teacher also "
-                             "answers and pseudo-labels, so that the rl stage can choose its checkpoint without gold")
+    n_selection: int = Field(100, ge=0, description="validation questions (the last ones; gold never read) that the "
+                             "teacher also answers and pseudo-labels, so that the rl stage can choose its checkpoint "
+                             "without gold")
     n_validation: int = Field(200, ge=1, description="file tasks without a validation file: rows carved out of train")
     n_heldout: int = Field(1000, ge=1, description="file tasks with no train file (e.g. MMLU-Pro): rows of test kept "
                            "as test")

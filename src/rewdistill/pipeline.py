@@ -91,6 +91,16 @@ def clear_progress(run_dir: Path) -> None:
         p.unlink()
 
 
+def remove_outputs(run_dir: Path, stage: Stage) -> None:
+    """Delete what a stage wrote in an earlier run, before it runs afresh."""
+    for name in stage.paths():
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def stage_hashes(cfg: Config) -> dict[str, str]:
     """Each stage's chained config hash, by manifest key."""
     out, prev = {}, ""
@@ -115,6 +125,7 @@ def seed_from(src: Path, dst: Path, cfg: Config) -> list[str]:
             if (src / name).is_dir():
                 shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
             elif (src / name).exists():
+                (dst / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src / name, dst / name)
         manifest["stages"][stage.key] = done
     write_json(dst / "manifest.json", manifest)
@@ -182,6 +193,7 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
             if main:
                 if not resuming:
                     clear_progress(run_dir)
+                    remove_outputs(run_dir, stage)  # optional outputs of an earlier config must not linger
                 write_json(manifest_path, manifest)
             dist.wait_for_everyone()
             ctx.stage_hash, ctx.round = hashes[key], stage.round
@@ -202,8 +214,8 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
                 write_json(manifest_path, manifest)
                 clear_progress(run_dir)
             logger.info(f"[{i + 1}/{n}] {key}: {summary} ({seconds:.0f}s)")
-        if stage.name == until and (stage.name not in ROUND_STAGES or stage.round == cfg.rl.rounds):
-            break
+        if until in (key, stage.name) and (stage.name != "rl" or key == until or stage.round == cfg.rl.rounds):
+            break  # `--until rl` runs every round; `--until reward-model` stops in round 1; `rl@2` after round 2
     results_path = run_dir / "results.json"
     if main and manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
         results = read_json(results_path)

@@ -29,10 +29,10 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_rl(run_dir: Path) -> str | None:
+def plot_rl(run_dir: Path, rounds: int = 1) -> str | None:
     """rl_curves.png: reward, KL, pseudo-label agreement per RL step, and the reward-hacking watch (every round)."""
-    rounds = sorted(run_dir.glob("round*/rl_metrics.jsonl"), key=lambda p: int(p.parent.name[len("round"):]))
-    rows = [r for path in [run_dir / "rl_metrics.jsonl", *rounds] for r in read_jsonl_prefix(path)]
+    paths = [run_dir / "rl_metrics.jsonl"] + [run_dir / f"round{r}" / "rl_metrics.jsonl" for r in range(2, rounds + 1)]
+    rows = [r for path in paths for r in read_jsonl_prefix(path)]
     if not rows:
         return None
     import matplotlib
@@ -91,7 +91,7 @@ def plot_accuracy(run_dir: Path, results: dict) -> str:
 def write_report(run_dir: Path, results: dict, cfg) -> None:
     d = results["diagnostics"]
     acc_png = plot_accuracy(run_dir, results)
-    rl_png = plot_rl(run_dir)
+    rl_png = plot_rl(run_dir, cfg.rl.rounds)
     fmt = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     text = [
         f"# rewdistill report: {results['task']} (seed {results['seed']})",

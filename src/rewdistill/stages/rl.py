@@ -12,7 +12,11 @@ says which step was kept and why.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
+from accelerate.utils import DistributedType
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from rewdistill.diagnostics import GoldWatch, divergence_step
@@ -26,6 +30,8 @@ from rewdistill.train.lora import add_lora
 from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_rm_reward, make_teacher_judge_reward
 from rewdistill.train.rl_loop import ALGOS, train_rl
 from rewdistill.train.selection import Selection
+
+logger = logging.getLogger("rewdistill")
 
 
 def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
@@ -105,13 +111,21 @@ def run(ctx: Ctx) -> str:
     rewards: list[float] = []  # rollout reward per step, for the selection's reward-rises test
     best_file = ctx.run_dir / "checkpoints" / f"{ctx.checkpoint_name('rl')}_best.safetensors"
     best_state: dict | None = None
-    for row in read_jsonl_prefix(ctx.round_path("rl_metrics.jsonl")) if done else []:
+    if sel_qs and cfg.select == "best" and acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise RuntimeError("rl.select best keeps a copy of the policy's weights, which FSDP / DeepSpeed shard; use "
+                           "rl.select last there")
+    if cfg.select_every and main and not sel_qs:
+        logger.warning("rl.select_every: no selection questions with a pseudo-label (task.n_selection 0, or judge "
+                       "labels); the checkpoint is the last step's")
+    for row in read_jsonl_prefix(ctx.round_path("rl_metrics.jsonl")) if done and sel_qs else []:
         if "reward" in row:
             rewards.append(row["reward"])
         if "select_agreement" in row:
             sel.add(row["step"], row["select_agreement"], row.get("select_reward"))
-    if done and best_file.exists():
-        best_state = load_file(str(best_file))
+    if sel.steps and best_file.exists():  # resume: the best weights, if they belong to the best check kept
+        meta = safe_open(str(best_file), "pt").metadata() or {}
+        if meta.get("step") == str(sel.steps[sel.best]):
+            best_state = load_file(str(best_file))
 
     def choose(step: int, policy) -> None:
         """A selection check: greedy agreement with the pseudo-labels; the best policy is kept (rl.select best)."""
@@ -123,7 +137,8 @@ def run(ctx: Ctx) -> str:
         if sel.add(step, agreement, reward) and cfg.select == "best":
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in policy.state_dict().items()}
             best_file.parent.mkdir(parents=True, exist_ok=True)
-            save_file({k: v.contiguous() for k, v in best_state.items()}, str(best_file))  # survives a crash
+            save_file({k: v.contiguous() for k, v in best_state.items()}, str(best_file),
+                      metadata={"step": str(step)})  # survives a crash
 
     def look(step: int, policy) -> None:
         gold, score = watch(policy)
@@ -161,18 +176,22 @@ def run(ctx: Ctx) -> str:
                       max_skips=ctx.cfg.reliability.max_nonfinite_skips, engine=m.sampler)
     last = first - 1 + len(agree)  # the last step trained (fewer than rl.steps after an early stop)
     kept = None
-    if sel.steps:
-        kept = sel.summary(cfg.select, last)
+    if sel.steps:  # main process only (the others hold no selection)
+        kept = sel.summary(cfg.select, last, stopped=last < first - 1 + cfg.steps)
+        if cfg.select == "best" and kept["kept_step"] != last:
+            if best_state is not None:
+                acc.unwrap_model(policy).load_state_dict(best_state)
+            else:  # its weights were lost with a crash after a later checkpoint
+                kept.update(kept_step=last, why=f"the best check's weights (step {kept['best_step']}) were lost in a "
+                            "crash; the last step's policy")
         write_json(ctx.round_path("rl_selection.json"), kept)
-        if cfg.select == "best" and kept["kept_step"] != last and best_state is not None:
-            acc.unwrap_model(policy).load_state_dict(best_state)
     out = ctx.round_path("student_rl")
     save_pretrained(acc, policy, fmt.tokenizer, out)
     where = out.relative_to(ctx.run_dir)
     if not agree:
         return f"0 RL steps: {where}/ is the starting student"
     head, tail = agree[:3], agree[-3:]
-    summary = (f"{cfg.steps} {cfg.algo} steps on reward {cfg.reward}; rollout agreement with pseudo-labels "
+    summary = (f"{len(agree)} {cfg.algo} steps on reward {cfg.reward}; rollout agreement with pseudo-labels "
                f"{sum(head) / len(head):.0%} -> {sum(tail) / len(tail):.0%}")
     if len(watched["step"]) > 1:
         div = divergence_step(watched["step"], watched["rm"], watched["gold"])

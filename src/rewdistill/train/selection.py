@@ -32,14 +32,14 @@ class Selection:
     def bad(self, i: int) -> bool:
         """Check i agrees less than the best while its reward is above the reward at the best."""
         b = self.best
-        rb, ri = self.reward[b], self.reward[i]
-        return self.agreement[i] < self.agreement[b] and rb is not None and ri is not None and ri > rb
+        rb, ri = self.reward[b], self.reward[i]  # None at the check before RL: any reward since then counts as a rise
+        return self.agreement[i] < self.agreement[b] and ri is not None and (rb is None or ri > rb)
 
     def should_stop(self) -> bool:
         last = range(len(self.steps) - self.patience, len(self.steps))
         return self.patience > 0 and len(self.steps) > self.patience and all(self.bad(i) for i in last)
 
-    def summary(self, select: str, last_step: int) -> dict:
+    def summary(self, select: str, last_step: int, stopped: bool = False) -> dict:
         b = self.best
         kept = self.steps[b] if select == "best" else last_step
         if select == "last":
@@ -50,5 +50,5 @@ class Selection:
             why = (f"step {kept} agreed best with the pseudo-labels ({self.agreement[b]:.1%}, last check "
                    f"{self.agreement[-1]:.1%})")
         return {"select": select, "kept_step": kept, "best_step": self.steps[b], "why": why,
-                "stopped_early": self.should_stop(), "steps": self.steps, "agreement": self.agreement,
+                "stopped_early": stopped, "steps": self.steps, "agreement": self.agreement,
                 "reward": self.reward}
