@@ -214,7 +214,8 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
                 write_json(manifest_path, manifest)
                 clear_progress(run_dir)
             logger.info(f"[{i + 1}/{n}] {key}: {summary} ({seconds:.0f}s)")
-        if until in (key, stage.name) and (stage.name != "rl" or key == until or stage.round == cfg.rl.rounds):
+        if until == key if "@" in (until or "") else until == stage.name and (
+                stage.name != "rl" or stage.round == cfg.rl.rounds):
             break  # `--until rl` runs every round; `--until reward-model` stops in round 1; `rl@2` after round 2
     results_path = run_dir / "results.json"
     if main and manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
