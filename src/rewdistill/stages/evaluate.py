@@ -77,9 +77,9 @@ def run(ctx: Ctx) -> str:
     rank = None
     if cfg.best_of_k:
         sampler = ctx.local_sampler(students["student_sft"], cfg.batch_size)
-        gens = sampler.generate(prompts, 1.0, cfg.best_of_k, cfg.max_new_tokens, seed=ctx.cfg.seed * 7 + 1000,
-                                desc="eval best-of-K")
-        texts = [[g.text for g in gens if g.prompt_index == i] for i in range(len(test))]
+        texts = [[g.text for g in per_q] for per_q in sample_k(sampler, prompts, [1.0], cfg.max_new_tokens,
+                                                                ctx.cfg.seed * 7 + 1000, n=cfg.best_of_k,
+                                                                desc="eval best-of-K")]
         rows = [{"qid": e.qid, "text": t} for e, ts in zip(test, texts) for t in ts]
         flat = iter(score_sequences(rm, fmt.sequences(test_prompts, rows), fmt.pad_id))
         rank = ranking(task, test, [[(next(flat), t) for t in ts] for ts in texts])

@@ -97,18 +97,22 @@ def run(ctx: Ctx) -> str:
     log = ctx.metrics("rl", main)  # keeps the rows up to a checkpoint it will resume from
     ckpt = ctx.checkpoint("rl", acc)
     done = peek(ckpt.root, ckpt.tag) or 0  # RL steps finished before a crash (train_rl resumes from them)
-    agree: list[float] = []
-    watched: dict[str, list] = {"step": [], "rm": [], "gold": []}
-    for row in read_jsonl_prefix(ctx.round_path("rl_metrics.jsonl")) if done else []:
-        if "pseudo_label_agreement" in row:
-            agree.append(row["pseudo_label_agreement"])
-        if "watch_val_gold_accuracy" in row:
-            for k, key in [("step", "step"), ("rm", "watch_val_rm_score"), ("gold", "watch_val_gold_accuracy")]:
-                watched[k].append(row[key])
     watch = GoldWatch(ctx.task, cfg.watch_n, fmt, rm, rm_fmt, cfg.max_new_tokens, m.sampler) if watching else None
     sel_qs = selection_questions(ctx) if cfg.select_every and main else []
     sel = Selection(cfg.early_stop)
+    agree: list[float] = []  # rollout agreement with the pseudo-labels, per step
     rewards: list[float] = []  # rollout reward per step, for the selection's reward-rises test
+    watched: dict[str, list] = {"step": [], "rm": [], "gold": []}
+    for row in read_jsonl_prefix(ctx.round_path("rl_metrics.jsonl")) if done else []:  # resume: the history so far
+        if "pseudo_label_agreement" in row:
+            agree.append(row["pseudo_label_agreement"])
+        if "reward" in row:
+            rewards.append(row["reward"])
+        if "watch_val_gold_accuracy" in row:
+            for k, key in [("step", "step"), ("rm", "watch_val_rm_score"), ("gold", "watch_val_gold_accuracy")]:
+                watched[k].append(row[key])
+        if "select_agreement" in row and sel_qs:
+            sel.add(row["step"], row["select_agreement"], row.get("select_reward"))
     best_file = ctx.run_dir / "checkpoints" / f"{ctx.checkpoint_name('rl')}_best.safetensors"
     best_state: dict | None = None
     if sel_qs and cfg.select == "best" and acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
@@ -117,11 +121,6 @@ def run(ctx: Ctx) -> str:
     if cfg.select_every and main and not sel_qs:
         logger.warning("rl.select_every: no selection questions with a pseudo-label (task.n_selection 0, or judge "
                        "labels); the checkpoint is the last step's")
-    for row in read_jsonl_prefix(ctx.round_path("rl_metrics.jsonl")) if done and sel_qs else []:
-        if "reward" in row:
-            rewards.append(row["reward"])
-        if "select_agreement" in row:
-            sel.add(row["step"], row["select_agreement"], row.get("select_reward"))
     if sel.steps and best_file.exists():  # resume: the best weights, if they belong to the best check kept
         meta = safe_open(str(best_file), "pt").metadata() or {}
         if meta.get("step") == str(sel.steps[sel.best]):
@@ -204,11 +203,13 @@ def run(ctx: Ctx) -> str:
 
 
 def selection_questions(ctx: Ctx) -> list[dict]:
-    """The selection questions with a kept pseudo-label: {qid, prompt, pseudo_answer} (none when not sampled)."""
+    """The selection questions with a kept pseudo-label: {qid, prompt, pseudo_answer, question} (`question`: the
+    task's Question, no gold, for answer extraction); none when not sampled."""
     if not ctx.path("selection_labels.jsonl").exists():
         return []
     labels = {lab["qid"]: lab for lab in read_jsonl(ctx.path("selection_labels.jsonl"))}
-    return [{**q, "pseudo_answer": labels[q["qid"]]["pseudo_answer"]}
+    by_id = {q.qid: q for q in ctx.task.questions("validation")}
+    return [{**q, "pseudo_answer": labels[q["qid"]]["pseudo_answer"], "question": by_id[q["qid"]]}
             for q in read_jsonl(ctx.path("selection_questions.jsonl")) if labels.get(q["qid"], {}).get("kept")]
 
 
@@ -216,5 +217,4 @@ def selection_questions(ctx: Ctx) -> list[dict]:
 def selection_agreement(ctx: Ctx, policy, fmt, qs: list[dict], max_new_tokens: int, engine: str) -> float:
     """Share of the selection questions whose greedy answer equals the teacher's pseudo-label."""
     gens = generate(policy, fmt, [q["prompt"] for q in qs], 0.0, 1, max_new_tokens, len(qs), engine=engine)
-    by_id = {q.qid: q for q in ctx.task.questions("validation")}
-    return sum(ctx.task.extract(g.text, by_id[q["qid"]]) == q["pseudo_answer"] for g, q in zip(gens, qs)) / len(qs)
+    return sum(ctx.task.extract(g.text, q["question"]) == q["pseudo_answer"] for g, q in zip(gens, qs)) / len(qs)
