@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from rewdistill.labels import RUBRIC_MARK
+from rewdistill.models.forward import continuation_logprobs
 from rewdistill.models.load import load_causal_lm, load_prompt_format
 from rewdistill.sampling.hf import generate
 
@@ -59,6 +60,13 @@ class TinyOpenAIServer:
             if self.fail_every and self.requests % self.fail_every == 0:
                 return self._reply(h, 503, {"error": {"message": "overloaded"}})
             chat = h.path.endswith("/chat/completions")
+            if not chat and body.get("echo") and isinstance(body["prompt"], list):  # score token ids, as vLLM does
+                ids = body["prompt"]
+                lps = continuation_logprobs(self.model, [ids[:1]], [ids[1:]], self.tok.pad_id)[0]
+                self.answered += 1
+                c = {"index": 0, "text": "", "finish_reason": "length",
+                     "logprobs": {"tokens": [str(t) for t in ids] + ["x"], "token_logprobs": [None, *lps, -1.0]}}
+                return self._reply(h, 200, {"object": "text_completion", "choices": [c]})
             prompt = body["messages"][-1]["content"] if chat else body["prompt"]
             if self.judge is not None and RUBRIC_MARK in prompt:
                 text = self.judge(prompt)

@@ -15,7 +15,7 @@ from rewdistill.config import RLCfg
 from rewdistill.diagnostics import divergence_step
 from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_prompt_format
-from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_teacher_judge_reward
+from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_teacher_judge_reward, make_vote_reward
 from rewdistill.train.rl_loop import train_rl
 from rewdistill.train.rollout import Rollout
 from tests.conftest import MICRO, save_tiny
@@ -37,6 +37,25 @@ def test_match_and_hybrid_rewards():
     assert match(ro).tolist() == [1.0, 0.0, 0.0, 1.0]  # no target -> never a match
     hybrid = make_hybrid_reward(lambda r: torch.tensor([0.5, 0.5, 0.5, 0.5]), match, [True, False, True], 2.0)
     assert hybrid(ro).tolist() == [2.5, 0.5, -1.5, 2.5]  # +-2 where a pseudo-label exists, rm alone elsewhere
+
+
+def test_vote_reward_scores_the_answer_by_weighted_vote_share_within_its_group():
+    ro = fake_rollout(["so 7", "so 7", "so 4", "so", "so 4", "so 5"], [0, 0, 0, 0, 1, 1])
+    last = lambda text, i: text.split()[-1] if len(text.split()) > 1 else None  # noqa: E731
+    uniform = make_vote_reward(None, last)
+    assert uniform(ro).tolist() == [0.5, 0.5, 0.25, 0.0, 0.5, 0.5]  # no answer -> 0; groups by prompt
+    logits = torch.tensor([0.0, 0.0, 20.0, 0.0, -20.0, 20.0])  # sigmoid: 0.5, 0.5, ~1, 0.5, ~0, ~1
+    weighted = make_vote_reward(lambda r: logits, last)(ro)
+    assert weighted[:4].tolist() == pytest.approx([0.4, 0.4, 0.4, 0.0], abs=1e-6)  # 1.0 / 2.5 each way
+    assert weighted[4].item() == pytest.approx(0.0, abs=1e-6) and weighted[5].item() == pytest.approx(1.0, abs=1e-6)
+    same_answer_other_words = fake_rollout(["so 7", "well so 7"], [0, 0])
+    assert make_vote_reward(lambda r: torch.tensor([5.0, -5.0]), last)(same_answer_other_words).tolist() == [1.0, 1.0]
+
+
+def test_rm_vote_needs_groups():
+    with pytest.raises(ValueError, match="group_size >= 2"):
+        RLCfg(reward="rm-vote")
+    assert RLCfg(reward="rm-vote", group_size=4).vote_weights == "rm"
 
 
 def test_teacher_judge_is_a_mean_log_prob(tmp_path, other_tokenizer):
@@ -97,13 +116,15 @@ def base_run(tmp_path_factory, tiny_qwen_student):
     return d
 
 
-@pytest.mark.parametrize("reward,lo,hi", [("rm", -50, 50), ("pseudo-label", 0, 1), ("hybrid", -51, 51),
-                                          ("teacher-judge", -100, 0), ("gold", 0, 1)])
+@pytest.mark.parametrize("reward,lo,hi", [("rm", -50, 50), ("rm-vote", 0, 1), ("pseudo-label", 0, 1),
+                                          ("hybrid", -51, 51), ("teacher-judge", -100, 0), ("gold", 0, 1)])
 def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
     args = ["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rl.reward", reward, "--rl.unfinished_penalty", "0",
             "--rl.watch_every", "1", "--rl.watch_n", "4", "--until", "rl"]
+    if reward == "rm-vote":
+        args += ["--rl.group_size", "2"]
     assert main(args) == 0
     rows = read_jsonl(d / "rl_metrics.jsonl")
     steps = [r for r in rows if "reward" in r]

@@ -25,11 +25,15 @@ VARIANTS: dict[str, dict[str, str] | None] = {
     "teacher_judge": {"rl.reward": "teacher-judge"},
     "pseudo_label": {"rl.reward": "pseudo-label"},
     "gold": {"rl.reward": "gold"},  # ORACLE: trains on gold answers; an upper bound, not a method
+    "teacher_kl": {"rl.reward": "teacher-kl"},  # on-policy distillation from the SFT student, same RL budget
+    "rm_teacher_kl": {"rl.reward": "rm+teacher-kl"},  # ours + the teacher's per-token signal
     # more, on request with --variants
     "hybrid": {"rl.reward": "hybrid"},
     "rm_grpo": {"rl.algo": "grpo", "rl.group_size": "4", "rl.rollout_batch": "16"},
     "rm_rloo": {"rl.algo": "rloo", "rl.group_size": "4", "rl.rollout_batch": "16"},
     "rm_2rounds": {"rl.rounds": "2"},
+    "rm_vote": {"rl.reward": "rm-vote", "rl.algo": "grpo", "rl.group_size": "8", "rl.rollout_batch": "16"},
+    "rm_teacher_kl_gated": {"rl.reward": "rm+teacher-kl", "rl.teacher_kl_gate": "vote-share"},
 }
 DEFAULT_VARIANTS = ["sft_only", "rm", "rm_teacher_only", "teacher_judge", "pseudo_label", "gold"]
 LABELS = {
@@ -43,6 +47,10 @@ LABELS = {
     "rm_grpo": "ours with GRPO",
     "rm_rloo": "ours with RLOO",
     "rm_2rounds": "ours, 2 rounds",
+    "teacher_kl": "on-policy distillation (teacher per-token KL)",
+    "rm_teacher_kl": "ours + teacher per-token KL (hybrid)",
+    "rm_teacher_kl_gated": "hybrid, gated by the teacher's vote share",
+    "rm_vote": "RM-weighted vote share (GRPO)",
 }
 
 
@@ -89,6 +97,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
         run_seeds_in_parallel(config, overrides, seeds, variants, out, jobs)  # then the loop below only reads
     per_seed: dict[str, list[float]] = {v: [] for v in variants}
     per_question: dict[str, list[dict[str, bool]]] = {v: [] for v in variants}  # per seed: qid -> correct
+    cost: dict[str, list[dict]] = {v: [] for v in variants if v != "sft_only"}  # per seed: rl seconds and tokens
     teacher, maj, split = [], [], "test"
     for seed in seeds:
         base = {**overrides, "seed": str(seed)}
@@ -113,6 +122,9 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
             run_pipeline(cfg, vdir)
             per_seed[v].append(read_json(vdir / "results.json")["accuracy"]["student_rl"])
             per_question[v].append(greedy_correct(vdir, "student_rl"))
+        for v in variants:
+            if v != "sft_only":
+                cost[v].append(rl_cost(rm_dir if v == "rm" else out / f"seed{seed}" / v))
     summary = {
         "task": rm_cfg.task.name,
         "split": split,
@@ -120,6 +132,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
         "teacher_greedy": dict(zip(["mean", "std"], mean_std(teacher)), per_seed=teacher),
         "teacher_maj_at_k": dict(zip(["mean", "std"], mean_std(maj)), per_seed=maj),
         "variants": {v: dict(zip(["mean", "std"], mean_std(xs)), per_seed=xs) for v, xs in per_seed.items()},
+        "rl_cost": {v: {k: statistics.fmean(c[k] for c in per) for k in per[0]} for v, per in cost.items() if per},
     }
     if "sft_only" in variants:  # paired difference to SFT-only on the same questions, per seed, 95% bootstrap
         base = per_question["sft_only"]
@@ -132,6 +145,16 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
     write_text_atomic(out / "ablation.md", format_ablation(summary) + "\n\n![ablation](ablation.png)\n")
     plot_ablation(summary, out / "ablation.png")
     return summary
+
+
+def rl_cost(run_dir: Path) -> dict[str, float]:
+    """What a run's RL cost (all rounds): wall seconds, student rollout tokens, teacher-scored tokens."""
+    manifest = read_json(run_dir / "manifest.json")["stages"]
+    seconds = sum(rec.get("seconds") or 0 for key, rec in manifest.items() if key.split("@")[0] == "rl")
+    rows = [r for r in read_jsonl(run_dir / "rl_metrics.jsonl") if "reward" in r] if (
+        run_dir / "rl_metrics.jsonl").exists() else []
+    return {"rl_seconds": seconds, "rollout_tokens": float(rows[-1].get("rollout_tokens", 0)) if rows else 0.0,
+            "teacher_tokens": float(sum(r.get("teacher_tokens", 0) for r in rows))}
 
 
 def greedy_correct(run_dir: Path, model: str) -> dict[str, bool]:
@@ -157,6 +180,13 @@ def format_ablation(s: dict) -> str:
         for v, per in paired.items():
             cells = " / ".join(f"{100 * p['diff']:+.1f} [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]" for p in per)
             lines.append(f"| `{v}` | {cells} |")
+    cost = s.get("rl_cost")
+    if cost:
+        lines += ["", "RL cost per run (mean over seeds, last round's metrics file):", "",
+                  "| Variant | RL wall time (s) | Student rollout tokens | Teacher-scored tokens |",
+                  "|---|---:|---:|---:|"]
+        for v, c in cost.items():
+            lines.append(f"| `{v}` | {c['rl_seconds']:.0f} | {c['rollout_tokens']:,.0f} | {c['teacher_tokens']:,.0f} |")
     return "\n".join(lines)
 
 

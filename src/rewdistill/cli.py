@@ -56,6 +56,10 @@ def _ablate_parser(sub) -> argparse.ArgumentParser:
                    help="where the ablation's runs and summary go, like `run --run-dir` (default: runs/ablate-<task>); "
                    "--out is the same option's older name")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once as separate processes (CPU threads split)")
+    p.add_argument("--budget", type=int, metavar="TOKENS",
+                   help="every variant's RL runs until its rollouts hold this many student response tokens (sets "
+                   "rl.token_budget, and rl.steps high enough never to stop first), so reward sources compare at "
+                   "equal cost")
     _config_options(p)
     return p
 
@@ -121,6 +125,8 @@ def cmd_ablate(args) -> int:
     from rewdistill.ablate import format_ablation, run_ablation
 
     overrides = _overrides(args)
+    if args.budget is not None:
+        overrides.update({"rl.token_budget": str(args.budget), "rl.steps": "1000000"})
     cfg = load_config(args.config, overrides)  # validate before any work
     out = Path(args.run_dir or f"runs/ablate-{cfg.task.name}")
     summary = run_ablation(args.config, overrides, args.seeds, args.variants, out, args.jobs)

@@ -127,11 +127,23 @@ class RLCfg(Section):
     algo: Literal["ppo", "grpo", "rloo"] = Field(
         "ppo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: "
         "leave-one-out baseline")
-    reward: Literal["rm", "pseudo-label", "hybrid", "teacher-judge", "gold"] = Field(
-        "rm", description="rm: distilled reward model (the paper); pseudo-label: 1 if the answer equals the teacher's "
-        "majority vote; hybrid: rm + pseudo-label where one exists; teacher-judge: the teacher's mean token "
-        "log-prob of the response; gold: ORACLE upper bound, the only training use of gold answers")
+    reward: Literal["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl",
+                    "gold"] = Field(
+        "rm", description="rm: distilled reward model (the paper); rm-vote: the reward model's weighted vote share "
+        "of the response's answer within its group (scores answers, not wording; group_size >= 2); pseudo-label: "
+        "1 if the answer equals the teacher's majority vote; hybrid: rm + pseudo-label where one exists; "
+        "teacher-judge: the teacher's mean token log-prob of the response; teacher-kl: on-policy distillation, "
+        "per-token log p_teacher - log p_student (needs the student's tokenizer); rm+teacher-kl: rm + "
+        "teacher_kl_coef x teacher-kl; gold: ORACLE upper bound, the only training use of gold answers")
+    teacher_kl_coef: float = Field(1.0, ge=0, description="rm+teacher-kl: weight of the teacher's per-token term")
+    teacher_kl_gate: Literal["none", "vote-share"] = Field(
+        "none", description="rm+teacher-kl: none = fixed weights; vote-share = per prompt, the teacher's vote share g "
+        "(0 at gate_lo, 1 at gate_hi) weighs the teacher term by g and the reward model by 1 - g")
+    gate_lo: float = Field(0.5, ge=0, le=1, description="vote-share gate: at or below this share, reward model only")
+    gate_hi: float = Field(1.0, ge=0, le=1, description="vote-share gate: at or above this share, teacher term only")
     steps: int = Field(20, ge=0, description="RL iterations (rollout + update) per round")
+    token_budget: int | None = Field(None, ge=1, description="stop a round's RL once its rollouts hold this many "
+                                     "student response tokens (equal budgets across reward sources); null = steps")
     rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is "
                         "retrained on the new responses too, and RL continues")
     rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
@@ -157,6 +169,8 @@ class RLCfg(Section):
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
     max_new_tokens: int = Field(64, ge=1, description="rollout response length limit")
     reward_scale: float = Field(1.0, description="multiplies the reward (rm: a logit; rules: 0/1)")
+    vote_weights: Literal["rm", "uniform"] = Field("rm", description="rm-vote: weigh each response's vote by "
+                                                   "sigmoid(reward-model logit), or uniform (plain self-consistency)")
     hybrid_weight: float = Field(1.0, ge=0, description="hybrid: added (+w agree, -w disagree) to the rm score")
     unfinished_penalty: float | None = Field(-1.0, description="reward for a response cut by max_new_tokens; null = "
                                              "score it like any other")
@@ -174,6 +188,8 @@ class RLCfg(Section):
 
     @model_validator(mode="after")
     def _groups(self):
+        if self.reward == "rm-vote" and self.group_size < 2:
+            raise ValueError("rl.reward rm-vote votes among one prompt's responses: set rl.group_size >= 2 (e.g. 8)")
         if self.algo in ("grpo", "rloo") and self.group_size < 2:
             raise ValueError(f"rl.algo {self.algo} compares responses to one prompt: set rl.group_size >= 2 (e.g. 4)")
         return self

@@ -176,6 +176,7 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     ctx = Ctx(cfg, run_dir, shard=shard, merge=merge)
+    rl.preflight(ctx)  # a config error the rl stage would hit is reported now, not after hours of sampling
     stages = stages_for(cfg)
     keys = [s.key for s in stages]
     n = len(stages)

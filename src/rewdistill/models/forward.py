@@ -54,6 +54,25 @@ def last_token_scores(model, ids, mask) -> torch.Tensor:
 
 
 @torch.no_grad()
+def continuation_logprobs(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
+                          batch_size: int = 64) -> list[list[float]]:
+    """Log-prob of each response token given its prompt and the response tokens before it (one forward per batch
+    of right-padded prompt + response sequences). Returns one list per response, len(response) long."""
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[float]] = []
+    for lo in range(0, len(prompts), batch_size):
+        ps, rs = prompts[lo : lo + batch_size], responses[lo : lo + batch_size]
+        ids, mask = pad_right([p + r for p, r in zip(ps, rs)], pad_id)  # (b, L)
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits.float()
+        logp = torch.gather(F.log_softmax(logits[:, :-1], -1), 2, ids[:, 1:, None]).squeeze(-1)  # (b, L-1)
+        for b, (p, r) in enumerate(zip(ps, rs)):
+            out.append(logp[b, len(p) - 1 : len(p) - 1 + len(r)].tolist())  # predicts ids[len(p) + t]
+    return out
+
+
+@torch.no_grad()
 def score_sequences(model, seqs: list[list[int]], pad_id: int, batch_size: int = 128) -> list[float]:
     """Reward-model logits for token sequences (prompt + response)."""
     model.eval()

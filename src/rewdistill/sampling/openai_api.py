@@ -103,6 +103,26 @@ class OpenAISampler:
             finished.append(ch.get("finish_reason") != "length")
         return texts, finished
 
+    def token_logprobs(self, prompts: list[list[int]], responses: list[list[int]]) -> list[list[float]]:
+        """Each response token's log-prob given what precedes it, from the completions endpoint: the prompt goes as
+        token ids with `echo` and `logprobs`, so the server scores our tokens instead of re-tokenising text (vLLM's
+        server supports this). Not cached: on-policy rollouts never repeat. One generated token is discarded."""
+        if self.cfg.endpoint != "completions":
+            raise BackendError("teacher log-probs need the completions endpoint (echo + logprobs): set "
+                               "openai.endpoint completions")
+        bodies = [{"model": self.model, "prompt": p + r, "max_tokens": 1, "temperature": 0.0, "echo": True,
+                   "logprobs": 0} for p, r in zip(prompts, responses)]
+        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
+            replies = list(pool.map(self._post, bodies))
+        rows = []
+        for reply, p, r in zip(replies, prompts, responses):
+            lps = reply["choices"][0]["logprobs"]["token_logprobs"]  # prompt + response (+ the generated token)
+            if len(lps) < len(p) + len(r):
+                raise BackendError(f"{self.url}: echo returned {len(lps)} log-probs for {len(p) + len(r)} tokens; the "
+                                   "server must support echo with logprobs on token-id prompts")
+            rows.append([float(x) for x in lps[len(p) : len(p) + len(r)]])
+        return rows
+
     # -- many requests ------------------------------------------------------------------------------------------
     def generate(self, prompts: list[str], temperature: float, n: int = 1, max_new_tokens: int = 64,
                  seed: int = 0, desc: str | None = None) -> list[Generation]:

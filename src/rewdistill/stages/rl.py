@@ -27,7 +27,16 @@ from rewdistill.stages.common import Ctx
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import save_pretrained
 from rewdistill.train.lora import add_lora
-from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_rm_reward, make_teacher_judge_reward
+from rewdistill.train.rewards import (
+    local_teacher_logprobs,
+    make_hybrid_reward,
+    make_match_reward,
+    make_rm_reward,
+    make_teacher_judge_reward,
+    make_teacher_kl_reward,
+    make_vote_reward,
+    remote_teacher_logprobs,
+)
 from rewdistill.train.rl_loop import ALGOS, train_rl
 from rewdistill.train.selection import Selection
 
@@ -51,24 +60,50 @@ def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
             return rm_fn
         return make_hybrid_reward(rm_fn, make_match_reward(pseudo, extract), [p is not None for p in pseudo],
                                   cfg.hybrid_weight)
+    if cfg.reward == "rm-vote":
+        return make_vote_reward(make_rm_reward(rm, rm_fmt, prompts) if cfg.vote_weights == "rm" else None, extract)
     if cfg.reward == "pseudo-label":
         return make_match_reward(pseudo, extract)
     if cfg.reward == "teacher-judge":
         return make_teacher_judge_reward(ctx.causal_lm(m.teacher).eval(), ctx.prompt_format(m.teacher), prompts)
+    if cfg.reward in ("teacher-kl", "rm+teacher-kl"):
+        if m.teacher_backend == "hf":
+            teacher_lp = local_teacher_logprobs(ctx.causal_lm(m.teacher).eval())
+        else:  # vllm's prompt_logprobs, or a completions server with echo + logprobs
+            teacher_lp = remote_teacher_logprobs(ctx.teacher_sampler(64, purpose="teacher_logprobs"))
+        if cfg.reward == "teacher-kl":
+            return make_teacher_kl_reward(teacher_lp)
+        shares = [labels[q]["vote_share"] for q in qids] if cfg.teacher_kl_gate == "vote-share" else None
+        return make_teacher_kl_reward(teacher_lp, make_rm_reward(rm, rm_fmt, prompts), cfg.teacher_kl_coef, shares,
+                                      cfg.gate_lo, cfg.gate_hi)
     if cfg.reward == "gold":  # ORACLE upper bound: the one labelled training use of gold answers
         gold = {e.qid: e.answer for e in ctx.task.load("train")}
         return make_match_reward([gold[q] for q in qids], extract)
     raise ValueError(f"unknown rl.reward {cfg.reward!r}")
 
 
-def run(ctx: Ctx) -> str:
-    cfg, m, r = ctx.cfg.rl, ctx.cfg.models, ctx.round
+def preflight(ctx: Ctx) -> None:
+    """Refuse, before any stage runs, an rl config that this run's models or labels cannot serve."""
+    cfg, m = ctx.cfg.rl, ctx.cfg.models
     if cfg.reward in ("pseudo-label", "hybrid") and ctx.label_method == "judge":
         raise RuntimeError(f"rl.reward {cfg.reward} needs majority-vote pseudo-labels, but this run labels with the "
                            "judge (pseudo_label.method); use rl.reward rm")
     if cfg.reward == "teacher-judge" and m.teacher_backend != "hf":
         raise RuntimeError("rl.reward teacher-judge scores with the teacher's token log-probs, which needs "
                            "models.teacher_backend hf; use rl.reward rm")
+    if cfg.reward in ("teacher-kl", "rm+teacher-kl") and m.teacher_backend != "openai" and not \
+            ctx.prompt_format(m.student).same_tokens(ctx.prompt_format(m.teacher)):
+        raise RuntimeError(f"rl.reward {cfg.reward} compares teacher and student token by token, but they use "
+                           "different tokenizers; use rl.reward teacher-judge (scores response text) or a teacher "
+                           "with the student's tokenizer")
+    if cfg.teacher_kl_gate == "vote-share" and ctx.label_method == "judge":
+        raise RuntimeError("rl.teacher_kl_gate vote-share needs the teacher's vote shares, but this run labels with "
+                           "the judge (pseudo_label.method); use rl.teacher_kl_gate none")
+
+
+def run(ctx: Ctx) -> str:
+    cfg, m, r = ctx.cfg.rl, ctx.cfg.models, ctx.round
+    preflight(ctx)
     labels = ctx.labels()
     questions = ctx.questions()  # RL prompts: training questions (no labels needed) ...
     if cfg.reward == "pseudo-label":  # ... except a rule reward needs a pseudo-label
@@ -84,7 +119,8 @@ def run(ctx: Ctx) -> str:
     main = acc.is_main_process  # the watch runs and logs on the main process only
     watching = bool(cfg.watch_every) and main
     rm = None  # loaded once: the reward (rm, hybrid) and the watch share it
-    if cfg.reward in ("rm", "hybrid") or watching:
+    if cfg.reward in ("rm", "hybrid", "rm+teacher-kl") or (cfg.reward == "rm-vote" and cfg.vote_weights == "rm") \
+            or watching:
         rm = load_reward_model(rm_dir, ctx.device, m.dtype, m.trust_remote_code).eval()
     critic = None
     if ALGOS[cfg.algo].NEEDS_CRITIC:  # PPO's critic starts from the reward model when it reads the policy's tokens

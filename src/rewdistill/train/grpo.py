@@ -13,7 +13,11 @@ KL_IN_LOSS = True
 
 
 @torch.no_grad()
-def advantages(ro: Rollout, score: torch.Tensor, kl: torch.Tensor, kl_coef: float, cfg, critic=None) -> Advantages:
-    """score: (B,) with B = N * group_size; kl unused (GRPO puts the KL in the loss)."""
+def advantages(ro: Rollout, score: torch.Tensor, kl: torch.Tensor, kl_coef: float, cfg, critic=None,
+               dense: torch.Tensor | None = None) -> Advantages:
+    """score: (B,) with B = N * group_size; kl unused (GRPO puts the KL in the loss); dense: (B, T) per-token
+    rewards, summed into the response's score before the group normalisation."""
+    if dense is not None:
+        score = score + dense.sum(1)
     adv = group_advantages(score.view(-1, cfg.group_size)).reshape(-1)  # (B,)
     return Advantages(adv[:, None] * ro.resp_mask)  # (B, T)

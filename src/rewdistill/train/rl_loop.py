@@ -5,7 +5,9 @@ critic) -> Advantages`, plus two flags (NEEDS_CRITIC, KL_IN_LOSS); `ALGOS` is th
 the per-token KL (computed once), the policy and critic updates and the logging are shared.
 
 How this PPO departs from the textbook (Schulman et al. 2017), as RLHF implementations do:
-- one episode is one response and the reward is terminal: the score arrives at the last response token only;
+- one episode is one response and the reward is terminal: the score arrives at the last response token only,
+  except a dense reward source (teacher-kl: `Scores.dense`), whose per-token rewards enter GAE where they arise
+  (GRPO and RLOO sum them into the response's score);
 - the KL to the reference (the SFT student) is paid inside the reward, `-kl_coef * KL` on every token (GRPO puts
   a k3 KL in the loss instead; RLOO subtracts the summed KL from the sequence reward);
 - the critic is a separate model initialised from the reward model (from the SFT student when the reward model
@@ -32,11 +34,11 @@ from rewdistill.train import grpo, ppo, rloo
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import all_agree, global_mean, shard_of
 from rewdistill.train.guard import Guard, all_finite
-from rewdistill.train.rollout import PromptCycle, Rollout, final_scores, sample_rollout
+from rewdistill.train.rollout import PromptCycle, Rollout, Scores, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
 
 ALGOS = {"ppo": ppo, "grpo": grpo, "rloo": rloo}
-RewardFn = Callable[[Rollout], torch.Tensor]  # rollout -> (B,) raw scores
+RewardFn = Callable[[Rollout], "torch.Tensor | Scores"]  # rollout -> (B,) raw scores, or Scores with a dense part
 
 
 def train_rl(
@@ -82,10 +84,10 @@ def train_rl(
     last = first_step + cfg.steps - 1
     models = {"policy": policy, **({"critic": critic} if algo.NEEDS_CRITIC else {})}
     optims = {"policy": opt_p, **({"critic": opt_c} if algo.NEEDS_CRITIC else {})}
-    start = first_step
+    start, tokens_used = first_step, 0  # tokens_used: student rollout (response) tokens so far, for rl.token_budget
     if ckpt is not None and first_step <= (peek(ckpt.root, ckpt.tag) or 0) <= last:
         state = ckpt.load(models, optims)  # resume inside this round: weights, optimisers, controller, prompt order
-        start, kl_coef = state["step"] + 1, state["kl_coef"]
+        start, kl_coef, tokens_used = state["step"] + 1, state["kl_coef"], state.get("tokens_used", 0)
         cycle.rng.setstate(state["cycle_rng"])
         cycle.queue = list(state["cycle_queue"])
     guard = Guard("rl", max_skips, "Lower rl.lr, check the reward (rl.reward_scale) or rl.kl_coef.")
@@ -95,12 +97,20 @@ def train_rl(
         idx = shard_of(cycle.take(cfg.rollout_batch), accelerator)  # this process's prompts (groups stay whole)
         ro = sample_rollout(accelerator.unwrap_model(policy), ref, fmt, prompts, encoded, idx, G, cfg, device,
                             seed=seed * 100_003 + step + 7_919_111 * accelerator.process_index, engine=engine)
-        score = final_scores(reward_fn(ro).to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
+        raw = reward_fn(ro)
+        dense, stats = None, {}
+        if isinstance(raw, Scores):
+            dense = raw.dense.to(device).float() * ro.resp_mask  # (B, T)
+            stats["dense_reward"] = [dense.sum(1).mean().item()]  # per response, before any weighting by the algo
+            stats["teacher_tokens"] = [float(raw.teacher_tokens)]
+            raw = raw.terminal
+        score = final_scores(raw.to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
         kl_tok = kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask  # (B, T)
         kl = kl_tok.sum(1)  # (B,) per response
-        a = algo.advantages(ro, score, kl_tok, kl_coef, cfg, critic)
-        ok = all_agree(accelerator, all_finite(score, a.advantages, *([a.returns] if a.returns is not None else [])))
-        stats = {}
+        a = algo.advantages(ro, score, kl_tok, kl_coef, cfg, critic, dense)
+        checks = [score, a.advantages, *([a.returns] if a.returns is not None else []), *([dense] if dense is not None
+                                                                                            else [])]
+        ok = all_agree(accelerator, all_finite(*checks))
         upd, adv = ro, a.advantages  # what the policy update sees
         if cfg.filter_groups and not algo.NEEDS_CRITIC:  # only prompts whose responses' rewards differ
             keep = mixed_groups(score, G)  # (B,)
@@ -123,17 +133,21 @@ def train_rl(
             "kl": mean(kl.mean().item()),  # per-response KL(pi || ref), summed over tokens
             "kl_coef": kl_coef,
             "response_length": mean(ro.resp_mask.sum(1).mean().item()),
+            "rollout_tokens": tokens_used + round(mean(ro.resp_mask.sum().item()) * world),  # cumulative, all processes
             "finished_frac": mean(ro.finished.float().mean().item()),
             "skipped": int(not ok), "skipped_total": guard.skipped,
             **{k: mean(sum(v) / len(v)) for k, v in stats.items()},
         }
         if cfg.kl_target is not None:
             kl_coef = adaptive_kl_coef(kl_coef, row["kl"], cfg.kl_target, cfg.kl_horizon)
+        tokens_used = row["rollout_tokens"]
         log(row)
         stop = bool(on_step(step, ro, accelerator.unwrap_model(policy))) if on_step is not None else False
         stop = not all_agree(accelerator, not stop)  # early stop (rl.early_stop) when any process asks for it
+        stop = stop or (cfg.token_budget is not None and tokens_used >= cfg.token_budget)
         if ckpt is not None and ckpt.every > 0 and ok and (ckpt.due(step) or step == last or stop):
-            ckpt.save(step, models, optims, {"kl_coef": kl_coef, "cycle_rng": cycle.rng.getstate(),
+            ckpt.save(step, models, optims, {"kl_coef": kl_coef, "tokens_used": tokens_used,
+                                             "cycle_rng": cycle.rng.getstate(),
                                              "cycle_queue": cycle.queue})
         kill_point("rl-step")
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")

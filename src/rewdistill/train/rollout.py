@@ -39,6 +39,16 @@ class Rollout:
 
 
 @dataclass
+class Scores:
+    """What a reward source returns when part of its reward is per token (teacher-kl and its hybrids); a plain
+    (B,) tensor means a terminal score only."""
+
+    terminal: torch.Tensor  # (B,) score at the last response token
+    dense: torch.Tensor  # (B, T) per-token reward on the response tokens, zero on padding
+    teacher_tokens: int = 0  # tokens the teacher scored to make it (prompt + response), for the cost report
+
+
+@dataclass
 class Advantages:
     """What every RL algorithm (`ppo`, `grpo`, `rloo`: `advantages(ro, score, kl, kl_coef, cfg, critic)`) returns."""
 
