@@ -65,8 +65,13 @@ def shared_data():
 
 
 def need_data(*parts: str):
-    """Path to a file or folder of the shared real data, or skip the test with the reason."""
+    """Path to a file or folder of the shared real data, or skip the test with the reason (fail under CI, where
+    the data must be there)."""
+    import os
+
     p = shared_data().joinpath(*parts)
+    if not p.exists() and os.environ.get("CI"):
+        pytest.fail(f"real data {p} is absent and CI is set: CI must provide it (REWDISTILL_SHARED_DATA)")
     if not p.exists():
         pytest.skip(f"real data {p} is absent (set REWDISTILL_SHARED_DATA to the folder holding gsm8k/ and mmlu_pro/)")
     return p

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "rewdistill"
 # lowest first; a module may import modules of its own layer or of a lower one
 LAYERS = [
     ("algo", ["algo"]),
-    ("core", ["config", "config_files", "io", "faults"]),
+    ("core", ["config", "config_files", "io", "faults", "artifacts"]),
     ("tasks", ["tasks"]),
     ("models", ["models"]),
     ("sampling", ["sampling"]),

@@ -81,29 +81,6 @@ def test_saved_models_load_with_plain_transformers_and_rl_changed_the_policy(mic
             assert torch.isfinite(torch.tensor(r[k])), k
 
 
-def test_no_training_stage_reads_gold_answers(micro_run, tmp_path, monkeypatch):
-    """Poison every gold answer and solution of the training split: the training artifacts must not change."""
-    from rewdistill.tasks.tiny_arith import TinyArith
-
-    run_dir, args = micro_run
-    original = TinyArith.load
-
-    def poisoned(self, split):
-        rows = original(self, split)
-        if split == "train":
-            return [type(e)(e.qid, e.question, "-12345", "poison", list(e.options)) for e in rows]
-        return rows
-
-    monkeypatch.setattr(TinyArith, "load", poisoned)
-    other = tmp_path / "poisoned"
-    args = [a if a != str(run_dir) else str(other) for a in args]
-    assert main(args + ["--until", "rl"]) == 0
-    for name in ["teacher_samples.jsonl", "labels.jsonl", "student_samples.jsonl", "rl_metrics.jsonl"]:
-        assert (other / name).read_text() == (run_dir / name).read_text(), name
-    for d in ["student_sft", "reward_model", "student_rl"]:
-        assert (other / d / "model.safetensors").read_bytes() == (run_dir / d / "model.safetensors").read_bytes(), d
-
-
 def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later_with_force(micro_run, caplog):
     run_dir, args = micro_run
     before = json.loads((run_dir / "manifest.json").read_text())["stages"]

@@ -1,4 +1,6 @@
 """The HF sampler: order of outputs, greedy determinism, seeds, EOS handling."""
+from pathlib import Path
+
 from rewdistill.models.load import load_causal_lm, load_prompt_format, load_tokenizer, resolve
 from rewdistill.sampling.hf import generate
 from tests.conftest import save_tiny
@@ -25,6 +27,6 @@ def test_generate_order_seeds_and_greedy(tmp_path, other_tokenizer):
 
 def test_zoo_names_resolve_to_shipped_directories():
     for name in ["teacher", "student"]:
-        assert (resolve(f"zoo:{name}") + "/config.json")
+        assert Path(resolve(f"zoo:{name}"), "config.json").is_file()
         tok = load_tokenizer(f"zoo:{name}")
         assert tok.pad_token_id != tok.eos_token_id

@@ -11,6 +11,7 @@ def test_splits_are_fixed_and_disjoint():
         assert splits["test"] == [e.question for e in b.load("test")]
         assert not set(splits["train"]) & set(splits["test"])
         assert not set(splits["validation"]) & set(splits["test"])
+        assert not set(splits["train"]) & set(splits["validation"])
         assert get_task(name, 1).load("test")[0].question != a.load("test")[0].question
 
 

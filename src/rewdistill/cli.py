@@ -84,6 +84,39 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _verify_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "verify",
+        help="check that a run directory's files are the ones its stages wrote",
+        description="Compare every file a finished stage wrote (size and sha256, recorded in manifest.json) with "
+        "what is on disk; print one line per stage. Exit 0 when everything is intact, 1 otherwise; rerun the "
+        "same `rewdistill run` to rebuild only the damaged stages.",
+    )
+    p.add_argument("run_dir", help="a run directory (holds manifest.json)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def cmd_verify(args) -> int:
+    from rewdistill.pipeline import verify_run
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "manifest.json").is_file():
+        raise ConfigError(f"{run_dir}: no manifest.json here; give the directory a `rewdistill run` wrote")
+    bad = 0
+    for key, n_files, found in verify_run(run_dir):
+        if not n_files:
+            print(f"{key}: no fingerprints recorded (written by an older rewdistill); not checked")
+        elif found:
+            bad += 1
+            print(f"{key}: DAMAGED: {'; '.join(found)}")
+        else:
+            print(f"{key}: intact ({n_files} files)")
+    print(f"{run_dir}: " + (f"{bad} stage(s) damaged; rerun the same `rewdistill run` to rebuild them" if bad else
+                            "intact"))
+    return 1 if bad else 0
+
+
 def cmd_grade(args) -> int:
     from rewdistill.grade import grade_file
 
@@ -176,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _ablate_parser(sub)
     _grade_parser(sub)
+    _verify_parser(sub)
     return ap
 
 
@@ -192,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     from rewdistill.sampling.openai_api import BackendError
     from rewdistill.tasks.rows import DataError
 
-    commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade}
+    commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade, "verify": cmd_verify}
     try:
         return commands[args.command](args)
     except OSError as e:

@@ -9,9 +9,11 @@ reward-model -> rl, each writing into `round<r>/` and recorded in the manifest a
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
+from rewdistill.artifacts import fingerprint, problems
 from rewdistill.config import Config, section_hash
 from rewdistill.io import read_json, write_json, write_text_atomic
 from rewdistill.sampling.rows import ShardDone
@@ -136,6 +139,51 @@ class RunDirError(Exception):
     """The run directory belongs to another config; the message says how to go on."""
 
 
+class RunDirBusy(RuntimeError):
+    """Another process holds the run directory's lock."""
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `run_dir` (fcntl on `run_dir/.lock`) while a run works in it; the OS releases it
+    when the process ends, however it ends, so a killed run never leaves a stale lock. A second process is
+    refused with the holder's pid."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise RunDirBusy(f"run directory {run_dir} is in use by another rewdistill process (pid {holder}); wait "
+                         "for it to finish, or use another --run-dir") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
+def verify_run(run_dir: Path) -> list[tuple[str, int, list[str]]]:
+    """Per finished stage in the manifest: (stage key, files recorded, what differs from the record)."""
+    manifest = read_json(run_dir / "manifest.json")
+    out = []
+    for key, rec in manifest["stages"].items():
+        if rec.get("done"):
+            recorded = rec.get("files") or {}
+            out.append((key, len(recorded), problems(run_dir, recorded)))
+    return out
+
+
 def changed_stages(manifest: dict, hashes: dict[str, str]) -> list[str]:
     """Finished stages in `manifest` whose config hash differs from `hashes` (a stage that only started, e.g. one
     that failed on bad input, holds no result to protect)."""
@@ -161,6 +209,13 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
     doubled) instead of sampling.
     """
     dist = PartialState(cpu=not torch.cuda.is_available() or cfg.models.device == "cpu", timeout=timedelta(hours=24))
+    if not dist.is_main_process:  # the main process holds the run directory for all of them
+        return _run_stages(cfg, run_dir, until, force, shard, merge, dist)
+    with run_dir_lock(run_dir):
+        return _run_stages(cfg, run_dir, until, force, shard, merge, dist)
+
+
+def _run_stages(cfg: Config, run_dir: Path, until: str | None, force: bool, shard, merge: bool, dist) -> dict:
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {"stages": {}}
     hashes = stage_hashes(cfg)
@@ -184,11 +239,16 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
     for i, stage in enumerate(stages):
         key = stage.key
         done = manifest["stages"].get(key, {})
-        if not stale and done.get("hash") == hashes[key] and done.get("done"):
+        damaged = problems(run_dir, done.get("files") or {}) if not stale and done.get("done") else []
+        if damaged:  # a finished stage's output changed since it was written: redo that stage, not what follows
+            logger.warning(f"[{i + 1}/{n}] {key}: {'; '.join(damaged)}; rerunning {key}")
+        if not stale and done.get("hash") == hashes[key] and done.get("done") and not damaged:
             logger.info(f"[{i + 1}/{n}] {key}: done already ({done.get('summary', '')})")
         else:
-            resuming = not stale and done.get("hash") == hashes[key]  # started by a run that died
+            repairing = done.get("files") if damaged and done.get("hash") == hashes[key] else None
+            resuming = not stale and done.get("hash") == hashes[key] and not damaged  # started by a run that died
             stale = True  # everything after a rerun stage reruns too
+            old_stages = dict(manifest["stages"])
             manifest["stages"] = {k: v for k, v in manifest["stages"].items() if k in keys[:i]}
             manifest["stages"][key] = {"hash": hashes[key], "done": False}
             if main:
@@ -209,8 +269,13 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
                 return manifest
             dist.wait_for_everyone()
             seconds = time.time() - t0
+            files = fingerprint(run_dir, stage.paths()) if main else {}
             manifest["stages"][key] = {"hash": hashes[key], "done": True, "seconds": round(seconds, 1),
-                                       "summary": summary}
+                                       "summary": summary, "files": files}
+            if repairing is not None and files == repairing:  # rebuilt exactly: later stages stand as they are
+                stale = False
+                manifest["stages"].update({k: v for k, v in old_stages.items() if k in keys[i + 1:]})
+                logger.info(f"[{i + 1}/{n}] {key}: rebuilt identical to what was recorded; later stages kept")
             if main:
                 write_json(manifest_path, manifest)
                 clear_progress(run_dir)
@@ -223,4 +288,6 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
         results = read_json(results_path)
         results["seconds"] = {key: rec.get("seconds") for key, rec in manifest["stages"].items()}
         write_json(results_path, results)
+        manifest["stages"]["evaluate"]["files"] = fingerprint(run_dir, STAGES[-1].outputs)  # results.json changed
+        write_json(manifest_path, manifest)
     return manifest
