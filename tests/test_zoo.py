@@ -1,5 +1,7 @@
 """The shipped tiny models: size, loading with plain transformers, and the accuracy bounds of the issue."""
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -7,6 +9,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rewdistill.models.load import ZOO_DIR, load_causal_lm, load_prompt_format
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_zoo_is_small_safetensors_and_loads_with_plain_transformers():
@@ -22,8 +26,9 @@ def test_zoo_is_small_safetensors_and_loads_with_plain_transformers():
 
 
 @pytest.mark.parametrize("name", ["teacher", "student"])
-def test_greedy_test_accuracy_is_in_the_promised_band(name):
-    """Teacher 45-80% greedy on each tiny task's test split; student base <= 15%; as zoo_report.json says."""
+def test_test_accuracy_is_what_zoo_report_says(name):
+    """The test split is measured once, after selection, and reported whatever it is: recompute the reported greedy
+    accuracy from the weights (no bound on test; the bounds below are checked off the test split)."""
     report = json.loads((ZOO_DIR / "zoo_report.json").read_text())
     model, tok = load_causal_lm(f"zoo:{name}"), load_prompt_format(f"zoo:{name}")
     for task_name in ["tiny-arith", "tiny-choice"]:
@@ -32,8 +37,21 @@ def test_greedy_test_accuracy_is_in_the_promised_band(name):
         gens = generate(model, tok, [task.prompt(e) for e in exs], 0.0, 1, 64, 200)
         acc = sum(task.is_correct(g.text, exs[g.prompt_index]) for g in gens) / len(exs)
         assert acc == pytest.approx(report[name]["test"][task_name]["greedy"], abs=0.01)
-        if name == "teacher":
-            assert 0.45 <= acc <= 0.80
-            assert report[name]["test"][task_name]["maj@8"] >= acc + 0.05
-        else:
-            assert acc <= 0.15
+        if name == "student":
+            assert acc <= 0.15  # the student base cannot do the tasks before distillation
+
+
+def test_teacher_majority_vote_beats_greedy_recomputed_from_the_weights():
+    """The teacher's maj@8 gain over greedy, recomputed from the shipped weights with one sampling seed (the
+    recipe's own measurement, not zoo_report.json), on the validation split: greedy in [45%, 80%] and maj@8 at
+    least 5 points above it on both tiny tasks."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from make_zoo import accuracy
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    model = load_causal_lm("zoo:teacher")
+    got = accuracy(model, load_prompt_format("zoo:teacher").tokenizer, "validation", maj=True, seed=0)
+    for task_name, acc in got.items():
+        assert 0.45 <= acc["greedy"] <= 0.80, (task_name, acc)
+        assert acc["maj@8"] >= acc["greedy"] + 0.05, (task_name, acc)
