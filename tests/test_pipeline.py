@@ -81,6 +81,34 @@ def test_saved_models_load_with_plain_transformers_and_rl_changed_the_policy(mic
             assert torch.isfinite(torch.tensor(r[k])), k
 
 
+def test_accuracies_recomputed_from_the_run_files_against_gold_loaded_independently(micro_run):
+    """results.json's pseudo-label and model accuracies, recomputed from labels.jsonl / eval_samples.jsonl texts with
+    a regex of this test's own and gold from the task (not evaluate's `correct` flags)."""
+    import re
+
+    from rewdistill.tasks import get_task
+
+    run_dir, _ = micro_run
+    res = json.loads((run_dir / "results.json").read_text())
+    task = get_task("tiny-arith")
+    train = {e.qid: e.answer for e in task.load("train")}
+    test = {e.qid: e.answer for e in task.load("test")[: res["n_test"]]}
+
+    def answer(text: str):
+        m = re.search(r"####\s*(-?[\d,]+)", text)
+        return m.group(1).replace(",", "") if m else None
+
+    kept = [r for r in read_jsonl(run_dir / "labels.jsonl") if r["kept"]]
+    want = sum(r["pseudo_answer"] == train[r["qid"]] for r in kept) / len(kept)
+    assert res["diagnostics"]["pseudo_label_accuracy_kept"] == pytest.approx(want)
+    samples = read_jsonl(run_dir / "eval_samples.jsonl")
+    for model in ["teacher_greedy", "student_sft", "student_rl"]:
+        rows = [s for s in samples if s["model"] == model]
+        assert len(rows) == len(test)
+        want = sum(answer(s["text"]) == test[s["qid"]] for s in rows) / len(rows)
+        assert res["accuracy"][model] == pytest.approx(want), model
+
+
 def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later_with_force(micro_run, caplog):
     run_dir, args = micro_run
     before = json.loads((run_dir / "manifest.json").read_text())["stages"]
