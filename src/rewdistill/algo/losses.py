@@ -61,13 +61,19 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, (adv + values) * mask
 
 
-def ppo_policy_loss(logp, old_logp, advantages, mask, clip: float):
-    """Clipped surrogate objective (Schulman et al. 2017), token-level mean. All (B, T)."""
+def masked_sum_over(x: torch.Tensor, mask: torch.Tensor, n_tokens: torch.Tensor | None) -> torch.Tensor:
+    """masked_mean(x, mask), or the masked sum divided by `n_tokens` (a count shared by several processes)."""
+    return masked_mean(x, mask) if n_tokens is None else (x * mask).sum() / n_tokens.clamp(min=1.0)
+
+
+def ppo_policy_loss(logp, old_logp, advantages, mask, clip: float, n_tokens: torch.Tensor | None = None):
+    """Clipped surrogate objective (Schulman et al. 2017), token-level mean (over `n_tokens` when given). All
+    (B, T)."""
     log_ratio = logp - old_logp
     ratio = torch.exp(log_ratio)
     pg_loss1 = -advantages * ratio
     pg_loss2 = -advantages * torch.clamp(ratio, 1.0 - clip, 1.0 + clip)
-    loss = masked_mean(torch.max(pg_loss1, pg_loss2), mask)
+    loss = masked_sum_over(torch.max(pg_loss1, pg_loss2), mask, n_tokens)
     with torch.no_grad():
         stats = {
             "approx_kl": masked_mean((ratio - 1) - log_ratio, mask).item(),  # k3 estimator
@@ -76,12 +82,13 @@ def ppo_policy_loss(logp, old_logp, advantages, mask, clip: float):
     return loss, stats
 
 
-def ppo_value_loss(values, old_values, returns, mask, clip: float):
-    """Clipped value loss: 0.5 * max((v - R)^2, (v_clipped - R)^2), token-level mean. All (B, T)."""
+def ppo_value_loss(values, old_values, returns, mask, clip: float, n_tokens: torch.Tensor | None = None):
+    """Clipped value loss: 0.5 * max((v - R)^2, (v_clipped - R)^2), token-level mean (over `n_tokens` when
+    given). All (B, T)."""
     v_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     v_loss_unclipped = (values - returns) ** 2
     v_loss_clipped = (v_clipped - returns) ** 2
-    loss = 0.5 * masked_mean(torch.max(v_loss_unclipped, v_loss_clipped), mask)
+    loss = 0.5 * masked_sum_over(torch.max(v_loss_unclipped, v_loss_clipped), mask, n_tokens)
     with torch.no_grad():
         stats = {"vf_clipfrac": masked_mean((v_loss_clipped > v_loss_unclipped).float(), mask).item()}
     return loss, stats

@@ -16,10 +16,20 @@ def sft_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimize
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
 
-def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device) -> torch.Tensor:
-    """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs."""
+def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, accelerator=None) -> torch.Tensor:
+    """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs.
+
+    Over several processes each holds part of the batch: the loss is its token sum divided by the *global*
+    token count (times the process count, which DDP's gradient average divides out), so every token weighs the
+    same as on one process, however the tokens fall between processes."""
     ids, mask, labels = sft_batch(pairs, pad_id)  # (B, T) each; labels are -100 off the response
-    return model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
+    ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    if accelerator is None or accelerator.num_processes == 1:
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    n_local = (labels[:, 1:] != -100).sum()  # tokens this process predicts (the model shifts labels by one)
+    n_global = accelerator.reduce(n_local.clone(), "sum")
+    per_process = n_global.float() / accelerator.num_processes
+    return model(input_ids=ids, attention_mask=mask, labels=labels, num_items_in_batch=per_process).loss
 
 
 def train_sft(
@@ -48,7 +58,7 @@ def train_sft(
                            "responses or lower pseudo_label.min_vote_share")
 
     def batch_loss(model, chunk: list[int]):  # chunk: indices into `pairs`
-        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device), {}
+        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator), {}
 
     return fit(model, sft_optimizer(model, lr, weight_decay), list(range(len(pairs))), batch_loss,
                epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=warmup_frac, accelerator=accelerator,

@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import torch
 
-from rewdistill.algo.losses import kl_per_token, masked_mean, ppo_policy_loss, ppo_value_loss
+from rewdistill.algo.losses import kl_per_token, masked_mean, masked_sum_over, ppo_policy_loss, ppo_value_loss
 from rewdistill.models.forward import token_logprobs, token_scores
 from rewdistill.train.common import all_agree
 from rewdistill.train.guard import all_finite
 from rewdistill.train.rollout import Rollout
+
+
+def tokens_per_process(mask: torch.Tensor, accelerator) -> torch.Tensor | None:
+    """With several processes: the minibatch's token count over all of them, divided by their number (each loss
+    divides its token sum by it, so DDP's gradient average weighs every token alike); None on one process."""
+    if accelerator.num_processes == 1:
+        return None
+    return accelerator.reduce(mask.sum().detach().clone(), "sum") / accelerator.num_processes
 
 
 def _minibatches(B: int, size: int, epochs: int, seed: int):
@@ -29,10 +37,11 @@ def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, 
             with accelerator.autocast():
                 new_logp, entropy = token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, cfg.temperature, True)
             m = ro.resp_mask[mb]
-            loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip)
+            n_tok = tokens_per_process(m, accelerator)
+            loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip, n_tok)
             st["pg_loss"] = loss.item()
             if kl_loss_coef > 0:
-                kl = masked_mean(kl_per_token(new_logp, ro.ref_logp[mb], "k3"), m)
+                kl = masked_sum_over(kl_per_token(new_logp, ro.ref_logp[mb], "k3"), m, n_tok)
                 loss = loss + kl_loss_coef * kl
                 st["kl_loss"] = kl.item()
             opt.zero_grad()
@@ -62,7 +71,8 @@ def critic_update(critic, opt, ro: Rollout, old_values: torch.Tensor, returns: t
         with accelerator.accumulate(critic):
             with accelerator.autocast():
                 values = token_scores(critic, ro.ids[mb], ro.mask[mb])[:, ro.P - 1 : -1]  # (b, T)
-            loss, st = ppo_value_loss(values, old_values[mb], returns[mb], ro.resp_mask[mb], cfg.value_clip)
+            loss, st = ppo_value_loss(values, old_values[mb], returns[mb], ro.resp_mask[mb], cfg.value_clip,
+                                      tokens_per_process(ro.resp_mask[mb], accelerator))
             opt.zero_grad()
             accelerator.backward(cfg.vf_coef * loss)
             accelerator.clip_grad_norm_(critic.parameters(), 1.0)
