@@ -17,11 +17,12 @@ from rewdistill.sampling.hf import generate
 
 class TinyOpenAIServer:
     def __init__(self, model_path: str, fail_every: int = 0, stop_after: int = 0, api_key: str | None = None,
-                 judge=None):
+                 judge=None, ignore_n: bool = False):
         self.model = load_causal_lm(model_path).eval()
         self.tok = load_prompt_format(model_path)
         self.fail_every, self.stop_after, self.api_key = fail_every, stop_after, api_key
         self.judge = judge  # judge(prompt) -> reply text, for prompts carrying the judge rubric
+        self.ignore_n = ignore_n  # answer one choice whatever `n` asks, as several popular servers do
         self.requests = self.answered = 0
         self.lock = threading.Lock()
         self.seen_auth: list[str | None] = []
@@ -74,8 +75,9 @@ class TinyOpenAIServer:
                 c.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
                 self.answered += 1
                 return self._reply(h, 200, {"choices": [c] * body.get("n", 1)})
-            gens = generate(self.model, self.tok, [prompt], body.get("temperature", 1.0), body.get("n", 1),
-                            body.get("max_tokens", 16), batch_size=body.get("n", 1), seed=body.get("seed", 0))
+            n = 1 if self.ignore_n else body.get("n", 1)
+            gens = generate(self.model, self.tok, [prompt], body.get("temperature", 1.0), n,
+                            body.get("max_tokens", 16), batch_size=n, seed=body.get("seed", 0))
             choices = []
             for k, g in enumerate(gens):
                 c = {"index": k, "finish_reason": "stop" if g.finished else "length"}

@@ -180,3 +180,20 @@ def test_vllm_sampler_maps_our_call_onto_vllm(monkeypatch, tmp_path):
             seen["params"].seed) == (2, 0.7, 9, 3)
     assert [(g.prompt_index, g.text, g.finished) for g in gens] == [(0, " r0", False), (0, " r1", True),
                                                                    (1, " r0", False), (1, " r1", True)]
+
+
+def test_a_server_that_ignores_n_is_detected_and_sampled_one_request_per_sample(tmp_path, caplog):
+    cache = tmp_path / "c.jsonl"
+    server = TinyOpenAIServer("zoo:teacher", ignore_n=True)
+    try:
+        with caplog.at_level("WARNING", logger="rewdistill"):
+            gens = sampler(server.url, cache, endpoint="completions").generate(PROMPTS, 1.0, n=4, max_new_tokens=16)
+        assert [g.prompt_index for g in gens] == [i for i in range(5) for _ in range(4)]
+        assert caplog.text.count("whatever `n` asks") == 1  # warned once
+        asked = server.requests  # counted before the reply is sent (`answered` after it)
+        assert asked == 1 + 5 * 4  # the first reply showed it; then one request per sample
+        again = sampler(server.url, cache, endpoint="completions").generate(PROMPTS, 1.0, n=4, max_new_tokens=16)
+        assert server.requests == asked  # the resume cache stays valid: nothing asked again
+        assert [g.text for g in again] == [g.text for g in gens]
+    finally:
+        server.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -23,6 +24,7 @@ from rewdistill.io import append_jsonl
 from rewdistill.sampling.hf import Generation
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+logger = logging.getLogger("rewdistill")
 
 
 class BackendError(Exception):
@@ -61,6 +63,7 @@ class OpenAISampler:
     def __init__(self, cfg, model: str, cache_path: Path | None):
         self.cfg, self.model, self.cache_path = cfg, cfg.model or model, cache_path
         self.key = api_key(cfg.api_key_env)
+        self.ignores_n = False  # learnt from the first reply to a request with n > 1
         self.url = cfg.base_url.rstrip("/") + ("/chat/completions" if cfg.endpoint == "chat" else "/completions")
 
     # -- one request --------------------------------------------------------------------------------------------
@@ -124,16 +127,40 @@ class OpenAISampler:
         return rows
 
     # -- many requests ------------------------------------------------------------------------------------------
-    def generate(self, prompts: list[str], temperature: float, n: int = 1, max_new_tokens: int = 64,
-                 seed: int = 0, desc: str | None = None) -> list[Generation]:
-        """`n` responses per prompt, in prompt order; requests of at most `n_per_request` samples each."""
-        k = self.cfg.n_per_request
-        jobs = []  # (prompt index, body, key)
+    def _jobs(self, prompts, temperature, n, max_new_tokens, seed, k) -> list[tuple[int, dict, str]]:
+        """(prompt index, body, cache key) of every request: `n` samples per prompt, at most `k` per request."""
+        jobs = []
         for i, p in enumerate(prompts):
             for j in range(0, n, k):
                 body = self._body(p, temperature, min(k, n - j), max_new_tokens, seed * 1_000_003 + i * 1_009 + j)
                 jobs.append((i, body, request_key(body)))
+        return jobs
+
+    def _check_n(self, job: tuple[int, dict, str], cache: dict) -> None:
+        """Some servers ignore `n` and answer one choice: learn it from the first reply (or its cached copy), warn
+        once, and ask one sample per request from then on (those requests have their own cache keys)."""
+        _, body, key = job
+        if key not in cache:
+            texts, finished = self._texts(self._post(body))
+            cache[key] = {"key": key, "texts": texts, "finished": finished}
+            if self.cache_path:
+                append_jsonl(self.cache_path, [cache[key]])
+        if len(cache[key]["texts"]) == 1 < body["n"]:
+            self.ignores_n = True
+            logger.warning(f"{self.url} answers one choice per request whatever `n` asks; going on with one request "
+                           "per sample (set openai.n_per_request 1 to skip this check)")
+
+    def generate(self, prompts: list[str], temperature: float, n: int = 1, max_new_tokens: int = 64,
+                 seed: int = 0, desc: str | None = None) -> list[Generation]:
+        """`n` responses per prompt, in prompt order; requests of at most `n_per_request` samples each (one, once
+        the server has shown it ignores `n`)."""
         cache = read_cache(self.cache_path) if self.cache_path else {}
+        k = 1 if self.ignores_n else self.cfg.n_per_request
+        jobs = self._jobs(prompts, temperature, n, max_new_tokens, seed, k)
+        if k > 1 and n > 1 and prompts:
+            self._check_n(jobs[0], cache)
+            if self.ignores_n:
+                jobs = self._jobs(prompts, temperature, n, max_new_tokens, seed, 1)
         todo = [job for job in jobs if job[2] not in cache]
         bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, disable=desc is None, unit="req",
                    leave=False)
