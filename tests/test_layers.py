@@ -20,7 +20,7 @@ LAYERS = [
     ("sampling", ["sampling"]),
     ("train", ["train", "labels"]),
     ("diagnostics", ["diagnostics"]),  # reads gold: nothing that trains may import it
-    ("stages", ["stages", "pipeline", "report"]),
+    ("stages", ["stages", "pipeline", "report", "compare"]),
     ("faces", ["cli", "ablate", "grade", "__init__"]),
 ]
 FACES = {"faces"}

@@ -140,3 +140,24 @@ def test_sft_and_reward_model_with_bf16_autocast_and_accumulation(tmp_path, tiny
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in sft_rows)
     assert (tmp_path / "reward_model" / "model.safetensors").exists()
     assert not (tmp_path / "results.json").exists()  # --until stopped before rl / evaluate
+
+
+def test_report_compares_two_runs_side_by_side(micro_run, tmp_path, capsys):
+    import shutil
+
+    run_dir, args = micro_run
+    other = tmp_path / "kl03"
+    shutil.copytree(run_dir, other)
+    assert main([a if a != str(run_dir) else str(other) for a in args] + ["--rl.kl_coef", "0.3", "--force"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(run_dir), str(other), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
+    a, b = (json.loads((d / "results.json").read_text()) for d in (run_dir, other))
+    row = next(line for line in md.splitlines() if line.startswith("| Student after RL"))
+    assert row.endswith(f"| {100 * a['accuracy']['student_rl']:.1f}% | {100 * b['accuracy']['student_rl']:.1f}% |")
+    assert "| `rl.kl_coef` | `0.2` | `0.3` |" in md and "| `rl.kl_coef` |" in out
+    assert sum(line.startswith("| `") for line in md.splitlines()) == 1  # the one key that differs
+    assert main(["report", str(tmp_path)]) == 2  # not a run directory: one clear line
+    assert "no results.json" in capsys.readouterr().err

@@ -84,6 +84,35 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _report_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "report",
+        help="compare finished runs side by side: results, diagnostics, differing config keys, one plot",
+        description="Read each RUN_DIR's results.json and config.yaml; print a side-by-side table of results and "
+        "diagnostics and the config keys whose values differ; with --out write compare.md and compare.png there.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories (hold results.json)")
+    p.add_argument("--out", help="folder for compare.md and compare.png")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def cmd_report(args) -> int:
+    from rewdistill.compare import format_compare, load_runs, write_compare
+
+    dirs = [Path(d) for d in args.run_dirs]
+    for d in dirs:
+        for name in ("results.json", "config.yaml"):
+            if not (d / name).is_file():
+                raise ConfigError(f"{d}: no {name}; give directories of finished runs (rewdistill run ... to the end)")
+    if args.out:
+        print(write_compare(dirs, Path(args.out)))
+        print(f"\nwritten: {Path(args.out) / 'compare.md'}, {Path(args.out) / 'compare.png'}")
+    else:
+        print(format_compare(load_runs(dirs)))
+    return 0
+
+
 def _verify_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "verify",
@@ -210,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ablate_parser(sub)
     _grade_parser(sub)
     _verify_parser(sub)
+    _report_parser(sub)
     return ap
 
 
@@ -226,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     from rewdistill.sampling.openai_api import BackendError
     from rewdistill.tasks.rows import DataError
 
-    commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade, "verify": cmd_verify}
+    commands = {"run": cmd_run, "ablate": cmd_ablate, "grade": cmd_grade, "verify": cmd_verify,
+                "report": cmd_report}
     try:
         return commands[args.command](args)
     except OSError as e:
