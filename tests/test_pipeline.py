@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from rewdistill.cli import main
@@ -146,9 +147,10 @@ def test_report_compares_two_runs_side_by_side(micro_run, tmp_path, capsys):
     import shutil
 
     run_dir, args = micro_run
-    other = tmp_path / "kl03"
+    other = tmp_path / "kl045"
     shutil.copytree(run_dir, other)
-    assert main([a if a != str(run_dir) else str(other) for a in args] + ["--rl.kl_coef", "0.3", "--force"]) == 0
+    assert main([a if a != str(run_dir) else str(other) for a in args] + ["--rl.kl_coef", "0.45", "--force"]) == 0
+    mine = yaml.safe_load((run_dir / "config.yaml").read_text())["rl"]["kl_coef"]  # an earlier test may change it
     capsys.readouterr()
     assert main(["report", str(run_dir), str(other), "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
@@ -157,7 +159,58 @@ def test_report_compares_two_runs_side_by_side(micro_run, tmp_path, capsys):
     a, b = (json.loads((d / "results.json").read_text()) for d in (run_dir, other))
     row = next(line for line in md.splitlines() if line.startswith("| Student after RL"))
     assert row.endswith(f"| {100 * a['accuracy']['student_rl']:.1f}% | {100 * b['accuracy']['student_rl']:.1f}% |")
-    assert "| `rl.kl_coef` | `0.2` | `0.3` |" in md and "| `rl.kl_coef` |" in out
+    assert f"| `rl.kl_coef` | `{mine}` | `0.45` |" in md and "| `rl.kl_coef` |" in out
     assert sum(line.startswith("| `") for line in md.splitlines()) == 1  # the one key that differs
     assert main(["report", str(tmp_path)]) == 2  # not a run directory: one clear line
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_every_saved_model_has_a_model_card_with_hub_metadata(micro_run):
+    from huggingface_hub import ModelCard
+
+    run_dir, _ = micro_run
+    res = json.loads((run_dir / "results.json").read_text())
+    for d, tag in [("student_sft", "text-generation"), ("reward_model", "text-classification"),
+                   ("student_rl", "text-generation")]:
+        card = ModelCard.load(run_dir / d / "README.md")
+        meta = card.data.to_dict()
+        assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == tag, d
+        assert {"rewdistill", "distillation"} <= set(meta["tags"]), d
+        assert "zoo:teacher" in card.text and f"{100 * res['accuracy']['student_rl']:.1f}%" in card.text, d
+
+
+class RecordingHub:
+    """Stands in for huggingface_hub.HfApi: records the calls (no hub is reachable here)."""
+
+    calls: list = []
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", repo_id, kw))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kw):
+        self.calls.append(("upload_folder", kw["repo_id"], {**kw, "files": sorted(
+            p.name for p in __import__("pathlib").Path(kw["folder_path"]).iterdir())}))
+
+
+def test_push_to_hub_uploads_the_final_student_privately(micro_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import huggingface_hub
+
+    src, args = micro_run
+    run_dir = tmp_path / "pushed"
+    shutil.copytree(src, run_dir)
+    args = [a if a != str(src) else str(run_dir) for a in args] + ["--force"]
+    tokens = []
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_test_token")
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: tokens.append(token) or RecordingHub())
+    RecordingHub.calls = []
+    assert main(args + ["--push_to_hub", "me/tiny-student"]) == 0
+    (c1, repo, kw1), (c2, repo2, kw2) = RecordingHub.calls
+    assert (c1, repo, kw1["private"], c2, repo2) == ("create_repo", "me/tiny-student", True, "upload_folder",
+                                                      "me/tiny-student")
+    assert kw2["folder_path"] == str(run_dir / "student_rl") and {"README.md", "model.safetensors"} <= set(kw2["files"])
+    assert tokens == ["hf_secret_test_token"]
+    out = capsys.readouterr()
+    assert "pushed: https://huggingface.co/me/tiny-student" in out.out and "hf_secret" not in out.out + out.err

@@ -15,11 +15,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(run_dir: Path, names: list[str]) -> dict[str, dict]:
-    """{relative path: {size, sha256}} of every file under `names` (files or directories) that exists."""
+    """{relative path: {size, sha256}} of every file under `names` (files or directories) that exists; model cards
+    (README.md inside a directory) are left out: the evaluate stage rewrites them with the results."""
     out: dict[str, dict] = {}
     for name in names:
         path = run_dir / name
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.exists() else []
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != "README.md") if path.is_dir() else \
+            [path] if path.exists() else []
         for f in files:
             out[f.relative_to(run_dir).as_posix()] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
     return out

@@ -32,6 +32,9 @@ def _run_parser(sub) -> argparse.ArgumentParser:
                    help="join the shards of the pending sampling stage (none missing or doubled) and go on")
     p.add_argument("--force", action="store_true",
                    help="reuse a run directory made with another config, rerunning the stages that changed")
+    p.add_argument("--push_to_hub", metavar="ORG/NAME", help="after the run, upload the final student and its model "
+                   "card to this Hugging Face Hub repo (token from HF_TOKEN; private unless --hub_public)")
+    p.add_argument("--hub_public", action="store_true", help="with --push_to_hub: make a new repo public")
     _config_options(p)
     return p
 
@@ -228,6 +231,12 @@ def cmd_run(args) -> int:
         print(f"\n{res['task']} (seed {res['seed']}, {res['n_test']} {res['split']} questions)\n")
         print(format_table(res))
         print(f"\nreport: {run_dir / 'report.md'}")
+    if args.push_to_hub and PartialState().is_main_process:
+        from rewdistill.hub import push_to_hub
+
+        if not results.exists():
+            raise ConfigError("--push_to_hub needs a finished run: drop --until / --shard")
+        print(f"pushed: {push_to_hub(run_dir, args.push_to_hub, private=not args.hub_public)}")
     return 0
 
 

@@ -4,6 +4,7 @@ The only stage (with the labelled `gold` oracle and the rl stage's watch) that r
 """
 from __future__ import annotations
 
+from rewdistill.cards import write_model_cards
 from rewdistill.diagnostics import (
     auc,
     divergence_step,
@@ -130,5 +131,6 @@ def run(ctx: Ctx) -> str:
     }
     write_json(ctx.path("results.json"), results)
     write_report(ctx.run_dir, results, ctx.cfg)
+    write_model_cards(ctx.run_dir, ctx.cfg, results)
     vs_teacher = f" vs teacher {acc['teacher_greedy']:.1%}" if "teacher_greedy" in acc else ""
     return f"RL student {acc['student_rl']:.1%} vs SFT {acc['student_sft']:.1%}{vs_teacher} (greedy, {cfg.split})"
