@@ -20,7 +20,7 @@ LAYERS = [
     ("sampling", ["sampling"]),
     ("train", ["train", "labels"]),
     ("diagnostics", ["diagnostics"]),  # reads gold: nothing that trains may import it
-    ("stages", ["stages", "pipeline", "report", "compare", "cards"]),
+    ("stages", ["stages", "pipeline", "report", "compare", "cards", "tracking"]),
     ("faces", ["cli", "ablate", "grade", "hub", "__init__"]),
 ]
 FACES = {"faces"}

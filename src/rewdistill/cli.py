@@ -169,6 +169,8 @@ def _config_options(p: argparse.ArgumentParser) -> None:
             value = value[part]
         group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="V", default=argparse.SUPPRESS,
                            help=f"{desc} (default: {value})")
+    group.add_argument("--log.with", dest="cfg:log.trackers", metavar="V", default=argparse.SUPPRESS,
+                       help="same as --log.trackers: tensorboard, wandb, mlflow (comma-separated for several)")
 
 
 def _stage_names() -> list[str]:

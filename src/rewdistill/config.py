@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ConfigError(Exception):
@@ -224,6 +224,18 @@ class ReliabilityCfg(Section):
                                      "that are skipped before the stage stops with an error")
 
 
+class LogCfg(Section):
+    trackers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        [], description="experiment trackers (accelerate's) that get every metric row and the config: tensorboard, "
+        "wandb (offline unless WANDB_MODE says otherwise), mlflow; several: a list or comma-separated "
+        "(--log.with is the same option)")
+
+    @field_validator("trackers", mode="before")
+    @classmethod
+    def _split(cls, v):
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+
 class Config(Section):
     seed: int = Field(0, description="seed for sampling and training")
     task: TaskCfg = TaskCfg()
@@ -239,6 +251,7 @@ class Config(Section):
     evaluate: EvalCfg = EvalCfg()
     reliability: ReliabilityCfg = ReliabilityCfg()
     lora: LoraCfg = LoraCfg()
+    log: LogCfg = LogCfg()
 
 
 def section_hash(*parts) -> str:

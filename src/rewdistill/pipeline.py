@@ -232,6 +232,20 @@ def _run_stages(cfg: Config, run_dir: Path, until: str | None, force: bool, shar
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     ctx = Ctx(cfg, run_dir, shard=shard, merge=merge)
     rl.preflight(ctx)  # a config error the rl stage would hit is reported now, not after hours of sampling
+    if main and cfg.log.trackers:
+        from rewdistill.tracking import Trackers
+
+        ctx.trackers = Trackers(cfg, run_dir)
+    try:
+        return _stage_loop(cfg, run_dir, until, manifest, hashes, ctx, dist, main)
+    finally:
+        if ctx.trackers is not None:
+            ctx.trackers.finish()
+
+
+def _stage_loop(cfg: Config, run_dir: Path, until: str | None, manifest: dict, hashes: dict, ctx: Ctx, dist,
+                main: bool) -> dict:
+    manifest_path = run_dir / "manifest.json"
     stages = stages_for(cfg)
     keys = [s.key for s in stages]
     n = len(stages)

@@ -32,6 +32,7 @@ class Ctx:
     shard: tuple[int, int] | None = None  # sampling stages: sample only chunks k with k % n == i
     merge: bool = False  # sampling stages: join the shards written by `shard` runs instead of sampling
     round: int = 1  # the RL round a round stage (student-sample, reward-model, rl) works on; set by the pipeline
+    trackers: object = None  # tracking.Trackers when log.trackers names any (main process), set by the pipeline
 
     @cached_property
     def task(self):
@@ -52,7 +53,16 @@ class Ctx:
         from rewdistill.train.checkpoint import peek
 
         keep = peek(self.run_dir / "checkpoints" / self.checkpoint_name(stage), self.stage_hash)
-        return MetricsLog(self.round_path(f"{stage}_metrics.jsonl"), keep)
+        log = MetricsLog(self.round_path(f"{stage}_metrics.jsonl"), keep)
+        if self.trackers is None:
+            return log
+        name, trackers = (stage if self.round == 1 else f"{stage}@{self.round}"), self.trackers
+
+        def log_and_track(row: dict) -> None:
+            log(row)
+            trackers.log(name, row)
+
+        return log_and_track
 
     def checkpoint_name(self, stage: str) -> str:
         return stage if self.round == 1 else f"{stage}_round{self.round}"
