@@ -15,7 +15,8 @@ class ModelLoadError(Exception):
     """A model or tokenizer could not be loaded; the message says which and what to do."""
 
 
-HINT = "check models.teacher / models.student (a hub id, a local save_pretrained directory, or zoo:<name>)"
+HINT = ("check models.teacher / models.student (a hub id, a local save_pretrained directory, a .gguf file, or "
+        "zoo:<name>)")
 
 
 def first_line(e: Exception) -> str:
@@ -24,7 +25,15 @@ def first_line(e: Exception) -> str:
 
 
 def resolve(path: str) -> str:
-    """`zoo:teacher` -> the shipped directory; anything else is passed to transformers unchanged."""
+    """`zoo:teacher` -> the shipped directory; `x.gguf` -> its dequantised copy (`models.gguf`, converted once);
+    anything else is passed to transformers unchanged."""
+    if path.endswith(".gguf"):
+        from rewdistill.models.gguf import GGUFError, gguf_directory
+
+        try:
+            return gguf_directory(path)
+        except GGUFError as e:
+            raise ModelLoadError(str(e)) from None
     if path.startswith("zoo:"):
         d = ZOO_DIR / path[4:]
         if not (d / "config.json").exists():
