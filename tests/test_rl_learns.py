@@ -10,7 +10,15 @@ from rewdistill.config import RLCfg
 from rewdistill.models.forward import score_sequences
 from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model
 from rewdistill.tasks import get_task
-from rewdistill.train.rewards import make_match_reward, make_rm_reward, make_vote_reward
+from rewdistill.train.rewards import (
+    local_teacher_logprobs,
+    make_hybrid_reward,
+    make_match_reward,
+    make_rm_reward,
+    make_teacher_judge_reward,
+    make_teacher_kl_reward,
+    make_vote_reward,
+)
 from rewdistill.train.rl_loop import train_rl
 from tests.conftest import save_tiny
 
@@ -53,12 +61,19 @@ def competent():
     task = get_task("tiny-arith")
     examples = task.load("train")[:6]
     fmt = load_prompt_format("zoo:teacher")
-    return task, examples, fmt, load_reward_model("zoo:teacher").eval()
+    return task, examples, fmt, load_reward_model("zoo:teacher").eval(), load_causal_lm("zoo:student").eval()
 
 
-@pytest.mark.parametrize("source", ["pseudo-label", "gold", "rm", "rm-vote"])
+@torch.no_grad()
+def response_logprobs(model, ids: list[int], start: int) -> list[float]:
+    """log p(ids[t] | ids[:t]) for t >= start, one unpadded forward."""
+    logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    return [logp[t - 1, ids[t]].item() for t in range(start, len(ids))]
+
+
+@pytest.mark.parametrize("source", ["pseudo-label", "gold", "rm", "rm-vote", "hybrid", "teacher-judge", "teacher-kl"])
 def test_each_logged_reward_is_what_the_source_gives_the_rollout_texts(competent, source):
-    task, examples, fmt, rm = competent
+    task, examples, fmt, rm, scorer = competent  # scorer: a second model standing in for the teacher
     prompts = [task.prompt(e) for e in examples]
     gold = [e.answer for e in examples]
     pseudo = [a if i % 2 == 0 else None for i, a in enumerate(gold)]  # a labelled half; the others get nothing
@@ -67,20 +82,38 @@ def test_each_logged_reward_is_what_the_source_gives_the_rollout_texts(competent
         return task.extract(text, examples[i])
 
     fns = {"pseudo-label": make_match_reward(pseudo, extract), "gold": make_match_reward(gold, extract),
-           "rm": make_rm_reward(rm), "rm-vote": make_vote_reward(make_rm_reward(rm), extract)}
+           "rm": make_rm_reward(rm), "rm-vote": make_vote_reward(make_rm_reward(rm), extract),
+           "hybrid": make_hybrid_reward(make_rm_reward(rm), make_match_reward(pseudo, extract),
+                                        [p is not None for p in pseudo], 1.0),
+           "teacher-judge": make_teacher_judge_reward(scorer, fmt, prompts),
+           "teacher-kl": make_teacher_kl_reward(local_teacher_logprobs(scorer))}
 
-    def by_hand(ro) -> list[float]:  # from the rollout's texts (rules) or tokens (reward model), independently
+    def by_hand(ro) -> list[float]:  # from the rollout's texts (rules) or tokens (models), independently
         texts, idx = ro.texts, ro.idx
         if source in ("pseudo-label", "gold"):
             target = pseudo if source == "pseudo-label" else gold
             return [float(target[i] is not None and extract(t, i) == target[i]) for t, i in zip(texts, idx)]
-        seqs = []
+        if source == "teacher-judge":  # the response text re-encoded after its prompt, as a judge reads it
+            out = []
+            for t, i in zip(texts, idx):
+                p, r = fmt.pair_ids(prompts[i], t)
+                lps = response_logprobs(scorer, p + r, len(p))
+                out.append(sum(lps) / len(lps))
+            return out
+        seqs, lens = [], []
         for b in range(len(idx)):  # the prompt's ids without padding, then the sampled response ids (EOS included)
             n = int(ro.resp_mask[b].sum())
             seqs.append(ro.ids[b, : ro.P][ro.mask[b, : ro.P].bool()].tolist() + ro.ids[b, ro.P : ro.P + n].tolist())
+            lens.append(n)
+        if source == "teacher-kl":  # per response: sum over its tokens of log p_teacher - log p_student (rollout's)
+            return [sum(response_logprobs(scorer, s, len(s) - n)) - ro.logp[b, :n].sum().item()
+                    for b, (s, n) in enumerate(zip(seqs, lens))]
         scores = score_sequences(rm, seqs, fmt.pad_id)
         if source == "rm":
             return scores
+        if source == "hybrid":
+            return [sc + (0.0 if pseudo[i] is None else 1.0 if extract(t, i) == pseudo[i] else -1.0)
+                    for sc, t, i in zip(scores, texts, idx)]
         w = torch.sigmoid(torch.tensor(scores)).tolist()
         out = []
         for t, i in zip(texts, idx):
@@ -95,7 +128,8 @@ def test_each_logged_reward_is_what_the_source_gives_the_rollout_texts(competent
     seen, logged = [], []
     train_rl(policy, ref, None, fmt, prompts, cfg, reward_fn=fns[source], accelerator=Accelerator(cpu=True), seed=0,
              log=logged.append, on_step=lambda step, ro, pol: seen.append(by_hand(ro)))
-    rewards = [r["reward"] for r in logged if "reward" in r]
+    key = "dense_reward" if source == "teacher-kl" else "reward"  # teacher-kl: no terminal score, all per token
+    rewards = [r[key] for r in logged if "reward" in r]
     assert rewards == pytest.approx([sum(s) / len(s) for s in seen], abs=1e-4)
     if source in ("pseudo-label", "gold"):
         assert any(0 < sum(s) < len(s) for s in seen)  # a competent policy: some right, some wrong
