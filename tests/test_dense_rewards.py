@@ -181,3 +181,12 @@ def test_ablate_compares_dense_variants_at_an_equal_rollout_budget(tmp_path):
         assert read_json(run / "results.json")["rl"]["reward"] == {"rm": "rm", "teacher_kl": "teacher-kl",
                                                                    "rm_teacher_kl": "rm+teacher-kl"}[v]
     assert "Teacher-scored tokens" in (out / "ablation.md").read_text()
+
+
+def test_teacher_kl_over_a_chat_endpoint_is_refused_before_any_stage(tmp_path, capsys):
+    d = tmp_path / "run"
+    code = main(["run", "--run-dir", str(d), *MICRO, "--models.teacher_backend", "openai", "--openai.base_url",
+                 "http://127.0.0.1:9/v1", "--rl.reward", "teacher-kl"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "openai.endpoint completions" in err[0]
+    assert not (d / "teacher_samples.jsonl").exists()

@@ -214,3 +214,25 @@ def test_push_to_hub_uploads_the_final_student_privately(micro_run, tmp_path, mo
     assert tokens == ["hf_secret_test_token"]
     out = capsys.readouterr()
     assert "pushed: https://huggingface.co/me/tiny-student" in out.out and "hf_secret" not in out.out + out.err
+
+
+def test_a_failed_push_is_one_line_and_keeps_the_run(micro_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    import huggingface_hub
+
+    src, args = micro_run
+    run_dir = tmp_path / "pushed"
+    shutil.copytree(src, run_dir)
+
+    class Refusing(RecordingHub):
+        def create_repo(self, repo_id, **kw):
+            raise OSError("401 Client Error: Unauthorized for url\nmore detail")  # what HfHubHTTPError is
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: Refusing())
+    assert main([a if a != str(src) else str(run_dir) for a in args] + ["--force", "--push_to_hub", "me/x"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line.lower() and "rewdistill" in line]
+    assert len(errors) == 1 and "--push_to_hub me/x: OSError: 401 Client Error" in errors[0]
+    assert "Traceback" not in err
+    assert (run_dir / "results.json").exists()

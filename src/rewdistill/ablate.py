@@ -148,13 +148,15 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
 
 
 def rl_cost(run_dir: Path) -> dict[str, float]:
-    """What a run's RL cost (all rounds): wall seconds, student rollout tokens, teacher-scored tokens."""
+    """What a run's RL cost, over all its rounds: wall seconds, student rollout tokens, teacher-scored tokens."""
     manifest = read_json(run_dir / "manifest.json")["stages"]
     seconds = sum(rec.get("seconds") or 0 for key, rec in manifest.items() if key.split("@")[0] == "rl")
-    rows = [r for r in read_jsonl(run_dir / "rl_metrics.jsonl") if "reward" in r] if (
-        run_dir / "rl_metrics.jsonl").exists() else []
-    return {"rl_seconds": seconds, "rollout_tokens": float(rows[-1].get("rollout_tokens", 0)) if rows else 0.0,
-            "teacher_tokens": float(sum(r.get("teacher_tokens", 0) for r in rows))}
+    rollout = teacher = 0.0
+    for path in [run_dir / "rl_metrics.jsonl", *sorted(run_dir.glob("round*/rl_metrics.jsonl"))]:
+        rows = [r for r in read_jsonl(path) if "reward" in r] if path.exists() else []
+        rollout += float(rows[-1].get("rollout_tokens", 0)) if rows else 0.0  # cumulative within a round
+        teacher += float(sum(r.get("teacher_tokens", 0) for r in rows))
+    return {"rl_seconds": seconds, "rollout_tokens": rollout, "teacher_tokens": teacher}
 
 
 def greedy_correct(run_dir: Path, model: str) -> dict[str, bool]:

@@ -135,6 +135,15 @@ def cmd_verify(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "manifest.json").is_file():
         raise ConfigError(f"{run_dir}: no manifest.json here; give the directory a `rewdistill run` wrote")
+    lock = run_dir / ".lock"
+    if lock.exists():
+        import fcntl
+
+        with open(lock) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"note: a run holds {run_dir} (pid {f.read().strip() or '?'}): its files may be changing now")
     bad = 0
     for key, n_files, found in verify_run(run_dir):
         if not n_files:

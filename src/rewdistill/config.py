@@ -143,7 +143,8 @@ class RLCfg(Section):
     gate_hi: float = Field(1.0, ge=0, le=1, description="vote-share gate: at or above this share, teacher term only")
     steps: int = Field(20, ge=0, description="RL iterations (rollout + update) per round")
     token_budget: int | None = Field(None, ge=1, description="stop a round's RL once its rollouts hold this many "
-                                     "student response tokens (equal budgets across reward sources); null = steps")
+                                     "student response tokens (equal budgets across reward sources; per round, so "
+                                     "R rounds spend R budgets); null = rl.steps decides")
     rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is "
                         "retrained on the new responses too, and RL continues")
     rollout_batch: int = Field(64, ge=1, description="prompts per rollout")

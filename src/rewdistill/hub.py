@@ -25,7 +25,13 @@ def push_to_hub(run_dir: Path, repo_id: str, private: bool = True, api=None) -> 
     folder = final_student(run_dir)
     if not (folder / "README.md").exists():
         raise RuntimeError(f"{folder} has no model card: finish the run (evaluate writes it) before pushing")
-    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
-                      commit_message=f"rewdistill: final student of {run_dir.name}")
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                          commit_message=f"rewdistill: final student of {run_dir.name}")
+    except Exception as e:  # HTTP errors, no network, no token: one line (the token is never in the message)
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        raise RuntimeError(f"--push_to_hub {repo_id}: {type(e).__name__}: {lines[0] if lines else ''} (the run "
+                           "itself is finished and kept; check HF_TOKEN and the repo name, then rerun with "
+                           "--push_to_hub)") from None
     return str(url)

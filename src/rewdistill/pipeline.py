@@ -173,6 +173,18 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
         f.close()  # releases the lock
 
 
+def broadcast(value):
+    """The main process's value on every process (a no-op on one process)."""
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
 def verify_run(run_dir: Path) -> list[tuple[str, int, list[str]]]:
     """Per finished stage in the manifest: (stage key, files recorded, what differs from the record)."""
     manifest = read_json(run_dir / "manifest.json")
@@ -253,7 +265,8 @@ def _stage_loop(cfg: Config, run_dir: Path, until: str | None, manifest: dict, h
     for i, stage in enumerate(stages):
         key = stage.key
         done = manifest["stages"].get(key, {})
-        damaged = problems(run_dir, done.get("files") or {}) if not stale and done.get("done") else []
+        damaged = problems(run_dir, done.get("files") or {}) if main and not stale and done.get("done") else []
+        damaged = broadcast(damaged)  # one decision for every process (the main one reads the files)
         if damaged:  # a finished stage's output changed since it was written: redo that stage, not what follows
             logger.warning(f"[{i + 1}/{n}] {key}: {'; '.join(damaged)}; rerunning {key}")
         if not stale and done.get("hash") == hashes[key] and done.get("done") and not damaged:
@@ -286,7 +299,7 @@ def _stage_loop(cfg: Config, run_dir: Path, until: str | None, manifest: dict, h
             files = fingerprint(run_dir, stage.paths()) if main else {}
             manifest["stages"][key] = {"hash": hashes[key], "done": True, "seconds": round(seconds, 1),
                                        "summary": summary, "files": files}
-            if repairing is not None and files == repairing:  # rebuilt exactly: later stages stand as they are
+            if broadcast(repairing is not None and files == repairing):  # rebuilt exactly: later stages stand
                 stale = False
                 manifest["stages"].update({k: v for k, v in old_stages.items() if k in keys[i + 1:]})
                 logger.info(f"[{i + 1}/{n}] {key}: rebuilt identical to what was recorded; later stages kept")
@@ -304,4 +317,8 @@ def _stage_loop(cfg: Config, run_dir: Path, until: str | None, manifest: dict, h
         write_json(results_path, results)
         manifest["stages"]["evaluate"]["files"] = fingerprint(run_dir, STAGES[-1].outputs)  # results.json changed
         write_json(manifest_path, manifest)
+        from rewdistill.cards import model_dirs, write_model_cards
+
+        if any(not (d / "README.md").exists() for d, *_ in model_dirs(run_dir)):  # a repaired stage lost its card
+            write_model_cards(run_dir, cfg, results)
     return manifest

@@ -48,8 +48,12 @@ class Trackers:
     def log(self, stage: str, row: dict) -> None:
         values = {f"{stage}/{k}": v for k, v in row.items()
                   if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
-        if values:
-            for t in self.trackers:
+        if not values:
+            return
+        for t in self.trackers:
+            if t.name == "wandb":  # wandb drops a step lower than its last: each stage's steps start at 1 again
+                t.log({**values, f"{stage}/step": row.get("step")})
+            else:
                 t.log(values, step=row.get("step"))
 
     def finish(self) -> None:

@@ -44,7 +44,7 @@ def _converted(path: str, size: int, mtime: int) -> str:
     try:
         tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
         quantised = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
+    except Exception as e:  # a corrupt or foreign file fails in many ways inside the reader (struct, index, ...)
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
         raise GGUFError(f"{src}: transformers cannot read this GGUF file ({lines[0] if lines else type(e).__name__}); "
                         "check that it is complete and of an architecture transformers can dequantise "
@@ -54,11 +54,14 @@ def _converted(path: str, size: int, mtime: int) -> str:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantised.state_dict())
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # per process: two converting at once never share it
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
     return str(out)
 
 

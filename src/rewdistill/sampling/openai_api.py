@@ -120,9 +120,9 @@ class OpenAISampler:
         rows = []
         for reply, p, r in zip(replies, prompts, responses):
             lps = reply["choices"][0]["logprobs"]["token_logprobs"]  # prompt + response (+ the generated token)
-            if len(lps) < len(p) + len(r):
-                raise BackendError(f"{self.url}: echo returned {len(lps)} log-probs for {len(p) + len(r)} tokens; the "
-                                   "server must support echo with logprobs on token-id prompts")
+            if len(lps) != len(p) + len(r) + 1:  # prompt + response echoed, + the one generated token
+                raise BackendError(f"{self.url}: echo returned {len(lps)} log-probs for {len(p) + len(r)} tokens + 1 "
+                                   "generated; the server must echo token-id prompts as sent, with logprobs")
             rows.append([float(x) for x in lps[len(p) : len(p) + len(r)]])
         return rows
 

@@ -91,6 +91,10 @@ def preflight(ctx: Ctx) -> None:
     if cfg.reward == "teacher-judge" and m.teacher_backend != "hf":
         raise RuntimeError("rl.reward teacher-judge scores with the teacher's token log-probs, which needs "
                            "models.teacher_backend hf; use rl.reward rm")
+    if cfg.reward in ("teacher-kl", "rm+teacher-kl") and m.teacher_backend == "openai" and \
+            ctx.cfg.openai.endpoint != "completions":
+        raise RuntimeError(f"rl.reward {cfg.reward} asks the teacher server for token log-probs, which needs the "
+                           "completions endpoint (echo + logprobs): set openai.endpoint completions")
     if cfg.reward in ("teacher-kl", "rm+teacher-kl") and m.teacher_backend != "openai" and not \
             ctx.prompt_format(m.student).same_tokens(ctx.prompt_format(m.teacher)):
         raise RuntimeError(f"rl.reward {cfg.reward} compares teacher and student token by token, but they use "
@@ -212,7 +216,9 @@ def run(ctx: Ctx) -> str:
     last = first - 1 + len(agree)  # the last step trained (fewer than rl.steps after an early stop)
     kept = None
     if sel.steps:  # main process only (the others hold no selection)
-        kept = sel.summary(cfg.select, last, stopped=last < first - 1 + cfg.steps)
+        spent = [r["rollout_tokens"] for r in read_jsonl(ctx.round_path("rl_metrics.jsonl")) if "rollout_tokens" in r]
+        by_budget = cfg.token_budget is not None and bool(spent) and spent[-1] >= cfg.token_budget  # not an early stop
+        kept = sel.summary(cfg.select, last, stopped=last < first - 1 + cfg.steps and not by_budget)
         if cfg.select == "best" and kept["kept_step"] != last:
             if best_state is not None:
                 acc.unwrap_model(policy).load_state_dict(best_state)

@@ -90,6 +90,8 @@ def train_rl(
         start, kl_coef, tokens_used = state["step"] + 1, state["kl_coef"], state.get("tokens_used", 0)
         cycle.rng.setstate(state["cycle_rng"])
         cycle.queue = list(state["cycle_queue"])
+    if cfg.token_budget is not None and tokens_used >= cfg.token_budget:
+        start = last + 1  # resumed after the budget was spent: nothing left to train
     guard = Guard("rl", max_skips, "Lower rl.lr, check the reward (rl.reward_scale) or rl.kl_coef.")
     bar = tqdm(total=cfg.steps, initial=start - first_step, desc=f"rl ({cfg.algo})", unit="step",
                disable=not accelerator.is_main_process)
@@ -102,7 +104,7 @@ def train_rl(
         if isinstance(raw, Scores):
             dense = raw.dense.to(device).float() * ro.resp_mask  # (B, T)
             stats["dense_reward"] = [dense.sum(1).mean().item()]  # per response, before any weighting by the algo
-            stats["teacher_tokens"] = [float(raw.teacher_tokens)]
+            stats["teacher_tokens"] = [float(raw.teacher_tokens) * world]  # averaged over processes below: a total
             raw = raw.terminal
         score = final_scores(raw.to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)
         kl_tok = kl_per_token(ro.logp, ro.ref_logp, cfg.kl_estimator) * ro.resp_mask  # (B, T)
@@ -113,7 +115,7 @@ def train_rl(
         ok = all_agree(accelerator, all_finite(*checks))
         upd, adv = ro, a.advantages  # what the policy update sees
         if cfg.filter_groups and not algo.NEEDS_CRITIC:  # only prompts whose responses' rewards differ
-            keep = mixed_groups(score, G)  # (B,)
+            keep = mixed_groups(score if dense is None else score + dense.sum(1), G)  # (B,)
             upd, adv = ro.subset(keep), adv[keep]
             stats["mixed_frac"] = [keep.float().mean().item()]
         if ok and len(upd.idx):  # a non-finite reward or advantage skips the whole step
