@@ -89,12 +89,18 @@ def test_chat_template_eos_padding_and_fast_sampler_on_the_real_model(converted)
 
 @pytest.mark.parametrize("task,data", [("gsm8k", ("gsm8k",)), ("mmlu-pro", ("mmlu_pro", "test.jsonl"))])
 def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task, data):
+    """Every stage on real rows; the MMLU-Pro run also trains the student and the reward model as LoRA adapters
+    (merged, then reloaded with plain transformers)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
     path = need_data(*data)
     run_dir = tmp_path / "run"
     args = ["run", "--run-dir", str(run_dir), "--task.name", task, "--task.path", str(path),
             "--models.teacher", smollm2, "--models.student", smollm2, *TINY]
-    if task == "mmlu-pro":
-        args += ["--task.n_heldout", "12"]
+    lora = task == "mmlu-pro"
+    if lora:
+        args += ["--task.n_heldout", "12", "--lora.student", "true", "--lora.reward_model", "true",
+                 "--rl.watch_every", "0"]
     assert main(args) == 0
     res = json.loads((run_dir / "results.json").read_text())
     assert set(res["accuracy"]) >= {"teacher_greedy", "teacher_maj_at_k", "student_base", "student_sft", "student_rl"}
@@ -106,22 +112,13 @@ def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task
     samples = [json.loads(line) for line in (run_dir / "teacher_samples.jsonl").read_text().splitlines()]
     assert sum(s["answer"] is not None for s in samples) > 0  # a real model's answers are extracted
     assert not any("<|im_end|>" in s["text"] for s in samples)
-
-
-def test_reward_model_and_lora_on_the_real_model(smollm2, converted, tmp_path):
-    """A scalar head on this backbone trains and scores; LoRA on it trains, merges and reloads with transformers."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    path = need_data("gsm8k")
-    run_dir = tmp_path / "lora"
-    assert main(["run", "--run-dir", str(run_dir), "--task.name", "gsm8k", "--task.path", str(path),
-                 "--models.teacher", smollm2, "--models.student", smollm2, *TINY, "--lora.student", "true",
-                 "--lora.reward_model", "true", "--rl.watch_every", "0", "--until", "rl"]) == 0
-    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")
-    assert rm.config.num_labels == 1 and (run_dir / "reward_model_lora" / "adapter_config.json").exists()
+    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")  # a scalar head, scoring
+    assert rm.config.num_labels == 1
     rows = [json.loads(line) for line in (run_dir / "reward_model_metrics.jsonl").read_text().splitlines()]
     assert rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
-    base = AutoModelForCausalLM.from_pretrained(converted).state_dict()
-    sft = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft").state_dict()
-    assert any(not torch.equal(base[k], sft[k]) for k in base if k in sft)  # the merged LoRA moved the weights
-    assert (run_dir / "student_rl_lora" / "adapter_config.json").exists()
+    if lora:
+        assert (run_dir / "reward_model_lora" / "adapter_config.json").exists()
+        assert (run_dir / "student_rl_lora" / "adapter_config.json").exists()
+        base = AutoModelForCausalLM.from_pretrained(converted).state_dict()
+        sft = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft").state_dict()
+        assert any(not torch.equal(base[k], sft[k]) for k in base if k in sft)  # the merged LoRA moved weights

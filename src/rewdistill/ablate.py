@@ -114,7 +114,10 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
                 per_seed[v].append(res["accuracy"]["student_sft" if v == "sft_only" else "student_rl"])
                 per_question[v].append(greedy_correct(rm_dir, "student_sft" if v == "sft_only" else "student_rl"))
                 continue
-            cfg = load_config(config, {**base, **VARIANTS[v], "evaluate.teacher": "false"})
+            extra = {"evaluate.teacher": "false"}
+            if not any(k.startswith("reward_model.") for k in VARIANTS[v]):  # same reward model as rm's run: its
+                extra["evaluate.best_of_k"] = "0"  # ranking diagnostic would repeat rm's, not worth the sampling
+            cfg = load_config(config, {**base, **VARIANTS[v], **extra})
             vdir = out / f"seed{seed}" / v
             if not (vdir / "manifest.json").exists():
                 copied = seed_from(rm_dir, vdir, cfg)
