@@ -187,7 +187,7 @@ def format_ablation(s: dict) -> str:
             lines.append(f"| `{v}` | {cells} |")
     cost = s.get("rl_cost")
     if cost:
-        lines += ["", "RL cost per run (mean over seeds, last round's metrics file):", "",
+        lines += ["", "RL cost per run (mean over seeds; all rounds):", "",
                   "| Variant | RL wall time (s) | Student rollout tokens | Teacher-scored tokens |",
                   "|---|---:|---:|---:|"]
         for v, c in cost.items():
@@ -207,8 +207,8 @@ def plot_ablation(s: dict, path: Path) -> None:
     colors = ["#8c8c8c" if v == "sft_only" else "#c44e52" if v == "gold" else "#4c72b0" for v in names]
     fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.6))
     ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colors)
-    for x, m in enumerate(means):
-        ax.text(x, m + 1, f"{m:.1f}", ha="center", fontsize=8)
+    for x, (m, sd) in enumerate(zip(means, stds)):
+        ax.text(x, m + sd + 1.5, f"{m:.1f}", ha="center", fontsize=8)  # above the error bar
     ax.axhline(100 * s["teacher_greedy"]["mean"], ls="--", color="k", lw=1, label="teacher greedy")
     ax.axhline(100 * s["teacher_maj_at_k"]["mean"], ls=":", color="k", lw=1, label="teacher maj@K")
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
