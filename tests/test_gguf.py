@@ -22,7 +22,11 @@ def test_a_missing_or_corrupt_gguf_file_is_one_clear_line(tmp_path, capsys, monk
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
     code, err = run_with_teacher(tmp_path, bad, capsys)
-    assert code == 1 and len(err) == 1 and "broken.gguf: transformers cannot read this GGUF file" in err[0], err
+    import importlib.util
+
+    want = "transformers cannot read this GGUF file" if importlib.util.find_spec("gguf") else \
+        "needs the gguf package"  # the main suite runs without the optional package
+    assert code == 1 and len(err) == 1 and "broken.gguf" in err[0] and want in err[0], err
     assert not list((tmp_path / "cache").rglob("config.json"))  # nothing half-converted is cached
 
 
