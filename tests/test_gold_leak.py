@@ -14,6 +14,8 @@ from rewdistill.tasks.tiny_arith import TinyArith
 from rewdistill.tasks.tiny_choice import TinyChoice
 from tests.conftest import MICRO
 
+pytestmark = pytest.mark.slow  # 32 micro RL runs with a competent student: minutes; .ci/run runs it after the suite
+
 SOURCES = ["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl"]
 COMPETENT = [*MICRO, "--models.student", "zoo:teacher", "--rl.rounds", "2", "--rl.group_size", "2",
              "--rl.watch_every", "0", "--task.n_selection", "4"]
