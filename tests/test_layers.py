@@ -20,8 +20,8 @@ LAYERS = [
     ("sampling", ["sampling"]),
     ("train", ["train", "labels"]),
     ("diagnostics", ["diagnostics"]),  # reads gold: nothing that trains may import it
-    ("stages", ["stages", "pipeline", "report", "compare", "cards", "tracking"]),
-    ("faces", ["cli", "ablate", "grade", "hub", "__init__"]),
+    ("stages", ["stages", "pipeline", "rundir", "report", "compare", "cards", "tracking"]),
+    ("faces", ["cli", "cli_runs", "ablate", "grade", "hub", "__init__"]),
 ]
 FACES = {"faces"}
 ALGO_MAY_IMPORT = {"torch", "__future__", "collections", "math", "typing", "dataclasses"}
