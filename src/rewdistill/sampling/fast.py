@@ -125,11 +125,10 @@ def forward_step(m, layers: list[Layer], h: torch.Tensor, cache: KVCache, start:
         cache.k[i][:, :, start:end] = rope(k, cos, sin_signed).transpose(1, 2)
         cache.v[i][:, :, start:end] = v.transpose(1, 2)
         keys, values = cache.k[i][:, :, :end], cache.v[i][:, :, :end]  # (B, H_kv, end, D) views
-        groups = lay.n_q // lay.n_kv
-        if groups > 1:
-            keys = keys[:, :, None].expand(-1, -1, groups, -1, -1).reshape(B, lay.n_q, end, -1)
-            values = values[:, :, None].expand(-1, -1, groups, -1, -1).reshape(B, lay.n_q, end, -1)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=lay.scaling)  # (B, H, T, D)
+        # GQA: SDPA reads each key/value head for its group of query heads; repeating them instead copied the
+        # whole cache every step (SmolLM2-135M, 3 groups: 10% slower on 2 CPU cores)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=lay.scaling,
+                                             enable_gqa=lay.n_q != lay.n_kv)  # (B, H, T, D)
         h = h + lay.attn.o_proj(out.transpose(1, 2).reshape(B, T, -1))
         h = h + lay.mlp(lay.norm2(h))
     return m.model.norm(h[:, -1])  # (B, d): only the last position is needed
