@@ -143,6 +143,36 @@ def test_sft_and_reward_model_with_bf16_autocast_and_accumulation(tmp_path, tiny
     assert not (tmp_path / "results.json").exists()  # --until stopped before rl / evaluate
 
 
+def test_the_saved_reward_model_scores_with_plain_transformers_as_in_the_pipeline(tmp_path, other_tokenizer):
+    """A student whose tokenizer pads with EOS (as Llama 3's and SmolLM2's do): transformers' sequence
+    classification scores the rightmost token that is not the pad, so the saved reward model must not pad with
+    the EOS that ends every sequence it scored."""
+    import copy
+
+    from rewdistill.models.forward import score_sequences
+    from rewdistill.models.load import load_prompt_format
+    from tests.conftest import save_tiny
+
+    tok = copy.deepcopy(other_tokenizer)
+    tok.pad_token = tok.eos_token
+    student = save_tiny("llama", tok, tmp_path / "student")
+    run_dir = tmp_path / "run"
+    assert main(["run", "--run-dir", str(run_dir), "--models.student", student, *MICRO, "--until", "reward-model"]) == 0
+    rm_dir = run_dir / "reward_model"
+    rm, saved = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval(), AutoTokenizer.from_pretrained(rm_dir)
+    assert saved.pad_token_id != saved.eos_token_id and rm.config.pad_token_id == saved.pad_token_id
+    assert saved.get_vocab() == tok.get_vocab() and saved.eos_token_id == tok.eos_token_id  # only the pad differs
+    fmt = load_prompt_format(str(rm_dir))
+    prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run_dir / "questions.jsonl")}
+    seqs = fmt.sequences(prompts, read_jsonl(run_dir / "student_samples.jsonl")[:6])  # each ends with EOS
+    assert len({len(s) for s in seqs}) > 1  # padding matters
+    ours = torch.tensor(score_sequences(rm, seqs, fmt.pad_id))  # the pipeline's scores: at the EOS
+    saved.padding_side = "right"  # reward models are scored right-padded (positions then need no ids)
+    with torch.no_grad():
+        plain = rm(**saved.pad({"input_ids": seqs}, return_tensors="pt")).logits[:, 0]
+    assert torch.allclose(plain, ours, atol=1e-5), (plain, ours)
+
+
 def test_report_compares_two_runs_side_by_side(micro_run, tmp_path, capsys):
     import shutil
 

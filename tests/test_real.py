@@ -93,6 +93,9 @@ def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task
     (merged, then reloaded with plain transformers)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from rewdistill.models.forward import score_sequences
+    from rewdistill.models.load import load_prompt_format
+
     path = need_data(*data)
     run_dir = tmp_path / "run"
     args = ["run", "--run-dir", str(run_dir), "--task.name", task, "--task.path", str(path),
@@ -112,8 +115,18 @@ def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task
     samples = [json.loads(line) for line in (run_dir / "teacher_samples.jsonl").read_text().splitlines()]
     assert sum(s["answer"] is not None for s in samples) > 0  # a real model's answers are extracted
     assert not any("<|im_end|>" in s["text"] for s in samples)
-    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")  # a scalar head, scoring
+    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model").eval()  # a scalar head
     assert rm.config.num_labels == 1
+    # SmolLM2 pads with its EOS; the saved reward model pads with another special token, so that plain
+    # transformers scores at the EOS, as the pipeline trained it (bug found here: it scored one token early)
+    fmt = load_prompt_format(str(run_dir / "reward_model"))
+    assert fmt.pad_id != fmt.eos_id and rm.config.pad_token_id == fmt.pad_id
+    prompts = {q["qid"]: q["prompt"] for q in map(json.loads, (run_dir / "questions.jsonl").read_text().splitlines())}
+    seqs = fmt.sequences(prompts, samples[:4])
+    fmt.tokenizer.padding_side = "right"
+    with torch.no_grad():
+        plain = rm(**fmt.tokenizer.pad({"input_ids": seqs}, return_tensors="pt")).logits[:, 0]
+    assert torch.allclose(plain, torch.tensor(score_sequences(rm, seqs, fmt.pad_id)), atol=1e-4)
     rows = [json.loads(line) for line in (run_dir / "reward_model_metrics.jsonl").read_text().splitlines()]
     assert rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     if lora:

@@ -2,6 +2,8 @@
 responses. Round r > 1 (rl.rounds) trains on the teacher's and every round's student responses into `round<r>/`."""
 from __future__ import annotations
 
+import logging
+
 from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_reward_model
 from rewdistill.stages.common import Ctx
@@ -9,10 +11,29 @@ from rewdistill.train.common import save_pretrained
 from rewdistill.train.lora import add_lora
 from rewdistill.train.reward_model import train_reward_model
 
+log = logging.getLogger(__name__)
+
 
 def init_path(ctx: Ctx) -> str:
     init = ctx.cfg.reward_model.init
     return {"sft": str(ctx.path("student_sft")), "teacher": ctx.cfg.models.teacher}.get(init, init)
+
+
+def head_tokenizer(fmt):
+    """The tokenizer saved with the reward model: the init's, with a pad that is not EOS when one exists
+    (`PromptFormat.head_pad_id`), so that `AutoModelForSequenceClassification` on the saved directory gives
+    the scores the pipeline trained and used. Training itself never reads a pad id (attention masks)."""
+    import copy
+
+    pad = fmt.head_pad_id()
+    if pad is None or pad == fmt.pad_id:
+        if pad is None:
+            log.warning("reward model: the tokenizer has no special token to pad with but EOS; plain transformers "
+                        "will score its sequences one token before their EOS (the pipeline scores the EOS)")
+        return fmt.tokenizer
+    tokenizer = copy.deepcopy(fmt.tokenizer)
+    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad)
+    return tokenizer
 
 
 def run(ctx: Ctx) -> str:
@@ -26,7 +47,8 @@ def run(ctx: Ctx) -> str:
     init = init_path(ctx)
     fmt = ctx.prompt_format(init)
     model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
-    model.config.pad_token_id = fmt.pad_id
+    tokenizer = head_tokenizer(fmt)
+    model.config.pad_token_id = tokenizer.pad_token_id  # what plain transformers' pooling skips (never EOS)
     if ctx.cfg.lora.reward_model:
         model = add_lora(model, ctx.cfg.lora, "SEQ_CLS")
     items = [{"qid": row["qid"], "label": row["label"], "ids": seq}
@@ -37,7 +59,7 @@ def run(ctx: Ctx) -> str:
         accelerator=acc, seed=ctx.cfg.seed, log=ctx.metrics("reward_model", acc.is_main_process),
         ckpt=ctx.checkpoint("reward_model", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips,
     )
-    save_pretrained(acc, model, fmt.tokenizer, ctx.round_path("reward_model"))
+    save_pretrained(acc, model, tokenizer, ctx.round_path("reward_model"))
     pos = sum(row["label"] for row in rows)
     return (f"reward model ({cfg.loss}, from {cfg.init}) on {n_teacher} teacher + {len(rows) - n_teacher} student "
             f"responses ({pos / len(rows):.0%} label 1) -> {ctx.round_path('reward_model').relative_to(ctx.run_dir)}/")
