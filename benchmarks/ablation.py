@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import git_commit, teacher_of  # benchmarks/provenance.py
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +38,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
         "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "teacher": teacher_of(next(iter(sorted(out_dir.glob("seed*/rm"))), out_dir)),
         "wall_seconds": round(wall, 1),
         "ablation": summary,
     }

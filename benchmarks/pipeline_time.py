@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import git_commit, teacher_of  # benchmarks/provenance.py
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,6 +38,8 @@ def main() -> None:
         "command": " ".join(["rewdistill", *cmd[3:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
+        "teacher": teacher_of(run_dir),
         "wall_seconds": round(wall, 1),
         "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
         "accuracy": results["accuracy"],

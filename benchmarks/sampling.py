@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import git_commit  # benchmarks/provenance.py (scripts run from benchmarks/)
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from rewdistill.models.load import load_causal_lm, load_prompt_format
@@ -58,19 +59,6 @@ def random_100m(tok):
                       num_key_value_heads=12, intermediate_size=2560, max_position_embeddings=1024,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
     return LlamaForCausalLM(cfg).eval()
-
-
-def git_commit() -> str | None:
-    """The commit measured (suffixed `-dirty` when the tree has uncommitted changes), or None outside git."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def timed(fn):
