@@ -6,10 +6,14 @@ import subprocess
 
 def git_commit() -> str | None:
     """The commit measured (suffixed `-dirty` when tracked files have uncommitted changes), or None outside git."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent  # the repository measured, wherever the script is run from
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=repo)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True).stdout.strip()
+                               text=True, check=True, cwd=repo).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty else "")

@@ -151,3 +151,20 @@ def test_masked_cache_positions_cannot_poison_attention(monkeypatch):
     got, _, _ = fast.decode_batch(model, [tok.prompt_ids(p) for p in prompts], 0.0, 24, tok.pad_id,
                                   [tok.eos_id], prefill_rows=2)
     assert got == want
+
+
+def test_grouped_query_attention_repeating_heads_equals_sdpa_gqa():
+    """The CUDA path (heads repeated, as transformers' repeat_kv) and the CPU path (SDPA's enable_gqa) agree, on
+    a left-padded additive mask: each query head reads key/value head h // groups."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 6, 3, 8, generator=g)  # (B, H, T, D): 3 query heads per key/value head
+    k, v = (torch.randn(2, 2, 5, 8, generator=g) for _ in range(2))  # (B, H_kv, S, D)
+    allowed = torch.ones(2, 1, 3, 5, dtype=torch.bool)
+    allowed[1, :, :, :2] = False  # row 1: two pad positions
+    mask = fast.additive(allowed)
+    cpu, cuda = (fast.attention(q, k, v, mask, 0.35, repeat_heads=r) for r in (False, True))
+    assert torch.allclose(cpu, cuda, atol=1e-6)
+    ref = torch.stack([F.scaled_dot_product_attention(q[:, h : h + 1], k[:, h // 3 : h // 3 + 1],
+                                                      v[:, h // 3 : h // 3 + 1], attn_mask=mask, scale=0.35)[:, 0]
+                       for h in range(6)], 1)  # (2, 6, 3, 8) head by head
+    assert torch.allclose(cpu, ref, atol=1e-6)

@@ -163,14 +163,45 @@ def test_the_saved_reward_model_scores_with_plain_transformers_as_in_the_pipelin
     assert saved.pad_token_id != saved.eos_token_id and rm.config.pad_token_id == saved.pad_token_id
     assert saved.get_vocab() == tok.get_vocab() and saved.eos_token_id == tok.eos_token_id  # only the pad differs
     fmt = load_prompt_format(str(rm_dir))
+    assert load_prompt_format(student).same_tokens(fmt)  # so RL still scores the policy's own tokens with it
     prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run_dir / "questions.jsonl")}
     seqs = fmt.sequences(prompts, read_jsonl(run_dir / "student_samples.jsonl")[:6])  # each ends with EOS
     assert len({len(s) for s in seqs}) > 1  # padding matters
     ours = torch.tensor(score_sequences(rm, seqs, fmt.pad_id))  # the pipeline's scores: at the EOS
-    saved.padding_side = "right"  # reward models are scored right-padded (positions then need no ids)
+    assert saved.padding_side == "right"  # saved so: transformers' pooling and default positions need it
     with torch.no_grad():
         plain = rm(**saved.pad({"input_ids": seqs}, return_tensors="pt")).logits[:, 0]
     assert torch.allclose(plain, ours, atol=1e-5), (plain, ours)
+
+
+class StubTokenizer:
+    """What `PromptFormat.head_pad_id` reads of a tokenizer; every text encodes to `wrap` + one token."""
+
+    def __init__(self, specials: dict[int, str], pad: int, eos: int, unk=None, bos=None, wrap=()):
+        from tokenizers import AddedToken
+
+        self.added_tokens_decoder = {i: AddedToken(name, special=True) for i, name in specials.items()}
+        self.pad_token_id, self.eos_token_id, self.unk_token_id, self.bos_token_id = pad, eos, unk, bos
+        self.wrap = list(wrap)
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [*self.wrap, 100]}
+
+
+def test_head_pad_id_prefers_a_pad_then_reserved_then_unknown_and_never_eos_bos_or_template_tokens():
+    from rewdistill.models.prompt import PromptFormat
+
+    def pick(specials, n_embeddings=None, **kw):
+        return PromptFormat(StubTokenizer(specials, **kw), False).head_pad_id(n_embeddings)
+
+    names = {0: "<|endoftext|>", 1: "<|unk|>", 2: "<|reserved_3|>", 3: "<pad>", 4: "<|im_start|>", 5: "<s>"}
+    same = dict(pad=0, eos=0, unk=1, bos=5, wrap=[4])  # pad = EOS; <|im_start|> wraps every prompt
+    assert pick(names, pad=3, eos=0) == 3  # a pad that is not EOS is kept
+    assert pick(names, **same) == 3  # named like a pad
+    assert pick(names, n_embeddings=3, **same) == 2  # ids past the embedding rows are out: reserved next
+    assert pick({k: v for k, v in names.items() if k not in (2, 3)}, **same) == 1  # then the unknown token
+    assert pick({0: "<|endoftext|>", 4: "<|im_start|>", 5: "<s>", 7: "<tool>"}, **same) == 7  # then any other
+    assert pick({0: "<|endoftext|>", 4: "<|im_start|>", 5: "<s>"}, **same) is None  # never EOS, BOS, template
 
 
 def test_report_compares_two_runs_side_by_side(micro_run, tmp_path, capsys):

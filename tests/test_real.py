@@ -123,7 +123,7 @@ def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task
     assert fmt.pad_id != fmt.eos_id and rm.config.pad_token_id == fmt.pad_id
     prompts = {q["qid"]: q["prompt"] for q in map(json.loads, (run_dir / "questions.jsonl").read_text().splitlines())}
     seqs = fmt.sequences(prompts, samples[:4])
-    fmt.tokenizer.padding_side = "right"
+    assert len({len(s) for s in seqs}) > 1 and fmt.tokenizer.padding_side == "right"  # padding is exercised
     with torch.no_grad():
         plain = rm(**fmt.tokenizer.pad({"input_ids": seqs}, return_tensors="pt")).logits[:, 0]
     assert torch.allclose(plain, torch.tensor(score_sequences(rm, seqs, fmt.pad_id)), atol=1e-4)

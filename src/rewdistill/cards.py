@@ -59,6 +59,10 @@ def card_text(cfg, results: dict, kind: str, rnd: int, lora: bool) -> str:
         "from transformers import " + ("AutoModelForSequenceClassification as Auto" if kind == "reward_model"
                                         else "AutoModelForCausalLM as Auto") + ", AutoTokenizer",
         'model, tok = Auto.from_pretrained("PATH"), AutoTokenizer.from_pretrained("PATH")', "```", "",
+        *(["The score of a sequence is read at its last token: give it the prompt as the model reads it (its chat",
+           "template) + the response + the EOS token, batches padded on the right (the saved tokenizer does);",
+           "use this merged directory rather than a LoRA adapter on its base (whose config pads differently).", ""]
+          if kind == "reward_model" and not lora else []),
         "The run's full config is `config.yaml` in its run directory.", ""]
     return "\n".join(lines)
 

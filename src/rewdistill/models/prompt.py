@@ -64,12 +64,14 @@ class PromptFormat:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def same_tokens(self, other: PromptFormat) -> bool:
-        """Whether both encode text to the same ids (same vocabulary and EOS). Pad ids may differ: every batch
-        here carries its attention mask, so a pad id is never read (a reward model saves its own, `head_pad_id`)."""
+        """Whether both encode text to the same ids (same vocabulary, EOS and prompt wrapping). Pad ids may differ:
+        every batch here carries its attention mask, so a pad id is never read (a reward model saves its own,
+        `head_pad_id`)."""
         a, b = self.tokenizer, other.tokenizer
-        return a.get_vocab() == b.get_vocab() and a.eos_token_id == b.eos_token_id
+        return (a.get_vocab() == b.get_vocab() and a.eos_token_id == b.eos_token_id and self.chat == other.chat
+                and self.prompt_ids("x") == other.prompt_ids("x"))
 
-    def head_pad_id(self) -> int | None:
+    def head_pad_id(self, n_embeddings: int | None = None) -> int | None:
         """A pad id for a sequence-classification head that plain transformers pools correctly.
 
         transformers scores a sequence at its rightmost token that is not `config.pad_token_id`; every sequence a
@@ -77,13 +79,15 @@ class PromptFormat:
         tokenizer given EOS as pad) the EOS itself would be skipped and a user of the saved model would read the
         score one token early. Then an unused special token stands in: one named like a pad, else a reserved /
         unused one, else the unknown token, else any other special token that is not BOS, EOS or in the chat
-        template's prompt wrapping. None when the tokenizer has none (the card says so)."""
+        template's prompt wrapping (and below `n_embeddings`, the model's embedding rows). None when there is
+        none (the reward-model stage then warns)."""
         tok, eos = self.tokenizer, self.eos_id
         if self.pad_id != eos:
             return self.pad_id
         wrapping = set(self.prompt_ids("x"))  # BOS, role markers, template tokens
         taken = {eos, tok.bos_token_id} | wrapping
-        specials = [(i, str(t)) for i, t in tok.added_tokens_decoder.items() if t.special and i not in taken]
+        specials = [(i, str(t)) for i, t in tok.added_tokens_decoder.items()
+                    if t.special and i not in taken and (n_embeddings is None or i < n_embeddings)]
 
         def rank(item: tuple[int, str]) -> tuple[int, int]:
             i, name = item

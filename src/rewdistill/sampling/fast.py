@@ -107,6 +107,20 @@ class KVCache:
                 buffers[i] = fresh
 
 
+def attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float,
+              repeat_heads: bool) -> torch.Tensor:
+    """SDPA with grouped-query heads: q (B, H, T, D), keys / values (B, H_kv, S, D), mask (B, 1, T, S) -> (B, H, T, D).
+
+    On CPU SDPA reads each key/value head for its group of query heads (`enable_gqa`): repeating them copied the
+    whole cache every step. On CUDA a masked `enable_gqa` call runs only in SDPA's math kernel (transformers
+    avoids it for that reason), so there the heads are repeated, as `repeat_kv` does."""
+    groups = q.shape[1] // keys.shape[1]
+    if groups > 1 and repeat_heads:
+        keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scale,
+                                          enable_gqa=groups > 1 and not repeat_heads)
+
+
 def forward_step(m, layers: list[Layer], h: torch.Tensor, cache: KVCache, start: int, cos: torch.Tensor,
                  sin_signed: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Run the decoder layers on new positions [start, start+T) and return the last position's final-normed
@@ -125,10 +139,7 @@ def forward_step(m, layers: list[Layer], h: torch.Tensor, cache: KVCache, start:
         cache.k[i][:, :, start:end] = rope(k, cos, sin_signed).transpose(1, 2)
         cache.v[i][:, :, start:end] = v.transpose(1, 2)
         keys, values = cache.k[i][:, :, :end], cache.v[i][:, :, :end]  # (B, H_kv, end, D) views
-        # GQA: SDPA reads each key/value head for its group of query heads; repeating them instead copied the
-        # whole cache every step (SmolLM2-135M has 3 query heads per key/value head)
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=lay.scaling,
-                                             enable_gqa=lay.n_q != lay.n_kv)  # (B, H, T, D)
+        out = attention(q, keys, values, mask, lay.scaling, repeat_heads=h.device.type == "cuda")  # (B, H, T, D)
         h = h + lay.attn.o_proj(out.transpose(1, 2).reshape(B, T, -1))
         h = h + lay.mlp(lay.norm2(h))
     return m.model.norm(h[:, -1])  # (B, d): only the last position is needed

@@ -19,20 +19,20 @@ def init_path(ctx: Ctx) -> str:
     return {"sft": str(ctx.path("student_sft")), "teacher": ctx.cfg.models.teacher}.get(init, init)
 
 
-def head_tokenizer(fmt):
-    """The tokenizer saved with the reward model: the init's, with a pad that is not EOS when one exists
-    (`PromptFormat.head_pad_id`), so that `AutoModelForSequenceClassification` on the saved directory gives
-    the scores the pipeline trained and used. Training itself never reads a pad id (attention masks)."""
+def head_tokenizer(fmt, n_embeddings: int):
+    """The tokenizer saved with the reward model: the init's, padding on the right, with a pad that is not EOS
+    when one exists (`PromptFormat.head_pad_id`), so that `AutoModelForSequenceClassification` on the saved
+    directory gives the scores the pipeline trained and used. Training never reads a pad id (attention masks)."""
     import copy
 
-    pad = fmt.head_pad_id()
-    if pad is None or pad == fmt.pad_id:
-        if pad is None:
-            log.warning("reward model: the tokenizer has no special token to pad with but EOS; plain transformers "
-                        "will score its sequences one token before their EOS (the pipeline scores the EOS)")
-        return fmt.tokenizer
     tokenizer = copy.deepcopy(fmt.tokenizer)
-    tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad)
+    tokenizer.padding_side = "right"  # transformers' pooling takes the rightmost non-pad token; positions from 0
+    pad = fmt.head_pad_id(n_embeddings)
+    if pad is None:
+        log.warning("reward model: the tokenizer has no special token to pad with but EOS; plain transformers "
+                    "will score its sequences one token before their EOS (the pipeline scores the EOS)")
+    elif pad != fmt.pad_id:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(pad)
     return tokenizer
 
 
@@ -47,8 +47,8 @@ def run(ctx: Ctx) -> str:
     init = init_path(ctx)
     fmt = ctx.prompt_format(init)
     model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
-    tokenizer = head_tokenizer(fmt)
-    model.config.pad_token_id = tokenizer.pad_token_id  # what plain transformers' pooling skips (never EOS)
+    tokenizer = head_tokenizer(fmt, model.get_input_embeddings().num_embeddings)
+    model.config.pad_token_id = tokenizer.pad_token_id  # what plain transformers' pooling skips (EOS if no other)
     if ctx.cfg.lora.reward_model:
         model = add_lora(model, ctx.cfg.lora, "SEQ_CLS")
     items = [{"qid": row["qid"], "label": row["label"], "ids": seq}
