@@ -1,0 +1,455 @@
+"""Every results table in the docs, written from the JSON under benchmarks/results/.
+
+    python benchmarks/tables.py           # rewrite every generated region in place
+    python benchmarks/tables.py --check   # exit 1, naming each doc and table that differs from what it would write
+
+A doc marks a generated region with `<!-- table:NAME -->` ... `<!-- /table -->`. TABLES maps NAME to a function
+`(link) -> markdown`, where `link(path)` is the path of a results file relative to that doc. To add a table: one
+TABLES entry (often a `partial` of a function below, e.g. `ablation_report` for a new `rewdistill ablate` JSON) and
+the two markers in a doc. Every caption names the teacher and the commit measured as the JSON records them, and
+says "commit unknown" where the JSON does. Nothing here computes a new statistic beyond means and differences.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+ZOO = ROOT / "src" / "rewdistill" / "models" / "zoo"
+DOCS = ["README.md", "docs/experiments.md", "docs/rl.md", "benchmarks/README.md", "src/rewdistill/models/zoo/README.md"]
+REGION = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+# ---- reading and formatting, shared by every table
+
+def path_of(name: str | Path) -> Path:
+    """A results file by name (benchmarks/results/NAME) or a path relative to the repository."""
+    return RESULTS / name if isinstance(name, str) else ROOT / name
+
+
+def load(name: str | Path):
+    """A results file: its JSON object, or the list of rows of a .jsonl."""
+    text = path_of(name).read_text("utf-8")
+    if path_of(name).suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
+
+
+def field(d: dict | list, key: str) -> str | None:
+    """A provenance field (teacher, commit, date) of a JSON, or its rows' distinct values joined."""
+    values = [r.get(key) for r in d] if isinstance(d, list) else [d.get(key)]
+    values = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    return " / ".join(values) or None
+
+
+def commit(d: dict | list) -> str:
+    """`commit abc1234` (the first word of what the JSON records) or `commit unknown`."""
+    c = field(d, "commit")
+    return "commit unknown" if c in (None, "unknown") else "commit " + " / ".join(f"`{x.split()[0]}`" for x in
+                                                                                 c.split(" / "))
+
+
+def source(name: str | Path, link, what: str = "") -> str:
+    """'[`file`](link): what, teacher ..., commit ..., date' for a caption."""
+    d = load(name)
+    parts = [what] if what else []
+    if field(d, "teacher"):
+        parts.append(f"teacher `{field(d, 'teacher')}`")
+    parts.append(commit(d))
+    if field(d, "date"):
+        parts.append(field(d, "date"))
+    return f"[`{path_of(name).name}`]({link(name)}): " + ", ".join(parts)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def pts(x: float) -> str:
+    """A difference in percentage points, signed."""
+    return f"{100 * x:+.1f}"
+
+
+def minutes(s: float) -> str:
+    m, s = divmod(round(s), 60)
+    return f"{m} min {s:02d} s"
+
+
+def table(header: list[str], rows: list[list[str]], right_from: int = 1) -> str:
+    """A markdown table; columns from `right_from` on are right-aligned."""
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    return "\n".join("| " + " | ".join(map(str, r)) + " |" for r in [header, align, *rows])
+
+
+def bullets(lines: list[str]) -> str:
+    return "\n".join(f"- {x}" for x in lines)
+
+
+# ---- `rewdistill ablate` JSON (benchmarks/ablation.py): any number of tasks, one JSON each
+
+LABELS = {  # variant -> row label, in the order the tables list them
+    "sft_only": "SFT only (data distillation)",
+    "rm": "**ours**: RL on the distilled reward model (the paper)",
+    "rm_teacher_only": "reward model on teacher responses only",
+    "teacher_judge": "teacher-judge reward (the teacher's mean log-prob)",
+    "pseudo_label": "RL on the pseudo-label rule",
+    "hybrid": "reward model ± pseudo-label",
+    "teacher_kl": "on-policy distillation (teacher per-token KL)",
+    "rm_teacher_kl": "**hybrid**: distilled reward model + teacher per-token KL",
+    "gold": "*oracle*: RL on gold answers",
+}
+
+
+def label(v: str) -> str:
+    return f"{LABELS.get(v, v)} (`{v}`)"
+
+
+def variants(abl: list[dict]) -> list[str]:
+    names = list(dict.fromkeys(v for a in abl for v in a["variants"]))
+    return sorted(names, key=lambda v: list(LABELS).index(v) if v in LABELS else len(LABELS))
+
+
+def ablation_caption(paths: list[str], link) -> str:
+    lines = []
+    for p in paths:
+        d = load(p)
+        a = d["ablation"]
+        cmd = re.sub(r" --(run-dir|out) \S+", "", d["command"])
+        seeds = ", ".join(map(str, a["seeds"]))
+        lines.append(f"{a['task']}: " + source(p, link, f"seeds {seeds}, {a['split']} split") + f"; `{cmd}`")
+    return bullets(lines)
+
+
+def ablation_means(paths: list[str], link) -> str:
+    """Mean ± std over seeds per task, and each variant's difference to SFT-only in points."""
+    abl = [load(p)["ablation"] for p in paths]
+    rows = [["Teacher, greedy", *(f"{pct(a['teacher_greedy']['mean'])} ± {pct(a['teacher_greedy']['std'])}"
+                                   for a in abl)],
+            ["Teacher, majority vote (maj@K)", *(f"{pct(a['teacher_maj_at_k']['mean'])} ± "
+                                                 f"{pct(a['teacher_maj_at_k']['std'])}" for a in abl)]]
+    for v in variants(abl):
+        cells = []
+        for a in abl:
+            d = a["variants"].get(v)
+            diff = "" if v == "sft_only" or d is None else f" ({pts(d['mean'] - a['variants']['sft_only']['mean'])})"
+            cells.append("–" if d is None else f"{pct(d['mean'])} ± {pct(d['std'])}{diff}")
+        rows.append([label(v), *cells])
+    header = ["Greedy accuracy (%), mean ± std over seeds (points over SFT only)", *(a["task"] for a in abl)]
+    return ablation_caption(paths, link) + "\n\n" + table(header, rows)
+
+
+def ablation_report(paths: list[str], link) -> str:
+    """Per-seed accuracies, paired differences to SFT-only with their 95% intervals, and RL cost."""
+    abl = [load(p)["ablation"] for p in paths]
+    tasks = [a["task"] for a in abl]
+    cell = lambda d: f"{pct(d['mean'])} ± {pct(d['std'])} ({' / '.join(pct(x) for x in d['per_seed'])})"  # noqa: E731
+    rows = [["Teacher, greedy", *(cell(a["teacher_greedy"]) for a in abl)],
+            ["Teacher, majority vote (maj@K)", *(cell(a["teacher_maj_at_k"]) for a in abl)]]
+    rows += [[label(v), *(cell(a["variants"][v]) if v in a["variants"] else "–" for a in abl)] for v in variants(abl)]
+    out = [ablation_caption(paths, link), "Greedy accuracy (%), mean ± std over seeds (per seed):",
+           table(["Variant", *tasks], rows)]
+    if all("paired_vs_sft_only" in a for a in abl):
+        out += paired_differences(abl)
+    if all("rl_cost" in a for a in abl):
+        out += rl_costs(abl)
+    return "\n\n".join(out)
+
+
+def paired_differences(abl: list[dict]) -> list[str]:
+    fmt = lambda p: f"{pts(p['diff'])} [{pts(p['lo'])}, {pts(p['hi'])}]"  # noqa: E731
+    names = variants([{"variants": a["paired_vs_sft_only"]} for a in abl])
+    rows = [[label(v), *(" / ".join(map(fmt, a["paired_vs_sft_only"].get(v, []))) or "–" for a in abl)]
+            for v in names]
+    sizes = sorted({p["n"] for a in abl for per in a["paired_vs_sft_only"].values() for p in per})
+    excluding = [f"{a['task']} `{v}` seed {s}: {fmt(p)}" for a in abl for v, per in a["paired_vs_sft_only"].items()
+                 for s, p in zip(a["seeds"], per) if p["lo"] > 0 or p["hi"] < 0]
+    return [f"Paired difference to SFT-only on the same {', '.join(map(str, sizes))} questions (points), per seed, "
+            "with its 95% bootstrap interval over questions:",
+            table(["Variant", *(a["task"] for a in abl)], rows, right_from=99),
+            ("Intervals that exclude 0: " + "; ".join(excluding) + ".") if excluding
+            else "No paired interval excludes 0."]
+
+
+def rl_costs(abl: list[dict]) -> list[str]:
+    rows = [[a["task"], f"`{v}`", f"{c['rl_seconds']:.0f}", f"{c['rollout_tokens']:,.0f}",
+             f"{c['teacher_tokens']:,.0f}", f"{c['teacher_tokens'] / c['rollout_tokens']:.1f}"]
+            for a in abl for v, c in a["rl_cost"].items()]
+    return ["RL cost per run (mean over seeds, all rounds):",
+            table(["Task", "Variant", "RL wall time (s)", "Student rollout tokens", "Teacher-scored tokens",
+                   "Teacher-scored per rollout token"], rows, right_from=2)]
+
+
+def ablation_history(paths: list[str], link) -> str:
+    """One row per ablation JSON: SFT-only, ours, and the gain per seed."""
+    rows = []
+    for p in paths:
+        d = load(p)
+        a = d["ablation"]
+        sft, rm = a["variants"]["sft_only"], a["variants"]["rm"]
+        gains = " / ".join(pts(r - s) for r, s in zip(rm["per_seed"], sft["per_seed"]))
+        rows.append([f"[`{p}`]({link(p)})", a["task"], f"`{field(d, 'teacher')}`", commit(d), pct(sft["mean"]),
+                     pct(rm["mean"]), f"{pts(rm['mean'] - sft['mean'])} ({gains})"])
+    return table(["JSON", "task", "teacher", "measured at", "SFT only (%)", "ours, `rm` (%)",
+                  "gain, points (per seed)"], rows, right_from=4)
+
+
+# ---- single runs: default runs and pipeline wall time
+
+def default_runs(paths: list[str], link) -> str:
+    rows = []
+    for p in paths:
+        r = load(p)["results"]
+        acc, k = r["accuracy"], r["maj_k"]
+        rows.append([r["task"], pct(acc["teacher_greedy"]), f"{pct(acc['teacher_maj_at_k'])} (maj@{k})",
+                     pct(acc["student_sft"]), pct(acc["student_rl"]), pts(acc["student_rl"] - acc["student_sft"])])
+    caption = bullets([source(p, link, f"seed {load(p)['results']['seed']}, {load(p)['results']['split']} split")
+                       for p in paths])
+    return caption + "\n\n" + table(["task", "teacher greedy (%)", "teacher vote (%)", "SFT student (%)",
+                                     "RL student (%)", "RL − SFT (points)"], rows)
+
+
+def task_of(d: dict) -> str:
+    m = re.search(r"--task (\S+)", d.get("command", "")) or re.search(r"tiny-\w+", d.get("what", ""))
+    return m.group(1) if m and m.groups() else (m.group(0) if m else "tiny-arith")
+
+
+def pipeline_times(paths: list[str], link) -> str:
+    """Wall time per stage of single default runs, one column per JSON."""
+    runs = [load(p) for p in paths]
+    stages = list(dict.fromkeys(s for d in runs for s in d["stage_seconds"]))
+    rows = [["task", *(task_of(d) for d in runs)],
+            ["teacher", *(f"`{d.get('teacher', 'not recorded')}`" for d in runs)],
+            ["measured at", *(commit(d) for d in runs)], ["date", *(d["date"] for d in runs)]]
+    rows += [[f"{s} (s)", *(f"{d['stage_seconds'][s]:.0f}" if s in d["stage_seconds"] else "–" for d in runs)]
+             for s in stages]
+    rows += [["**total wall**", *(f"**{d['wall_seconds']:.0f} ({minutes(d['wall_seconds'])})**" for d in runs)],
+             ["test accuracy SFT → RL (%)", *(f"{pct(d['accuracy']['student_sft'])} → "
+                                              f"{pct(d['accuracy']['student_rl'])}" for d in runs)]]
+    return table(["", *(f"[`{p}`]({link(p)})" for p in paths)], rows, right_from=1)
+
+
+# ---- benchmarks: sampling engines, one RL step
+
+def sampling_table(name: str, link) -> str:
+    d = load(name)
+    m = d["machine"]
+    where = f"{d['device']}, {m.get('gpu') or str(m['cpus']) + ' CPUs'}, torch {m['torch']}, {d['torch_threads']} " \
+            f"threads, median of {d['repeats']} alternating runs per engine"
+    rows = [[f"`{r['model']}`", f"{r['params_m']}M", f"{r['prompts']} x {r['n']}", r["batch"], r["max_new_tokens"],
+             r["hf_tok_s"], r["fast_tok_s"], f"**{r['ratio']:.2f}x**", r["greedy_identical"]] for r in d["rows"]]
+    sources = list(dict.fromkeys(r["source"] for r in d["rows"] if "source" in r))
+    caption = source(name, link, where) + "".join(f"; `{r['model']}` from {s}" for r in d["rows"][:1] for s in sources)
+    return caption + "\n\n" + table(["model", "params", "prompts x n", "batch", "max new", "HF `generate` tok/s",
+                                     "rewdistill tok/s", "ratio", "greedy identical"], rows, right_from=1)
+
+
+def rl_step_table(names: list[str], link) -> str:
+    """Seconds per RL step by trainer, one group of columns per JSON (policy / reward model pair)."""
+    runs = [load(n) for n in names]
+    lines = []
+    for n, d in zip(names, runs):
+        w = d["work"]
+        lines.append(source(n, link, f"policy `{Path(w['policy']).name}`, reward model `{Path(w['reward_model']).name}`"
+                            f"; {w['prompts_per_step']} prompts x {w['group']} responses, <= {w['max_new_tokens']} "
+                            f"new tokens, KL {w['beta']}, lr {w['lr']}; median of {d['rows'][0]['steps_timed']} steps; "
+                            f"TRL {d['trl']}, torch {d['torch']}, {d['threads']} threads"))
+    header, rows = ["trainer"], [[r["trainer"]] for r in runs[0]["rows"]]
+    for i, d in enumerate(runs, 1):
+        header += [f"({i}) s / step", f"({i}) generation", f"({i}) rest", f"({i}) TRL ÷ this"]
+        for row, r in zip(rows, d["rows"]):
+            row += [f"{r['seconds_per_step']:.3f}", f"{r['generation_s']:.3f}", f"{r['other_s']:.3f}",
+                    f"{r['trl_over_this']:.2f}x"]
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(header, rows)
+
+
+# ---- validation sweeps (benchmarks/rl_sweep.py): .jsonl rows or a JSON with "rows"
+
+QUIET = {"rl.watch_every", "rl.select_every", "evaluate.best_of_k"}  # options that do not change training
+
+
+def sweep_rows(name: str) -> list[dict]:
+    d = load(name)
+    return d if isinstance(d, list) else d["rows"]
+
+
+def describe(r: dict) -> str:
+    over = ", ".join(f"{k.removeprefix('rl.')} {v}" for k, v in r["overrides"].items() if k not in QUIET)
+    return f"`{r['variant']}`: {over or 'defaults'}"
+
+
+def curve(values: list[float], steps: list[int]) -> str:
+    every = {b - a for a, b in zip(steps, steps[1:])}
+    return " ".join(f"{100 * v:.0f}" for v in values) + (f" (every {every.pop()})" if len(every) == 1 else "")
+
+
+def sweep_caption(name: str, link) -> str:
+    rows = sweep_rows(name)
+    sft = " / ".join(dict.fromkeys(pct(r["sft"]) for r in rows))
+    base = field(rows, "base") or field(rows, "base_run")
+    caption = source(name, link, f"{rows[0]['split']} split, SFT student {sft}%")
+    return caption + (f"; base run: `{base}`" if base else "")
+
+
+def sweep_table(name: str, link) -> str:
+    """One task's sweep: RL student, the gold watch, the gold-free agreement, their Spearman, RL seconds."""
+    rows = sweep_rows(name)
+    cols = [("RL student (%)", lambda r: pct(r["rl"])),
+            ("watch: gold accuracy (%)", lambda r: curve(r["watch_gold"], r["watch_steps"])),
+            ("agreement (%)", lambda r: " ".join(f"{100 * a:.1f}" for a in r["selection"][0]["agreement"])
+             if r.get("selection") else "–"),
+            ("Spearman agreement vs watch", lambda r: f"{r['selection_vs_gold_spearman']:.2f}"
+             if r.get("selection_vs_gold_spearman") is not None else "–"),
+            ("watch diverges at step", lambda r: "–" if "divergence_step" not in r
+             else "no" if r["divergence_step"] is None else str(r["divergence_step"])),
+            ("RL s", lambda r: f"{r['rl_seconds']:.0f}" if r.get("rl_seconds") is not None else "–")]
+    cols = [c for c in cols if any(c[1](r) != "–" for r in rows)]
+    body = [[describe(r), *(f(r) for _, f in cols)] for r in rows]
+    return sweep_caption(name, link) + "\n\n" + table(["variant", *(c for c, _ in cols)], body, right_from=99)
+
+
+def ranking_table(name: str, link) -> str:
+    """Rows that scored the SFT student's K samples with the reward model (diagnostics.ranking)."""
+    rows = [r for r in sweep_rows(name) if r.get("ranking_student_sft_validation")]
+    rk = [r["ranking_student_sft_validation"] for r in rows]
+    same = lambda key: " / ".join(dict.fromkeys(pct(x[key]) for x in rk))  # noqa: E731
+    k = " / ".join(dict.fromkeys(str(x["k"]) for x in rk))
+    caption = (sweep_caption(name, link) + f"; the SFT student's {k} samples per question: random sample "
+               f"{same('sample_mean')}%, majority vote {same('maj_at_k')}%, pass@{k} {same('pass_at_k')}%")
+    body = [[describe(r), pct(x["rm_best_of_k"]), f"{x['rm_auc_within']:.2f}", f"{x['rm_auc']:.2f}", pct(r["rl"])]
+            for r, x in zip(rows, rk)]
+    return caption + "\n\n" + table(["variant", f"best-of-{k} by the reward model (%)", "AUC within a question",
+                                     "AUC over all responses", "RL student (%)"], body)
+
+
+def sweep_by_task(names: list[str], link) -> str:
+    """Several tasks' sweeps side by side, one row per variant name."""
+    per_task = [{r["variant"]: r for r in sweep_rows(n)} for n in names]
+    tasks = [re.search(r"tiny-\w+", n).group(0) for n in names]
+    order = list(dict.fromkeys(v for rows in per_task for v in rows))
+    body = [["SFT student (no RL)", *(pct(next(iter(rows.values()))["sft"]) for rows in per_task),
+             *("" for _ in per_task)]]
+    for v in order:
+        first = next(rows[v] for rows in per_task if v in rows)
+        body.append([describe(first), *(pct(rows[v]["rl"]) if v in rows else "–" for rows in per_task),
+                     *(f"{rows[v]['rl_seconds']:.0f}" if v in rows else "–" for rows in per_task)])
+    caption = bullets([sweep_caption(n, link) for n in names])
+    return caption + "\n\n" + table(["variant", *(f"{t} RL (%)" for t in tasks), *(f"{t} RL s" for t in tasks)], body)
+
+
+# ---- the shipped models and the file index
+
+def zoo_models(reports: list[tuple[str, str]], link) -> str:
+    """Test accuracy of zoo teachers/students from make_zoo.py's reports; (path, which model set) pairs."""
+    rows = []
+    for path, which in reports:
+        d = load(Path(path))
+        for role in ("teacher", "student"):
+            m = d[role]
+            t = m["test"]
+            cfg = ZOO / role / "config.json"
+            arch = json.loads(cfg.read_text()) if which == "shipped" and cfg.exists() else None
+            desc = (f" ({arch['model_type']}, d={arch['hidden_size']}, {arch['num_hidden_layers']} layers)"
+                    if arch else "")
+            rows.append([f"`zoo:{role}`, {which}{desc}", f"{m['params'] / 1e6:.2f}M",
+                         *(x for task in ("tiny-arith", "tiny-choice") for x in
+                           (pct(t[task]["greedy"]), pct(t[task]["maj@8"]) if "maj@8" in t[task] else "–")),
+                         f"[`{Path(path).name}`]({link(Path(path))}), {commit(d)}"])
+    seeds = {len(load(Path(p))["teacher"]["test"]["tiny-arith"]["maj@8_per_seed"]) for p, _ in reports}
+    caption = f"Test split; maj@8 is the mean over {' / '.join(map(str, seeds))} sampling seeds."
+    return caption + "\n\n" + table(["model", "params", "tiny-arith greedy (%)", "tiny-arith maj@8 (%)",
+                                     "tiny-choice greedy (%)", "tiny-choice maj@8 (%)", "report"], rows, right_from=1)
+
+
+def results_files(link) -> str:
+    """Every results file with the teacher and the commit it was measured at."""
+    rows = []
+    for p in sorted(RESULTS.glob("*.json*")):
+        d = load(p.name)
+        rows.append([f"[`{p.name}`]({link(p.name)})", f"`{field(d, 'teacher')}`" if field(d, "teacher") else "–",
+                     commit(d).removeprefix("commit "), field(d, "date") or "–"])
+    return table(["file", "teacher", "commit measured", "date"], rows, right_from=99)
+
+
+ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
+CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
+                   for t in ("arith", "choice")]
+TABLES = {
+    "readme-results": partial(ablation_means, ISSUE15_16),
+    "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
+    "ablation-history": partial(ablation_history, CHAIN_ABLATIONS),
+    "default-runs": partial(default_runs, ["default_run_tiny-arith.json", "default_run_tiny-choice.json"]),
+    "sweep-issue15-arith": partial(sweep_table, "issue15_sweep_validation_tiny-arith.jsonl"),
+    "sweep-issue15-ranking": partial(ranking_table, "issue15_sweep_validation_tiny-arith.jsonl"),
+    "sweep-issue15-choice": partial(sweep_table, "issue15_sweep_validation_tiny-choice.jsonl"),
+    "sweep-issue15-16": partial(sweep_by_task, ["issue15_16_sweep_validation_tiny-arith.json",
+                                                "issue15_16_sweep_validation_tiny-choice.json"]),
+    "rl-defaults-arith": partial(sweep_table, "rl_sweep_validation_tiny-arith.jsonl"),
+    "rl-defaults-choice": partial(sweep_table, "rl_sweep_validation_tiny-choice.jsonl"),
+    "sampling-cpu": partial(sampling_table, "sampling.json"),
+    "sampling-smollm2": partial(sampling_table, "sampling_smollm2.json"),
+    "sampling-h200": partial(sampling_table, "sampling_h200.json"),
+    "rl-step": partial(rl_step_table, ["rl_step_sft.json", "rl_step.json"]),
+    "pipeline-time": partial(pipeline_times, ["pipeline_time_before_fast_sampler.json", "pipeline_time.json",
+                                              "pipeline_time_tiny-choice_before_fast_sampler.json",
+                                              "default_run_time_tiny-arith.json",
+                                              "default_run_time_tiny-arith_4df7cd3.json"]),
+    "zoo-models": partial(zoo_models, [("src/rewdistill/models/zoo/zoo_report.json", "shipped"),
+                                       ("benchmarks/results/zoo_report_chain_teacher.json", "chain-built, before")]),
+    "results-files": results_files,
+}
+
+
+# ---- the regions
+
+def render(doc: Path, text: str) -> str:
+    """`text` of `doc` with every generated region rewritten."""
+    def link(name: str | Path) -> str:
+        return Path(os.path.relpath(path_of(name), doc.parent)).as_posix()
+
+    def fill(m: re.Match) -> str:
+        if m.group(2) not in TABLES:
+            raise SystemExit(f"{doc.relative_to(ROOT)}: unknown table {m.group(2)!r}; benchmarks/tables.py "
+                             f"TABLES has {', '.join(TABLES)}")
+        return f"{m.group(1)}\n{TABLES[m.group(2)](link).strip()}\n\n{m.group(4)}"
+    return REGION.sub(fill, text)
+
+
+def stale(doc: str, text: str) -> list[str]:
+    """'DOC: table NAME differs ...' for each generated region of `text` (the doc `doc`) that render() would change."""
+    pairs = zip(REGION.finditer(text), REGION.finditer(render(ROOT / doc, text)))
+    return [f"{doc}: table {old.group(2)} differs from what benchmarks/tables.py writes" for old, new in pairs
+            if old.group(3) != new.group(3)]
+
+
+def differences() -> list[str]:
+    """Every stale region of the committed docs, and every table that no doc shows."""
+    texts = {doc: (ROOT / doc).read_text("utf-8") for doc in DOCS}
+    used = {m.group(2) for text in texts.values() for m in REGION.finditer(text)}
+    return [line for doc, text in texts.items() for line in stale(doc, text)] + \
+        [f"table {name} is in no doc ({', '.join(DOCS)})" for name in TABLES if name not in used]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a doc differs from what it would be")
+    args = ap.parse_args()
+    if args.check:
+        diffs = differences()
+        print("\n".join(diffs) or "every generated table is up to date")
+        sys.exit(1 if diffs else 0)
+    for doc in DOCS:
+        text = (ROOT / doc).read_text("utf-8")
+        new = render(ROOT / doc, text)
+        if new != text:
+            (ROOT / doc).write_text(new, "utf-8")
+            print(f"rewrote {doc}")
+
+
+if __name__ == "__main__":
+    main()
