@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 
 from rewdistill.config import RLCfg
 from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model, load_tokenizer
@@ -152,7 +153,9 @@ def main() -> None:
     for r in rows:
         print(f"| {r['trainer']} | {r['seconds_per_step']:.3f} | {r['generation_s']:.3f} | {r['other_s']:.3f} | "
               f"{r['trl_over_this']:.2f}x |")
-    out = {"date": time.strftime("%Y-%m-%d"), "trl": trl.__version__, "torch": torch.__version__,
+    run_dir = Path(args.policy).parent if Path(args.policy).is_dir() else None  # RUN_DIR/student_sft: its teacher
+    out = {"date": time.strftime("%Y-%m-%d"), "commit": git_commit(), "teacher": run_dir and teacher_of(run_dir),
+           "trl": trl.__version__, "torch": torch.__version__,
            "threads": torch.get_num_threads(),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
            "work": dict(policy=args.policy, reward_model=args.reward_model or f"{args.policy} + random head",

@@ -5,7 +5,8 @@
 VARIANTS.json maps a name to dotted overrides ({"k02": {"rl.kl_coef": "0.2"}}). Each variant starts from a
 copy of BASE_RUN_DIR's finished stages that it shares (`pipeline.seed_from`), reruns the rest, and is
 scored on the *validation* split (student only). One JSON line per variant goes to OUT_DIR/sweep.jsonl:
-SFT and RL greedy accuracy, the reward-hacking watch curve and its divergence step.
+SFT and RL greedy accuracy, the reward-hacking watch curve and its divergence step, the teacher and the commit
+measured.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import json
 import logging
 import time
 from pathlib import Path
+
+from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 
 from rewdistill.config_files import load_config
 from rewdistill.pipeline import run_pipeline, seed_from
@@ -42,7 +45,8 @@ def main() -> None:
                 "watch_gold": r["diagnostics"]["rl_watch"]["val_gold_accuracy"],
                 "selection": r["diagnostics"].get("rl_selection"),
                 "selection_vs_gold_spearman": r["diagnostics"].get("selection_vs_gold_spearman"),
-                "rl_seconds": r["seconds"].get("rl"), "seconds": round(time.time() - t0)}
+                "rl_seconds": r["seconds"].get("rl"), "seconds": round(time.time() - t0),
+                "teacher": teacher_of(d), "commit": git_commit()}
         print(json.dumps(line), flush=True)
         with open(args.out / "sweep.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
