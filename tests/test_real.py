@@ -95,15 +95,18 @@ def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task
 
     from rewdistill.models.forward import score_sequences
     from rewdistill.models.load import load_prompt_format
+    from rewdistill.models.reward import load_reward, score_pairs
 
     path = need_data(*data)
     run_dir = tmp_path / "run"
     args = ["run", "--run-dir", str(run_dir), "--task.name", task, "--task.path", str(path),
             "--models.teacher", smollm2, "--models.student", smollm2, *TINY]
-    lora = task == "mmlu-pro"
+    lora = task == "mmlu-pro"  # and the default likelihood reward model; GSM8K: the paper's scalar head
     if lora:
         args += ["--task.n_heldout", "12", "--lora.student", "true", "--lora.reward_model", "true",
                  "--rl.watch_every", "0"]
+    else:
+        args += ["--reward_model.kind", "scalar", "--reward_model.init", "sft"]
     assert main(args) == 0
     res = json.loads((run_dir / "results.json").read_text())
     assert set(res["accuracy"]) >= {"teacher_greedy", "teacher_maj_at_k", "student_base", "student_sft", "student_rl"}
@@ -115,18 +118,28 @@ def test_the_whole_pipeline_on_the_real_model(smollm2, converted, tmp_path, task
     samples = [json.loads(line) for line in (run_dir / "teacher_samples.jsonl").read_text().splitlines()]
     assert sum(s["answer"] is not None for s in samples) > 0  # a real model's answers are extracted
     assert not any("<|im_end|>" in s["text"] for s in samples)
-    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model").eval()  # a scalar head
-    assert rm.config.num_labels == 1
-    # SmolLM2 pads with its EOS; the saved reward model pads with another special token, so that plain
-    # transformers scores at the EOS, as the pipeline trained it (bug found here: it scored one token early)
-    fmt = load_prompt_format(str(run_dir / "reward_model"))
-    assert fmt.pad_id != fmt.eos_id and rm.config.pad_token_id == fmt.pad_id
     prompts = {q["qid"]: q["prompt"] for q in map(json.loads, (run_dir / "questions.jsonl").read_text().splitlines())}
-    seqs = fmt.sequences(prompts, samples[:4])
-    assert len({len(s) for s in seqs}) > 1 and fmt.tokenizer.padding_side == "right"  # padding is exercised
-    with torch.no_grad():
-        plain = rm(**fmt.tokenizer.pad({"input_ids": seqs}, return_tensors="pt")).logits[:, 0]
-    assert torch.allclose(plain, torch.tensor(score_sequences(rm, seqs, fmt.pad_id)), atol=1e-4)
+    fmt = load_prompt_format(str(run_dir / "reward_model"))
+    if lora:  # the likelihood reward model: a plain causal LM; scale x mean response log-prob + bias
+        rm = AutoModelForCausalLM.from_pretrained(run_dir / "reward_model").eval()
+        assert rm.config.reward_kind == "likelihood"
+        p, r = fmt.pair_ids(prompts[samples[0]["qid"]], samples[0]["text"])
+        with torch.no_grad():
+            logp = torch.log_softmax(rm(input_ids=torch.tensor([p + r])).logits[0, :-1].float(), -1)
+        mean = sum(logp[len(p) - 1 + t, r[t]].item() for t in range(len(r))) / len(r)
+        ours = score_pairs(load_reward(str(run_dir / "reward_model")), [(p, r)], fmt.pad_id)[0]
+        assert abs(rm.config.reward_scale * mean + rm.config.reward_bias - ours) < 1e-3
+    else:
+        rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model").eval()  # a scalar head
+        assert rm.config.num_labels == 1
+        # SmolLM2 pads with its EOS; the saved reward model pads with another special token, so that plain
+        # transformers scores at the EOS, as the pipeline trained it (bug found here: it scored one token early)
+        assert fmt.pad_id != fmt.eos_id and rm.config.pad_token_id == fmt.pad_id
+        seqs = fmt.sequences(prompts, samples[:4])
+        assert len({len(s) for s in seqs}) > 1 and fmt.tokenizer.padding_side == "right"  # padding is exercised
+        with torch.no_grad():
+            plain = rm(**fmt.tokenizer.pad({"input_ids": seqs}, return_tensors="pt")).logits[:, 0]
+        assert torch.allclose(plain, torch.tensor(score_sequences(rm, seqs, fmt.pad_id)), atol=1e-4)
     rows = [json.loads(line) for line in (run_dir / "reward_model_metrics.jsonl").read_text().splitlines()]
     assert rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     if lora:

@@ -127,7 +127,7 @@ def test_each_logged_reward_is_what_the_source_gives_the_rollout_texts(competent
                 unfinished_penalty=None)
     seen, logged = [], []
     train_rl(policy, ref, None, fmt, prompts, cfg, reward_fn=fns[source], accelerator=Accelerator(cpu=True), seed=0,
-             log=logged.append, on_step=lambda step, ro, pol: seen.append(by_hand(ro)))
+             log=logged.append, on_step=lambda step, ro, pol, score: seen.append(by_hand(ro)))
     key = "dense_reward" if source == "teacher-kl" else "reward"  # teacher-kl: no terminal score, all per token
     rewards = [r[key] for r in logged if "reward" in r]
     assert rewards == pytest.approx([sum(s) / len(s) for s in seen], abs=1e-4)

@@ -54,7 +54,7 @@ def _params(model):
 
 def test_reward_model_bt_and_bce_train(tmp_path, other_tokenizer):
     path = save_tiny("llama", other_tokenizer, tmp_path / "m")
-    rows = [{"qid": f"q{i // 2}", "label": i % 2, "ids": [10 + i % 5, 11, 12 + i % 2]} for i in range(16)]
+    rows = [{"qid": f"q{i // 2}", "label": i % 2, "pair": ([10 + i % 5, 11], [12 + i % 2])} for i in range(16)]
     for loss in ["bce", "bt"]:
         model = load_reward_model(path)
         before = _params(model)

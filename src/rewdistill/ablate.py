@@ -20,7 +20,12 @@ logger = logging.getLogger("rewdistill")
 
 VARIANTS: dict[str, dict[str, str] | None] = {
     "sft_only": None,  # the SFT student of the rm run
-    "rm": {},  # the paper: reward model on pseudo-labelled teacher + student responses
+    "rm": {},  # ours (the defaults): likelihood reward model on pseudo-labelled teacher + student responses
+    # the paper's reward model: a scalar head on the SFT student, with the settings it shipped with
+    "rm_scalar": {"reward_model.kind": "scalar", "reward_model.init": "sft", "reward_model.lr": "1e-3",
+                  "reward_model.epochs": "2"},
+    # SFT-only given the RL stage's cost as more SFT epochs instead (no RL): a compute-matched data-only baseline
+    "sft_matched": {"sft.epochs": "SFT_MATCHED_EPOCHS", "rl.steps": "0"},
     "rm_teacher_only": {"reward_model.use_student_samples": "false"},
     "teacher_judge": {"rl.reward": "teacher-judge"},
     "pseudo_label": {"rl.reward": "pseudo-label"},
@@ -35,10 +40,13 @@ VARIANTS: dict[str, dict[str, str] | None] = {
     "rm_vote": {"rl.reward": "rm-vote", "rl.algo": "grpo", "rl.group_size": "8", "rl.rollout_batch": "16"},
     "rm_teacher_kl_gated": {"rl.reward": "rm+teacher-kl", "rl.teacher_kl_gate": "vote-share"},
 }
-DEFAULT_VARIANTS = ["sft_only", "rm", "rm_teacher_only", "teacher_judge", "pseudo_label", "gold"]
+DEFAULT_VARIANTS = ["sft_only", "rm", "rm_scalar", "teacher_judge", "sft_matched", "pseudo_label", "teacher_kl",
+                    "rm_teacher_kl", "gold"]
 LABELS = {
     "sft_only": "SFT only (data distillation, w/o R)",
-    "rm": "ours: RM on teacher + student responses",
+    "rm": "ours: likelihood RM on teacher + student responses",
+    "rm_scalar": "the paper's scalar-head RM",
+    "sft_matched": "SFT only, more epochs for the RL stage's cost",
     "rm_teacher_only": "RM on teacher responses only",
     "teacher_judge": "teacher-judge reward",
     "pseudo_label": "pseudo-label (majority vote) reward",

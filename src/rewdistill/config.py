@@ -111,8 +111,12 @@ class SFTCfg(Section):
 
 
 class RewardModelCfg(Section):
-    init: str = Field("sft", description="starting weights: sft (the SFT student, as in the paper), teacher (a larger "
-                      "verifier; responses are re-tokenised as text), or a model path / hub id")
+    kind: Literal["likelihood", "scalar"] = Field(
+        "likelihood", description="likelihood: score = scale x the model's mean log-prob of the response + bias, the "
+        "language model itself fine-tuned on the labels (keeps what it knows); scalar: a classification head on the "
+        "last token (the paper)")
+    init: str = Field("teacher", description="starting weights: teacher (responses are re-tokenised as text when its "
+                      "tokenizer differs), sft (the SFT student, as in the paper), or a model path / hub id")
     loss: Literal["bce", "bt"] = Field("bce", description="bce: pointwise on labels; bt: Bradley-Terry on label-1 vs "
                                        "label-0 pairs")
     epochs: int = Field(2, ge=1, description="passes over the labelled teacher + student responses")

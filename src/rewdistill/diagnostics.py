@@ -6,7 +6,7 @@ depends on them.
 from __future__ import annotations
 
 from rewdistill.algo.voting import majority_vote
-from rewdistill.models.forward import score_sequences
+from rewdistill.models.reward import score_pairs
 from rewdistill.sampling.hf import generate
 
 
@@ -69,8 +69,8 @@ class GoldWatch:
         gens = generate(policy, self.fmt, self.prompts, 0.0, 1, self.max_new_tokens, len(self.prompts),
                         engine=self.engine)
         gold = greedy_accuracy(self.task, self.val, [g.text for g in gens])
-        seqs = [p + r for p, r in (self.rm_fmt.pair_ids(q, g.text) for q, g in zip(self.prompts, gens))]
-        return gold, sum(score_sequences(self.rm, seqs, self.rm_fmt.pad_id)) / len(seqs)
+        pairs = [self.rm_fmt.pair_ids(q, g.text) for q, g in zip(self.prompts, gens)]
+        return gold, sum(score_pairs(self.rm, pairs, self.rm_fmt.pad_id)) / len(pairs)
 
 
 def ranking(task, examples: list, groups: list[list[tuple[float, str]]]) -> dict:

@@ -116,6 +116,11 @@ def write_report(run_dir: Path, results: dict, cfg) -> None:
                     f"sample {fmt(rank['sample_mean'])}, pass@{rank['k']} {fmt(rank['pass_at_k'])}; AUC within a "
                     f"question {fmt(rank['rm_auc_within'])} ({rank['mixed_questions']} questions with right and wrong "
                     "samples). RL can only climb a reward model whose best-of-K beats a random sample.")
+    teach = d.get("ranking_student_sft_teacher_likelihood")
+    if rank and teach:
+        text.append(f"- The same samples ranked by the teacher's mean token log-prob: best-of-{teach['k']} "
+                    f"{fmt(teach['rm_best_of_k'])}, AUC within a question {fmt(teach['rm_auc_within'])} (reward model: "
+                    f"{fmt(rank['rm_best_of_k'])}, {fmt(rank['rm_auc_within'])}).")
     if rl_png:
         div = d.get("rl_divergence_step")
         watch = d.get("rl_watch", {}).get("step", [])

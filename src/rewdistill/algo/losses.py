@@ -124,3 +124,20 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     diff = returns - values
     var_diff = masked_mean((diff - masked_mean(diff, mask)) ** 2, mask)
     return float("nan") if var_returns.item() == 0 else (1 - var_diff / var_returns).item()
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, iters: int = 50, l2: float = 1e-4) -> tuple[float, float]:
+    """(a, b) minimising the mean BCE of sigmoid(a * x + b) against 0/1 labels y (Newton's method, a small ridge
+    on both). x, y: (N,). A one-feature logistic regression: calibrates a score into a reward-model logit."""
+    X = torch.stack([x.double(), torch.ones_like(x, dtype=torch.float64)], 1)  # (N, 2)
+    w = torch.zeros(2, dtype=torch.float64)
+    y = y.double()
+    for _ in range(iters):
+        p = torch.sigmoid(X @ w)  # (N,)
+        grad = X.T @ (p - y) / len(y) + l2 * w  # (2,)
+        hess = (X.T * (p * (1 - p))) @ X / len(y) + l2 * torch.eye(2, dtype=torch.float64)  # (2, 2)
+        step = torch.linalg.solve(hess, grad)
+        w = w - step
+        if step.abs().max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])

@@ -15,8 +15,7 @@ from rewdistill.diagnostics import (
     spearman,
 )
 from rewdistill.io import read_json, read_jsonl, write_json, write_jsonl
-from rewdistill.models.forward import score_sequences
-from rewdistill.models.load import load_reward_model
+from rewdistill.models.reward import LikelihoodRM, load_reward, score_pairs
 from rewdistill.report import write_report
 from rewdistill.stages.common import Ctx
 
@@ -66,24 +65,29 @@ def run(ctx: Ctx) -> str:
     # Diagnostic 2: the (round-1) reward model against gold on held-out (test) responses it never saw.
     rm_dir = str(ctx.path("reward_model"))
     fmt = ctx.prompt_format(rm_dir)
-    rm = load_reward_model(rm_dir, ctx.device, m.dtype, m.trust_remote_code)
+    rm = load_reward(rm_dir, ctx.device, m.dtype, m.trust_remote_code)
     test_prompts = {e.qid: p for e, p in zip(test, prompts)}
     judged = [s for s in samples if s["model"] in ("teacher_maj", "student_sft", "student_rl")]
-    scores = score_sequences(rm, fmt.sequences(test_prompts, judged), fmt.pad_id)
+    scores = score_pairs(rm, fmt.pairs(test_prompts, judged), fmt.pad_id)
     for s, sc in zip(judged, scores):
         s["rm_score"] = sc
     correct = [int(s["correct"]) for s in judged]
     rm_acc = sum((sc > 0) == bool(c) for sc, c in zip(scores, correct)) / max(1, len(judged))
     # ... and within a question: can it pick the SFT student's right answers among its own K samples (what RL uses)?
-    rank = None
+    rank = rank_teacher = None
     if cfg.best_of_k:
         sampler = ctx.local_sampler(students["student_sft"], cfg.batch_size)
         texts = [[g.text for g in per_q] for per_q in sample_k(sampler, prompts, [1.0], cfg.max_new_tokens,
                                                                 ctx.cfg.seed * 7 + 1000, n=cfg.best_of_k,
                                                                 desc="eval best-of-K")]
         rows = [{"qid": e.qid, "text": t} for e, ts in zip(test, texts) for t in ts]
-        flat = iter(score_sequences(rm, fmt.sequences(test_prompts, rows), fmt.pad_id))
+        flat = iter(score_pairs(rm, fmt.pairs(test_prompts, rows), fmt.pad_id))
         rank = ranking(task, test, [[(next(flat), t) for t in ts] for ts in texts])
+        if m.teacher_backend == "hf":  # ... and the teacher's own likelihood on the same samples, for comparison
+            t_fmt = ctx.prompt_format(m.teacher)
+            judge = LikelihoodRM(ctx.causal_lm(m.teacher).eval())  # scale 1, bias 0: the mean token log-prob
+            flat = iter(score_pairs(judge, t_fmt.pairs(test_prompts, rows), t_fmt.pad_id))
+            rank_teacher = ranking(task, test, [[(next(flat), t) for t in ts] for ts in texts])
 
     # Diagnostic 3: the rl stage's reward-hacking watch (validation gold accuracy vs reward-model score), all rounds.
     watch = []
@@ -122,6 +126,7 @@ def run(ctx: Ctx) -> str:
             "reward_model_auc": auc(scores, correct),
             "reward_model_eval_responses": len(judged),
             "ranking_student_sft": rank,  # best-of-K by the reward model vs maj@K, pass@K, a random sample
+            "ranking_student_sft_teacher_likelihood": rank_teacher,  # the same, ranked by the teacher's mean log-prob
             "rl_watch": {"step": steps, "val_gold_accuracy": gold_curve, "val_rm_score": rm_curve},
             "rl_divergence_step": divergence_step(steps, rm_curve, gold_curve) if len(steps) > 1 else None,
             "rl_selection": selection,  # per round: the kept step and why (no gold used)

@@ -1,11 +1,13 @@
-"""Stage 5: train a reward model (a scalar head, from the SFT student by default) on labelled teacher + student
-responses. Round r > 1 (rl.rounds) trains on the teacher's and every round's student responses into `round<r>/`."""
+"""Stage 5: train a reward model (`reward_model.kind`: likelihood from the teacher by default, or the paper's scalar
+head from the SFT student) on labelled teacher + student responses. Round r > 1 (rl.rounds) trains on the teacher's
+and every round's student responses into `round<r>/`."""
 from __future__ import annotations
 
 import logging
 
 from rewdistill.io import read_jsonl
-from rewdistill.models.load import load_reward_model
+from rewdistill.models.load import load_causal_lm, load_reward_model
+from rewdistill.models.reward import LikelihoodRM
 from rewdistill.stages.common import Ctx
 from rewdistill.train.common import save_pretrained
 from rewdistill.train.lora import add_lora
@@ -46,20 +48,32 @@ def run(ctx: Ctx) -> str:
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     init = init_path(ctx)
     fmt = ctx.prompt_format(init)
-    model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
-    tokenizer = head_tokenizer(fmt, model.get_input_embeddings().num_embeddings)
-    model.config.pad_token_id = tokenizer.pad_token_id  # what plain transformers' pooling skips (EOS if no other)
-    if ctx.cfg.lora.reward_model:
-        model = add_lora(model, ctx.cfg.lora, "SEQ_CLS")
-    items = [{"qid": row["qid"], "label": row["label"], "ids": seq}
-             for row, seq in zip(rows, fmt.sequences(prompts, rows))]
+    if cfg.kind == "likelihood":  # a causal LM judges the answer; scale and bias are calibrated before training
+        lm = load_causal_lm(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
+        tokenizer = fmt.tokenizer
+        if ctx.cfg.lora.reward_model:
+            lm = add_lora(lm, ctx.cfg.lora, "CAUSAL_LM")
+        model = LikelihoodRM(lm)
+    else:
+        model = load_reward_model(init, ctx.device, "float32", ctx.cfg.models.trust_remote_code)
+        tokenizer = head_tokenizer(fmt, model.get_input_embeddings().num_embeddings)
+        model.config.pad_token_id = tokenizer.pad_token_id  # what plain transformers' pooling skips (EOS if no other)
+        if ctx.cfg.lora.reward_model:
+            model = add_lora(model, ctx.cfg.lora, "SEQ_CLS")
+    items = [{"qid": row["qid"], "label": row["label"], "pair": pair}
+             for row, pair in zip(rows, fmt.pairs(prompts, rows))]
     acc = ctx.accelerator(cfg.mixed_precision, cfg.grad_accum)
     model = train_reward_model(
         model, items, fmt.pad_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         accelerator=acc, seed=ctx.cfg.seed, log=ctx.metrics("reward_model", acc.is_main_process),
         ckpt=ctx.checkpoint("reward_model", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips,
     )
+    if cfg.kind == "likelihood":  # saved as the causal LM, its config carrying kind, scale and bias
+        inner = acc.unwrap_model(model)
+        inner.stamp()
+        model = inner.lm
     save_pretrained(acc, model, tokenizer, ctx.round_path("reward_model"))
     pos = sum(row["label"] for row in rows)
-    return (f"reward model ({cfg.loss}, from {cfg.init}) on {n_teacher} teacher + {len(rows) - n_teacher} student "
-            f"responses ({pos / len(rows):.0%} label 1) -> {ctx.round_path('reward_model').relative_to(ctx.run_dir)}/")
+    return (f"{cfg.kind} reward model ({cfg.loss}, from {cfg.init}) on {n_teacher} teacher + "
+            f"{len(rows) - n_teacher} student responses ({pos / len(rows):.0%} label 1) -> "
+            f"{ctx.round_path('reward_model').relative_to(ctx.run_dir)}/")

@@ -19,9 +19,10 @@ from accelerate.utils import DistributedType
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from rewdistill.diagnostics import GoldWatch, divergence_step
+from rewdistill.diagnostics import GoldWatch, auc, divergence_step
 from rewdistill.io import read_jsonl, read_jsonl_prefix, write_json
 from rewdistill.models.load import load_reward_model
+from rewdistill.models.reward import kind_of, load_reward
 from rewdistill.sampling.hf import generate
 from rewdistill.stages.common import Ctx
 from rewdistill.train.checkpoint import peek
@@ -125,10 +126,10 @@ def run(ctx: Ctx) -> str:
     rm = None  # loaded once: the reward (rm, hybrid) and the watch share it
     if cfg.reward in ("rm", "hybrid", "rm+teacher-kl") or (cfg.reward == "rm-vote" and cfg.vote_weights == "rm") \
             or watching:
-        rm = load_reward_model(rm_dir, ctx.device, m.dtype, m.trust_remote_code).eval()
+        rm = load_reward(rm_dir, ctx.device, m.dtype, m.trust_remote_code).eval()
     critic = None
-    if ALGOS[cfg.algo].NEEDS_CRITIC:  # PPO's critic starts from the reward model when it reads the policy's tokens
-        critic_init = rm_dir if rm_reads_policy_tokens else sft_dir
+    if ALGOS[cfg.algo].NEEDS_CRITIC:  # PPO's critic starts from a scalar reward model on the policy's tokens
+        critic_init = rm_dir if rm_reads_policy_tokens and kind_of(rm_dir) == "scalar" else sft_dir
         critic = load_reward_model(critic_init, ctx.device, "float32", m.trust_remote_code)
     if ctx.cfg.lora.student:
         policy = add_lora(policy, ctx.cfg.lora, "CAUSAL_LM")
@@ -185,13 +186,20 @@ def run(ctx: Ctx) -> str:
             watched[k].append(v)
         log({"stage": "rl", "step": step, "watch_val_gold_accuracy": gold, "watch_val_rm_score": score})
 
-    def on_step(step: int, ro, policy) -> bool:
-        """Share of rollout answers that agree with the teacher's pseudo-label (no gold involved); the watch and the
-        selection check when due. Returns True to stop early."""
-        hits = [ctx.extract(t, questions[i]["qid"]) == labels[questions[i]["qid"]]["pseudo_answer"]
-                for t, i in zip(ro.texts, ro.idx) if labels[questions[i]["qid"]]["kept"]]
+    def on_step(step: int, ro, policy, score=None) -> bool:
+        """Share of rollout answers that agree with the teacher's pseudo-label, and how well the reward ranks them
+        that way within a prompt (no gold involved); the watch and the selection check when due. Returns True to
+        stop early."""
+        groups: dict[int, list[tuple[float, int]]] = {}
+        for t, i, s in zip(ro.texts, ro.idx, score.tolist() if score is not None else [0.0] * len(ro.idx)):
+            lab = labels[questions[i]["qid"]]
+            if lab["kept"]:
+                groups.setdefault(i, []).append((s, int(ctx.extract(t, questions[i]["qid"]) == lab["pseudo_answer"])))
+        hits = [a for g in groups.values() for _, a in g]
         agree.append(sum(hits) / max(1, len(hits)))
-        log({"stage": "rl", "step": step, "pseudo_label_agreement": agree[-1]})
+        within = [x for x in (auc([s for s, _ in g], [a for _, a in g]) for g in groups.values()) if x is not None]
+        log({"stage": "rl", "step": step, "pseudo_label_agreement": agree[-1],
+             "reward_agreement_auc": sum(within) / len(within) if within else None})
         if watch and step % cfg.watch_every == 0:
             look(step, policy)
         if sel_qs and step % cfg.select_every == 0:

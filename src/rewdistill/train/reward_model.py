@@ -1,15 +1,22 @@
-"""Reward-model training: a scalar head on the SFT student, pointwise BCE or pairwise Bradley-Terry."""
+"""Reward-model training, either kind (`models.reward`): pointwise BCE or pairwise Bradley-Terry on its score.
+
+A likelihood reward model first gets its scale and bias from a logistic fit of the labels on its initial mean
+log-probs (one forward pass, no grad), so that training starts from the init's own ranking, calibrated."""
 from __future__ import annotations
 
+import logging
+import math
 import random
 from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
 
-from rewdistill.algo.losses import bce_reward_loss, bradley_terry_loss
-from rewdistill.models.forward import last_token_scores, pad_right
+from rewdistill.algo.losses import bce_reward_loss, bradley_terry_loss, fit_logistic
+from rewdistill.models.reward import batch_scores, is_likelihood, pair_batch, score_pairs
 from rewdistill.train.loop import fit
+
+logger = logging.getLogger(__name__)
 
 
 def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
@@ -30,20 +37,39 @@ def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
 def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device):
     """Loss and stats of one micro-batch: `chunk` holds row indices (bce) or (chosen, rejected) pairs (bt)."""
     if loss == "bt":
-        seqs = [rows[c]["ids"] for c, _ in chunk] + [rows[r]["ids"] for _, r in chunk]
+        pairs = [rows[c]["pair"] for c, _ in chunk] + [rows[r]["pair"] for _, r in chunk]
     else:
-        seqs = [rows[i]["ids"] for i in chunk]
-    ids, mask = pad_right(seqs, pad_id)  # (B, T), or (2P, T) for pairs
-    scores = last_token_scores(model, ids.to(device), mask.to(device))  # (B,) or (2P,)
+        pairs = [rows[i]["pair"] for i in chunk]
+    ids, mask, resp = pair_batch(pairs, pad_id)  # (B, T), or (2P, T) for pairs
+    scores = batch_scores(model, ids.to(device), mask.to(device), resp.to(device))  # (B,) or (2P,)
     if loss == "bt":
         return bradley_terry_loss(scores[: len(chunk)], scores[len(chunk) :])
     labels = torch.tensor([rows[i]["label"] for i in chunk], device=scores.device)
     return bce_reward_loss(scores, labels)
 
 
+def calibrate(model, rows: list[dict], pad_id: int, rng: random.Random,
+              n: int = 2048) -> None:
+    """Set a likelihood reward model's scale and bias to the logistic fit of the labels on its mean log-probs, over
+    `n` rows drawn at random (two parameters need few)."""
+    sample = rng.sample(rows, min(n, len(rows)))
+    with torch.no_grad():
+        model.scale.fill_(1.0)
+        model.bias.fill_(0.0)
+        x = torch.tensor(score_pairs(model, [r["pair"] for r in sample], pad_id))  # (n,) mean log-probs
+        y = torch.tensor([float(r["label"]) for r in sample])
+        a, b = fit_logistic(x, y)
+        if a <= 0:  # the init ranks label-0 answers higher: start from its likelihood as it is (scale 1); training
+            p = y.mean().clamp(0.01, 0.99).item()  # must then teach it the direction, never invert it
+            a, b = 1.0, math.log(p / (1 - p)) - x.mean().item()
+        model.scale.fill_(a)
+        model.bias.fill_(b)
+    logger.info(f"likelihood reward model calibrated on {len(sample)} responses: scale {a:.3f}, bias {b:.3f}")
+
+
 def train_reward_model(
     model,
-    rows: list[dict],  # each: {"qid", "ids": prompt+response token ids, "label": 0/1}
+    rows: list[dict],  # each: {"qid", "pair": (prompt ids, response ids), "label": 0/1}
     pad_id: int,
     *,
     loss: str,  # "bce" (pointwise) or "bt" (pairwise Bradley-Terry)
@@ -59,6 +85,8 @@ def train_reward_model(
     """Reward-model training with `train.loop.fit`: 5% warm-up; each epoch shuffles the previous epoch's item order
     again. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     rng = random.Random(seed)
+    if is_likelihood(model):
+        calibrate(model, rows, pad_id, random.Random(seed + 1))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     items = make_pairs(rows, rng) if loss == "bt" else list(range(len(rows)))  # bt draws its pairs from `rng` first
     if not items:

@@ -1,6 +1,7 @@
 """Reward sources for the rl stage. Each `make_*` returns a function: Rollout -> (B,) raw scores.
 
-- rm: the distilled reward model's logit at the response's last token (the paper's reward);
+- rm: the distilled reward model's score (`models.reward`: a likelihood reward model's calibrated mean log-prob, or
+  the paper's scalar head at the response's last token);
 - pseudo-label: 1.0 if the response's answer equals the teacher's majority-vote answer, else 0.0;
 - hybrid: rm + hybrid_weight * (+1 agree / -1 disagree) on questions that have a pseudo-label;
 - rm-vote: the reward model's weighted vote share of the response's answer among its group's responses (groups
@@ -22,8 +23,9 @@ import torch
 from rewdistill.algo.dense import teacher_kl_tokens, vote_gate
 from rewdistill.algo.losses import masked_mean
 from rewdistill.algo.voting import weighted_vote_shares
-from rewdistill.models.forward import score_sequences, token_logprobs, token_scores
+from rewdistill.models.forward import token_logprobs, token_scores
 from rewdistill.models.prompt import PromptFormat
+from rewdistill.models.reward import is_likelihood, score_pairs
 from rewdistill.train.rollout import Rollout, Scores, build_batch
 
 SOURCES = ["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl", "gold"]
@@ -31,16 +33,20 @@ SOURCES = ["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-
 
 def make_rm_reward(reward_model, rm_fmt: PromptFormat | None = None,
                    prompts: list[str] | None = None) -> Callable[[Rollout], torch.Tensor]:
-    """Reward-model logit of each response. With `rm_fmt` (a reward model on another tokenizer, e.g. from
-    the teacher) prompt and response texts are re-tokenised for it, as in reward-model training."""
+    """Reward-model score of each response (either kind). With `rm_fmt` (a reward model on another tokenizer) prompt
+    and response texts are re-tokenised for it, as in reward-model training."""
 
     @torch.no_grad()
     def fn(ro: Rollout) -> torch.Tensor:
-        if rm_fmt is None:  # same tokenizer as the policy: score the rollout's own tokens
+        if rm_fmt is None and is_likelihood(reward_model):  # same tokenizer: the rollout's own tokens
+            device = next(reward_model.parameters()).device
+            resp = torch.cat([torch.zeros_like(ro.mask[:, : ro.P]), ro.resp_mask.to(ro.mask.dtype)], 1)  # (B, P+T)
+            return reward_model(ro.ids.to(device), ro.mask.to(device), resp.to(device)).float().cpu()
+        if rm_fmt is None:
             scores = token_scores(reward_model, ro.ids, ro.mask)  # (B, P+T)
             return scores[torch.arange(len(ro.ids)), ro.last]
-        seqs = [p + r for p, r in (rm_fmt.pair_ids(prompts[i], t) for t, i in zip(ro.texts, ro.idx))]
-        return torch.tensor(score_sequences(reward_model, seqs, rm_fmt.pad_id))
+        pairs = [rm_fmt.pair_ids(prompts[i], t) for t, i in zip(ro.texts, ro.idx)]
+        return torch.tensor(score_pairs(reward_model, pairs, rm_fmt.pad_id))
 
     return fn
 

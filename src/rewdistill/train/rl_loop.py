@@ -53,7 +53,8 @@ def train_rl(
     accelerator: Accelerator,
     seed: int,
     log: Callable[[dict], None],
-    on_step: Callable[[int, Rollout, object], bool | None] | None = None,  # (step, rollout, policy) -> stop?
+    on_step: Callable[[int, Rollout, object, torch.Tensor], bool | None] | None = None,  # (step, rollout, policy,
+    # (B,) scores) -> stop?
     first_step: int = 1,
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it when it lies in this call's steps; save every N
     max_skips: int = 10,
@@ -144,7 +145,7 @@ def train_rl(
             kl_coef = adaptive_kl_coef(kl_coef, row["kl"], cfg.kl_target, cfg.kl_horizon)
         tokens_used = row["rollout_tokens"]
         log(row)
-        stop = bool(on_step(step, ro, accelerator.unwrap_model(policy))) if on_step is not None else False
+        stop = bool(on_step(step, ro, accelerator.unwrap_model(policy), score.cpu())) if on_step is not None else False
         stop = not all_agree(accelerator, not stop)  # early stop (rl.early_stop) when any process asks for it
         stop = stop or (cfg.token_budget is not None and tokens_used >= cfg.token_budget)
         if ckpt is not None and ckpt.every > 0 and ok and (ckpt.due(step) or step == last or stop):

@@ -1,0 +1,114 @@
+"""Reward models of two kinds behind one interface (`reward_model.kind`).
+
+- `scalar` (the paper): a sequence-classification head on a language model's last hidden state; the score is the
+  head's logit at the sequence's last token. Saved as `AutoModelForSequenceClassification` (1 label).
+- `likelihood`: the score is the language model's own judgement of the answer,
+      r(x, y) = scale * (1/|y|) * sum_t log pi_phi(y_t | x, y_<t) + bias,
+  pi_phi a causal LM (from the teacher by default) fine-tuned on the pseudo-labelled responses with the same BCE /
+  Bradley-Terry losses applied to r, scale and bias two learned scalars. At initialisation it ranks answers as the
+  teacher's likelihood does; training corrects it where the pseudo-labels disagree. Saved as a plain
+  `AutoModelForCausalLM` directory whose config.json carries `reward_kind`, `reward_scale`, `reward_bias`.
+
+`load_reward(path)` returns either; `score_pairs` and `rollout_scores` score with either.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rewdistill.models.forward import last_token_scores, position_ids
+
+KINDS = ("scalar", "likelihood")
+
+
+def mean_response_logprob(lm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+    """Mean log-prob under `lm` of the tokens where `resp` is 1, each given everything before it.
+
+    ids, mask, resp: (B, L), any padding side; resp marks response tokens (never position 0). Returns (B,)."""
+    logits = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits[:, :-1].float()
+    logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None]).squeeze(-1)  # (B, L-1): predicts ids[:, 1:]
+    w = resp[:, 1:].to(logp.dtype)  # (B, L-1)
+    return (logp * w).sum(1) / w.sum(1).clamp(min=1)
+
+
+class LikelihoodRM(nn.Module):
+    """r = scale * mean response-token log-prob under `lm` + bias (see the module docstring)."""
+
+    def __init__(self, lm, scale: float = 1.0, bias: float = 0.0):
+        super().__init__()
+        self.lm = lm
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.bias = nn.Parameter(torch.tensor(float(bias)))
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:  # -> (B,)
+        return self.scale * mean_response_logprob(self.lm, ids, mask, resp) + self.bias
+
+    def stamp(self) -> None:
+        """Write kind, scale and bias into the LM's config, so that its saved directory is the whole reward model."""
+        self.lm.config.reward_kind = "likelihood"
+        self.lm.config.reward_scale = float(self.scale.detach())
+        self.lm.config.reward_bias = float(self.bias.detach())
+
+
+def is_likelihood(rm) -> bool:
+    return isinstance(getattr(rm, "module", rm), LikelihoodRM)
+
+
+def kind_of(path: str) -> str:
+    """The kind of a saved reward model (a directory this package wrote, or any HF model: scalar)."""
+    from transformers import AutoConfig
+
+    from rewdistill.models.load import resolve
+
+    try:
+        return getattr(AutoConfig.from_pretrained(resolve(path)), "reward_kind", "scalar")
+    except (OSError, ValueError):
+        return "scalar"  # let the scalar loader give its one-line error
+
+
+def load_reward(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+    """A saved reward model of either kind, on `device`."""
+    from rewdistill.models.load import load_causal_lm, load_reward_model
+
+    if kind_of(path) == "likelihood":
+        lm = load_causal_lm(path, device, dtype, trust_remote_code)
+        return LikelihoodRM(lm, lm.config.reward_scale, lm.config.reward_bias).to(device)
+    return load_reward_model(path, device, dtype, trust_remote_code)
+
+
+def pair_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
+    """Right-padded (ids, mask, resp) of prompt + response pairs, all (B, L); resp marks the response tokens."""
+    width = max(len(p) + len(r) for p, r in pairs)
+    ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    resp = torch.zeros((len(pairs), width), dtype=torch.long)
+    for i, (p, r) in enumerate(pairs):
+        ids[i, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
+        mask[i, : len(p) + len(r)] = 1
+        resp[i, len(p) : len(p) + len(r)] = 1
+    return ids, mask, resp
+
+
+def batch_scores(rm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+    """Scores of a padded batch (with grad when enabled): (B, L) -> (B,). Scalar: the head at the last real token
+    (right padding)."""
+    if is_likelihood(rm):
+        return rm(ids, mask, resp)
+    return last_token_scores(rm, ids, mask)
+
+
+@torch.no_grad()
+def score_pairs(rm, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int = 128) -> list[float]:
+    """Reward of each (prompt ids, response ids) pair."""
+    rm.eval()
+    device = next(rm.parameters()).device
+    out: list[float] = []
+    for lo in range(0, len(pairs), batch_size):
+        ids, mask, resp = pair_batch(pairs[lo : lo + batch_size], pad)
+        out += batch_scores(rm, ids.to(device), mask.to(device), resp.to(device)).float().tolist()
+    return out
