@@ -54,7 +54,8 @@ def mean_logprob(model_path: str, prompts: list[str], rows: list[dict]) -> list[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", type=Path)
-    ap.add_argument("--rm", nargs="*", default=None, help="reward-model directories (default: RUN/reward_model)")
+    ap.add_argument("--rm", nargs="*", default=None, help="reward-model directories, each as DIR or LABEL=DIR "
+                    "(default: RUN/reward_model)")
     ap.add_argument("--task", default=None, help="default: the run's task")
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--out", type=Path, default=None, help="default: RUN/rm_ranking.json")
@@ -66,10 +67,11 @@ def main() -> None:
     prompts = [task.prompt(e) for e in val]
     rows = samples(args.run, task, val, args.k)
     signals: dict[str, list[float]] = {}
-    for d in args.rm if args.rm is not None else [str(args.run / "reward_model")]:
+    for arg in args.rm if args.rm is not None else [str(args.run / "reward_model")]:
+        name, _, d = arg.rpartition("=")
         fmt = load_prompt_format(d)
-        signals[f"reward model {d}"] = score_pairs(load_reward(d).eval(), [fmt.pair_ids(prompts[r["i"]], r["text"])
-                                                                          for r in rows], fmt.pad_id)
+        pairs = [fmt.pair_ids(prompts[r["i"]], r["text"]) for r in rows]
+        signals[name or f"reward model {d}"] = score_pairs(load_reward(d).eval(), pairs, fmt.pad_id)
     signals["teacher mean log-prob"] = mean_logprob(resolve(cfg.models.teacher), prompts, rows)
     signals["student mean log-prob"] = mean_logprob(str(args.run / "student_sft"), prompts, rows)
     out = {"run": str(args.run), "task": args.task or cfg.task.name, "split": "validation", "k": args.k,

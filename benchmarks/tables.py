@@ -327,6 +327,24 @@ def ranking_table(name: str, link) -> str:
                                      "AUC over all responses", "RL student (%)"], body)
 
 
+def ranking_signals(names: list[str], link) -> str:
+    """`benchmarks/rm_ranking.py` outputs: per task, best-of-K and AUC within a question of every score that ranked
+    the SFT student's K samples (reward models, the teacher's and the student's mean log-prob)."""
+    blocks = []
+    for name in names:
+        d = load(name)
+        first = next(iter(d["signals"].values()))
+        k = d["k"]
+        caption = source(name, link, f"{d['task']}, {d['split']} split, the SFT student's {k} samples per question at "
+                         f"T = {d['temperature']:g}: random sample {pct(first['sample_mean'])}%, majority vote "
+                         f"{pct(first['maj_at_k'])}%, pass@{k} {pct(first['pass_at_k'])}%")
+        labels = d.get("labels", {})
+        body = [[labels.get(sig, sig), pct(r["rm_best_of_k"]), f"{r['rm_auc_within']:.2f}"]
+                for sig, r in d["signals"].items()]
+        blocks.append(caption + "\n\n" + table(["score", f"best-of-{k} (%)", "AUC within a question"], body))
+    return "\n\n".join(blocks)
+
+
 def sweep_by_task(names: list[str], link) -> str:
     """Several tasks' sweeps side by side, one row per variant name."""
     per_task = [{r["variant"]: r for r in sweep_rows(n)} for n in names]
@@ -380,6 +398,8 @@ ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-c
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
+    "rm-ranking": partial(ranking_signals, ["rm_ranking_tiny-arith.json"]),
+    "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
     "readme-results": partial(ablation_means, ISSUE15_16),
     "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
     "ablation-history": partial(ablation_history, CHAIN_ABLATIONS),

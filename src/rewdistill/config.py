@@ -119,8 +119,9 @@ class RewardModelCfg(Section):
                       "tokenizer differs), sft (the SFT student, as in the paper), or a model path / hub id")
     loss: Literal["bce", "bt"] = Field("bce", description="bce: pointwise on labels; bt: Bradley-Terry on label-1 vs "
                                        "label-0 pairs")
-    epochs: int = Field(2, ge=1, description="passes over the labelled teacher + student responses")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    epochs: int = Field(1, ge=1, description="passes over the labelled teacher + student responses (the scalar head "
+                        "was tuned with 2)")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (the scalar head was tuned with 1e-3)")
     batch_size: int = Field(32, ge=1, description="sequences (or pairs) per optimiser step")
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
     use_student_samples: bool = Field(True, description="train on student responses too (the paper's method)")
