@@ -32,13 +32,25 @@ def model_dirs(run_dir: Path) -> list[tuple[Path, str, int, bool]]:
     return out
 
 
+def is_local(ref: str) -> bool:
+    """A model given as a path of this machine (a .gguf file, a save_pretrained directory), not a hub id or `zoo:`."""
+    return not ref.startswith("zoo:") and (Path(ref).expanduser().exists() or Path(ref).expanduser().is_absolute()
+                                           or ref.startswith(("./", "../", "~")) or ref.endswith(".gguf"))
+
+
+def public_name(ref: str) -> str:
+    """How a card names a model: a hub id or `zoo:` name as given, a local file or directory by its base name only
+    (a card may be published: it never shows a path of the user's machine)."""
+    return Path(ref).expanduser().name if is_local(ref) else ref
+
+
 def card_text(cfg, results: dict, kind: str, rnd: int, lora: bool) -> str:
     from huggingface_hub import ModelCardData
 
     pipeline_tag, stage, what = WHAT[kind]
     student = cfg.models.student if kind != "reward_model" or cfg.reward_model.init == "sft" else \
         (cfg.models.teacher if cfg.reward_model.init == "teacher" else cfg.reward_model.init)
-    hub_like = not student.startswith("zoo:") and not Path(student).exists()
+    hub_like = not student.startswith("zoo:") and not is_local(student)
     data = ModelCardData(
         base_model=student if hub_like else None, library_name="peft" if lora else "transformers",
         pipeline_tag=pipeline_tag, tags=["rewdistill", "distillation", "reward-distillation", stage],
@@ -46,10 +58,10 @@ def card_text(cfg, results: dict, kind: str, rnd: int, lora: bool) -> str:
     lines = [
         "---", data.to_yaml(), "---", "",
         f"# {kind}{' (LoRA adapter)' if lora else ''}{f', round {rnd}' if rnd > 1 else ''}", "",
-        f"Made by [rewdistill](https://pypi.org/project/rewdistill/) (stage `{stage}`): {what}.", "",
+        f"Made by rewdistill (stage `{stage}`): {what}.", "",
         "| | |", "|---|---|",
-        f"| student (base) | `{cfg.models.student}` |",
-        f"| teacher | `{cfg.models.teacher}` ({cfg.models.teacher_backend}) |",
+        f"| student (base) | `{public_name(cfg.models.student)}` |",
+        f"| teacher | `{public_name(cfg.models.teacher)}` ({cfg.models.teacher_backend}) |",
         f"| task | `{cfg.task.name}` |",
         f"| reward | `{cfg.rl.reward}` ({cfg.rl.algo}, {cfg.rl.steps} steps x {cfg.rl.rounds} round(s)) |",
         f"| seed | {cfg.seed} |", "",
