@@ -50,6 +50,16 @@ def test_cli_missing_model_is_runtime_error_exit_1(tmp_path, capsys):
     assert "cannot load" in err and "nope" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("until", ["sfft", "sft@2", "rl@3", "rl@0", "rl@x", "rl@"])
+def test_an_until_that_names_no_stage_of_the_run_is_one_line_exit_2(tmp_path, capsys, until):
+    """`sfft`: no such stage; `sft@2`: sft has no rounds; `rl@3`, `rl@0`: no such round of a 2-round run."""
+    assert main(["run", "--run-dir", str(tmp_path / "r"), "--rl.rounds", "2", "--until", until]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"rewdistill: error: until {until!r} is not a stage"), err
+    assert "rl@R for round R of 1..2" in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def test_help_lists_every_option_with_text(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])

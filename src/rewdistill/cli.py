@@ -24,7 +24,8 @@ def _run_parser(sub) -> argparse.ArgumentParser:
                    f"{', '.join(shipped_configs())}")
     p.add_argument("--task", help="task name (shortcut for --task.name)")
     p.add_argument("--run-dir", help="where artifacts go (default: runs/<task>-seed<seed>)")
-    p.add_argument("--until", choices=_stage_names(), help="stop after this stage")
+    p.add_argument("--until", metavar="STAGE", help=f"stop after this stage: {', '.join(_stage_names())}; with "
+                   "rl.rounds > 1, rl stops after the last round and STAGE@R (e.g. rl@2) after round R")
     p.add_argument("--rounds", help="iterative rounds of RL (shortcut for --rl.rounds)")
     p.add_argument("--shard", metavar="I/N", help="sampling stages: sample only shard I of N (0-based) of the question "
                    "chunks, write it, and stop; run every shard (on any machines sharing the run directory), "
@@ -157,7 +158,9 @@ def cmd_run(args) -> int:
     cfg = load_config(args.config, _overrides(args))
     run_dir = Path(args.run_dir or f"runs/{cfg.task.name}-seed{cfg.seed}")
 
-    from rewdistill.pipeline import run_pipeline
+    from rewdistill.pipeline import check_until, run_pipeline
+
+    check_until(args.until, cfg.rl.rounds)  # a bad --until: one line, exit 2, before anything runs
     from rewdistill.report import format_table
 
     logging.getLogger("rewdistill").info(f"run directory: {run_dir}")

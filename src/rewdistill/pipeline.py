@@ -22,7 +22,7 @@ from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from rewdistill.artifacts import fingerprint, problems
-from rewdistill.config import Config, section_hash
+from rewdistill.config import Config, ConfigError, section_hash
 from rewdistill.io import read_json, write_json, write_text_atomic
 from rewdistill.rundir import broadcast, run_dir_lock
 from rewdistill.sampling.rows import ShardDone
@@ -75,6 +75,27 @@ STAGES = [
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 ROUND_STAGES = ("student-sample", "reward-model", "rl")
+
+
+def check_until(until: str | None, rounds: int) -> None:
+    """Refuse, with one line, an `until` that names no stage of a run of `rounds` RL rounds. A stage name stops after
+    that stage (`rl`: after the last round's; student-sample, reward-model: in round 1); `<stage>@<r>` stops after
+    round r's student-sample, reward-model or rl (`rl@2`)."""
+    if until is None:
+        return
+    name, at, r = until.partition("@")
+    if name in STAGE_NAMES and (not at or (name in ROUND_STAGES and r.isdigit() and 1 <= int(r) <= rounds)):
+        return
+    raise ConfigError(f"until {until!r} is not a stage of this run; choose from {', '.join(STAGE_NAMES)}, or "
+                      f"{' / '.join(s + '@R' for s in ROUND_STAGES)} for round R of 1..{rounds} (rl.rounds)")
+
+
+def stops_after(until: str | None, stage: Stage, rounds: int) -> bool:
+    """Whether the run ends after `stage` (`until` as `check_until` accepts it)."""
+    name, at, r = (until or "").partition("@")
+    if stage.name != name:
+        return False
+    return stage.round == int(r) if at else stage.name != "rl" or stage.round == rounds
 
 
 def stages_for(cfg: Config) -> list[Stage]:
@@ -150,7 +171,8 @@ TRAIN_STAGES = {"sft", "reward-model", "rl"}  # run on every process of a multi-
 
 def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False,
                  shard: tuple[int, int] | None = None, merge: bool = False) -> dict:
-    """Run (or skip, when already done with the same config) every stage up to `until`; returns the manifest.
+    """Run (or skip, when already done with the same config) every stage up to `until` (a stage name, or `rl@2`:
+    see `check_until`, which refuses any other before anything runs); returns the manifest.
 
     A run directory made with another config is refused (its results would be overwritten) unless `force`,
     which reruns the changed stages and everything after them. A stage interrupted by a crash resumes: the
@@ -162,6 +184,7 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
     question chunks and the run stops; `merge`: that stage joins the shards (checking that none is missing or
     doubled) instead of sampling.
     """
+    check_until(until, cfg.rl.rounds)
     dist = PartialState(cpu=not torch.cuda.is_available() or cfg.models.device == "cpu", timeout=timedelta(hours=24))
     if not dist.is_main_process:  # the main process holds the run directory for all of them
         return _run_stages(cfg, run_dir, until, force, shard, merge, dist)
@@ -249,8 +272,7 @@ def _stage_loop(cfg: Config, run_dir: Path, until: str | None, manifest: dict, h
                 write_json(manifest_path, manifest)
                 clear_progress(run_dir)
             logger.info(f"[{i + 1}/{n}] {key}: {summary} ({seconds:.0f}s)")
-        if until == key if "@" in (until or "") else until == stage.name and (
-                stage.name != "rl" or stage.round == cfg.rl.rounds):
+        if stops_after(until, stage, cfg.rl.rounds):
             break  # `--until rl` runs every round; `--until reward-model` stops in round 1; `rl@2` after round 2
     results_path = run_dir / "results.json"
     if main and manifest["stages"].get("evaluate", {}).get("done") and results_path.exists():
