@@ -398,7 +398,7 @@ ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-c
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
-    "rm-ranking": partial(ranking_signals, ["rm_ranking_tiny-arith.json"]),
+    "rm-ranking": partial(ranking_signals, ["rm_ranking_tiny-arith.json", "rm_ranking_tiny-choice.json"]),
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
     "readme-results": partial(ablation_means, ISSUE15_16),
     "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
