@@ -77,7 +77,7 @@ def test_reward_model_stops_on_nan_losses(tmp_path, other_tokenizer):
     tok, rm = load_tokenizer(path), load_reward_model(path)
     with torch.no_grad():
         rm.score.weight.fill_(float("nan"))
-    rows = [{"qid": str(i // 2), "ids": p + r, "label": i % 2} for i, (p, r) in enumerate(pairs(tok))]
+    rows = [{"qid": str(i // 2), "pair": (p, r), "label": i % 2} for i, (p, r) in enumerate(pairs(tok))]
     with pytest.raises(NonFiniteError, match="reward-model: 2 consecutive"):
         train_reward_model(rm, rows, tok.pad_token_id, loss="bce", epochs=1, lr=1e-3, batch_size=2,
                            accelerator=Accelerator(cpu=True), seed=0, log=lambda r: None, max_skips=2)

@@ -8,9 +8,39 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rewdistill.models.load import ZOO_DIR
+from rewdistill.models.load import ZOO_DIR, load_causal_lm, load_prompt_format
+from rewdistill.sampling.hf import generate
+from rewdistill.tasks import get_task
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "make_zoo.py"
+
+
+def greedy_accuracy_of(model_dir, n: int) -> dict[str, float]:
+    """Greedy accuracy of the model in `model_dir` on the first `n` test questions of each tiny task, measured here
+    (plain-text prompts, the task's grading), not by the script."""
+    model, fmt = load_causal_lm(str(model_dir)), load_prompt_format(str(model_dir), chat_template="off")
+    out = {}
+    for name in ["tiny-arith", "tiny-choice"]:
+        task = get_task(name)
+        exs = task.load("test")[:n]
+        gens = generate(model, fmt, [task.prompt(e) for e in exs], 0.0, 1, 64, 200)
+        out[name] = sum(task.is_correct(g.text, exs[g.prompt_index]) for g in gens) / len(exs)
+    return out
+
+
+def test_the_script_measures_greedy_accuracy_as_measured_here():
+    """The script's `accuracy` on a model that answers some questions right (the shipped teacher): the same greedy
+    accuracy as measured here (a micro run's models answer none, so its report alone cannot show a wrong measure)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_zoo", SCRIPT)
+    mz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mz)
+    mz.EVAL_N = 16
+    got = mz.accuracy(load_causal_lm("zoo:teacher"), load_prompt_format("zoo:teacher").tokenizer, "test", maj=False)
+    want = greedy_accuracy_of(ZOO_DIR / "teacher", n=16)
+    assert {k: v["greedy"] for k, v in got.items()} == want
+    assert all(0 < a < 1 for a in want.values()), want
 
 
 def test_make_zoo_all_micro(tmp_path):
@@ -30,8 +60,8 @@ def test_make_zoo_all_micro(tmp_path):
         model = AutoModelForCausalLM.from_pretrained(dest / name)
         assert sum(p.numel() for p in model.parameters()) == report[name]["params"]
         AutoTokenizer.from_pretrained(dest / name)
-        for task in ["tiny-arith", "tiny-choice"]:
-            assert 0.0 <= report[name]["test"][task]["greedy"] <= 1.0
+        for task, acc in greedy_accuracy_of(dest / name, n=8).items():  # --micro measures 8 questions a task
+            assert report[name]["test"][task]["greedy"] == acc, (name, task)
     assert "maj@8" in report["teacher"]["test"]["tiny-arith"]
     history = json.loads((work / "teacher_history.json").read_text())
     assert [h["step"] for h in history] == [2]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from rewdistill.cli import main
 from rewdistill.io import read_jsonl
+from rewdistill.tasks import get_task
 from tests.conftest import MICRO
 
 ARTIFACTS = ["questions.jsonl", "teacher_samples.jsonl", "labels.jsonl", "teacher_labelled.jsonl",
@@ -23,8 +25,12 @@ def micro_run(tmp_path_factory, tiny_qwen_student):
     """One micro run: the shipped teacher, and a random-init Qwen2 student with a *different* tokenizer."""
     run_dir = tmp_path_factory.mktemp("run")
     args = ["run", "--run-dir", str(run_dir), "--models.student", tiny_qwen_student, *MICRO]
+    STARTED.append(time.time())
     assert main(args) == 0
     return run_dir, args
+
+
+STARTED: list[float] = []  # when micro_run began: no stage of it (or of a later rerun) can have taken longer
 
 
 def test_every_artifact_is_written(micro_run):
@@ -39,19 +45,27 @@ def test_results_are_fractions_and_consistent_with_samples(micro_run):
     run_dir, _ = micro_run
     res = json.loads((run_dir / "results.json").read_text())
     assert set(res) >= {"task", "seed", "accuracy", "diagnostics", "seconds"} and res["maj_k"] == 2
-    for key in ["teacher_greedy", "teacher_maj_at_k", "student_base", "student_sft", "student_rl"]:
-        assert 0.0 <= res["accuracy"][key] <= 1.0
+    assert set(res["accuracy"]) == {"teacher_greedy", "teacher_maj_at_k", "student_base", "student_sft", "student_rl"}
     samples = read_jsonl(run_dir / "eval_samples.jsonl")
     teacher = [s for s in samples if s["model"] == "teacher_greedy"]
     assert len(teacher) == res["n_test"] == 6
     assert res["accuracy"]["teacher_greedy"] == sum(s["correct"] for s in teacher) / 6
     assert res["unparsable"]["teacher_greedy"] == sum(s["extracted"] is None for s in teacher)
-    d = res["diagnostics"]
-    assert 0 <= d["pseudo_label_accuracy"] <= 1 and 0 <= d["reward_model_accuracy"] <= 1
-    assert 0 < d["questions_kept"] <= d["questions_total"] == 12
+    d = res["diagnostics"]  # the accuracies among them: recomputed in the next test
+    # best-of-K ranked by the reward model and by the teacher's likelihood, on the same samples
+    rm_rank, teacher_rank = d["ranking_student_sft"], d["ranking_student_sft_teacher_likelihood"]
+    assert rm_rank["k"] == teacher_rank["k"] == 2 and rm_rank["pass_at_k"] == teacher_rank["pass_at_k"]
+    assert "teacher's mean token log-prob" in (run_dir / "report.md").read_text()
+    labels = read_jsonl(run_dir / "labels.jsonl")
+    assert d["questions_total"] == len(labels) == 12 and d["questions_kept"] == sum(r["kept"] for r in labels) > 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert res["seconds"] == {k: v["seconds"] for k, v in manifest["stages"].items()}
-    assert len(res["seconds"]) == 7 and all(v >= 0 for v in res["seconds"].values())
+    # each stage's wall-clock seconds: the stages that load a model take some, and together no more than has passed
+    assert list(res["seconds"]) == ["teacher-sample", "pseudo-label", "sft", "student-sample", "reward-model", "rl",
+                                    "evaluate"]
+    assert all(res["seconds"][k] > 0 for k in ["teacher-sample", "sft", "student-sample", "reward-model", "rl",
+                                               "evaluate"]), res["seconds"]
+    assert sum(res["seconds"].values()) <= time.time() - STARTED[0], res["seconds"]
 
 
 def test_pseudo_labels_are_majority_votes_of_teacher_answers(micro_run):
@@ -69,9 +83,20 @@ def test_saved_models_load_with_plain_transformers_and_rl_changed_the_policy(mic
     run_dir, _ = micro_run
     sft = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft")
     rl = AutoModelForCausalLM.from_pretrained(run_dir / "student_rl")
-    rm = AutoModelForSequenceClassification.from_pretrained(run_dir / "reward_model")
+    # the default reward model (likelihood kind) is a plain causal LM; its score, by the formula its config names,
+    # equals the score the pipeline gave a test response
+    rm = AutoModelForCausalLM.from_pretrained(run_dir / "reward_model").eval()
     tok = AutoTokenizer.from_pretrained(run_dir / "reward_model")
-    assert rm.config.num_labels == 1 and rm.config.pad_token_id == tok.pad_token_id
+    assert rm.config.reward_kind == "likelihood"
+    row = next(r for r in read_jsonl(run_dir / "eval_samples.jsonl") if "rm_score" in r)
+    task = get_task("tiny-arith")
+    example = next(e for e in task.load("test") if e.qid == row["qid"])
+    prompt = tok(task.prompt(example), add_special_tokens=False)["input_ids"]  # plain text prompt (no chat template)
+    resp = tok(" " + row["text"].lstrip(), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with torch.no_grad():
+        logp = torch.log_softmax(rm(input_ids=torch.tensor([prompt + resp])).logits[0, :-1], -1)
+    mean = sum(logp[len(prompt) - 1 + t, resp[t]].item() for t in range(len(resp))) / len(resp)
+    assert abs(rm.config.reward_scale * mean + rm.config.reward_bias - row["rm_score"]) < 1e-4
     diffs = [(a - b).abs().max().item() for a, b in zip(sft.parameters(), rl.parameters())]
     assert max(diffs) > 0
     rows = read_jsonl(run_dir / "rl_metrics.jsonl")
@@ -95,19 +120,43 @@ def test_accuracies_recomputed_from_the_run_files_against_gold_loaded_independen
     train = {e.qid: e.answer for e in task.load("train")}
     test = {e.qid: e.answer for e in task.load("test")[: res["n_test"]]}
 
-    def answer(text: str):
-        m = re.search(r"####\s*(-?[\d,]+)", text)
-        return m.group(1).replace(",", "") if m else None
+    def answer(text: str):  # the number after the last ####
+        found = [n.replace(",", "") for n in re.findall(r"####\s*(-?[\d,]+)", text)]
+        return str(int(found[-1])) if found and found[-1].lstrip("-").isdigit() else None
 
-    kept = [r for r in read_jsonl(run_dir / "labels.jsonl") if r["kept"]]
+    labels = read_jsonl(run_dir / "labels.jsonl")
+    kept = [r for r in labels if r["kept"]]
     want = sum(r["pseudo_answer"] == train[r["qid"]] for r in kept) / len(kept)
-    assert res["diagnostics"]["pseudo_label_accuracy_kept"] == pytest.approx(want)
+    d = res["diagnostics"]
+    assert d["pseudo_label_accuracy_kept"] == d["pseudo_label_accuracy"] == pytest.approx(want)
+    assert d["pseudo_label_accuracy_all"] == pytest.approx(
+        sum(r["pseudo_answer"] == train[r["qid"]] for r in labels) / len(labels))
     samples = read_jsonl(run_dir / "eval_samples.jsonl")
-    for model in ["teacher_greedy", "student_sft", "student_rl"]:
+    for model in ["teacher_greedy", "student_base", "student_sft", "student_rl"]:
         rows = [s for s in samples if s["model"] == model]
         assert len(rows) == len(test)
         want = sum(answer(s["text"]) == test[s["qid"]] for s in rows) / len(rows)
         assert res["accuracy"][model] == pytest.approx(want), model
+    # maj@K: per question, the most frequent answer of its K samples (the first seen of equal counts)
+    votes: dict[str, list] = {}
+    for s in samples:
+        if s["model"] == "teacher_maj" and answer(s["text"]) is not None:
+            votes.setdefault(s["qid"], []).append(answer(s["text"]))
+    assert all(sum(s["model"] == "teacher_maj" and s["qid"] == q for s in samples) == res["maj_k"] for q in test)
+    majority = {q: max(a, key=a.count) for q, a in votes.items()}  # max keeps the first of equal counts
+    want = sum(majority.get(q) == gold for q, gold in test.items()) / len(test)
+    assert res["accuracy"]["teacher_maj_at_k"] == pytest.approx(want)
+    # the reward model against gold: its score > 0 read as "correct", on every scored test response
+    judged = [s for s in samples if "rm_score" in s]
+    assert {s["model"] for s in judged} == {"teacher_maj", "student_sft", "student_rl"}
+    assert d["reward_model_eval_responses"] == len(judged) == 6 * (2 + 1 + 1)
+    right = [answer(s["text"]) == test[s["qid"]] for s in judged]
+    want = sum((s["rm_score"] > 0) == ok for s, ok in zip(judged, right)) / len(judged)
+    assert d["reward_model_accuracy"] == pytest.approx(want)
+    pos = [s["rm_score"] for s, ok in zip(judged, right) if ok]
+    neg = [s["rm_score"] for s, ok in zip(judged, right) if not ok]
+    want = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg)) if pos and neg else None
+    assert d["reward_model_auc"] == (None if want is None else pytest.approx(want))
 
 
 def test_rerun_skips_done_stages_and_a_changed_stage_reruns_it_and_later_with_force(micro_run, caplog):
@@ -157,7 +206,8 @@ def test_the_saved_reward_model_scores_with_plain_transformers_as_in_the_pipelin
     tok.pad_token = tok.eos_token
     student = save_tiny("llama", tok, tmp_path / "student")
     run_dir = tmp_path / "run"
-    assert main(["run", "--run-dir", str(run_dir), "--models.student", student, *MICRO, "--until", "reward-model"]) == 0
+    assert main(["run", "--run-dir", str(run_dir), "--models.student", student, *MICRO, "--until", "reward-model",
+                 "--reward_model.kind", "scalar", "--reward_model.init", "sft"]) == 0
     rm_dir = run_dir / "reward_model"
     rm, saved = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval(), AutoTokenizer.from_pretrained(rm_dir)
     assert saved.pad_token_id != saved.eos_token_id and rm.config.pad_token_id == saved.pad_token_id
@@ -226,7 +276,9 @@ def test_report_compares_two_runs_side_by_side(micro_run, tmp_path, capsys):
     assert "no results.json" in capsys.readouterr().err
 
 
-def test_every_saved_model_has_a_model_card_with_hub_metadata(micro_run):
+def test_every_saved_model_has_a_model_card_with_hub_metadata(micro_run, tiny_qwen_student):
+    from pathlib import Path
+
     from huggingface_hub import ModelCard
 
     run_dir, _ = micro_run
@@ -238,6 +290,9 @@ def test_every_saved_model_has_a_model_card_with_hub_metadata(micro_run):
         assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == tag, d
         assert {"rewdistill", "distillation"} <= set(meta["tags"]), d
         assert "zoo:teacher" in card.text and f"{100 * res['accuracy']['student_rl']:.1f}%" in card.text, d
+        assert "base_model" not in meta and "pypi" not in card.text, d  # a local student: not a hub id
+        student = Path(tiny_qwen_student)  # an absolute path: named by its base name only (tests/test_cards.py)
+        assert f"`{student.name}`" in card.text and str(student.parent) not in card.text, d
 
 
 class RecordingHub:

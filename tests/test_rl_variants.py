@@ -1,6 +1,7 @@
 """Reward sources, RL algorithms, rounds, the reward-hacking watch and `rewdistill ablate`, on micro configs."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -116,9 +117,58 @@ def base_run(tmp_path_factory, tiny_qwen_student):
     return d
 
 
-@pytest.mark.parametrize("reward,lo,hi", [("rm", -50, 50), ("rm-vote", 0, 1), ("pseudo-label", 0, 1),
-                                          ("hybrid", -51, 51), ("teacher-judge", -100, 0), ("gold", 0, 1)])
-def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
+@functools.cache
+def plain_model(model_dir: str, head: bool):
+    from transformers import AutoModelForSequenceClassification
+
+    return (AutoModelForSequenceClassification if head else AutoModelForCausalLM).from_pretrained(model_dir).eval()
+
+
+@torch.no_grad()
+def score_by_hand(model_dir: str, kind: str, prompt: list[int], response: list[int]) -> float:
+    """A saved scorer's score of one unpadded sequence, with plain transformers: `scalar` the classification head's
+    logit at the last token; `likelihood` reward_scale x mean response-token log-prob + reward_bias; `judge` (a plain
+    causal LM, the teacher) the mean response-token log-prob."""
+    from transformers import AutoConfig
+
+    ids = torch.tensor([prompt + response])
+    if kind == "scalar":
+        return plain_model(model_dir, True)(input_ids=ids).logits[0, 0].item()
+    logp = torch.log_softmax(plain_model(model_dir, False)(input_ids=ids).logits[0].float(), -1)
+    mean = sum(logp[len(prompt) + t - 1, r].item() for t, r in enumerate(response)) / len(response)
+    if kind == "judge":
+        return mean
+    assert kind == "likelihood", f"a reward model kind this test does not know: {kind}"
+    cfg = AutoConfig.from_pretrained(model_dir)
+    return cfg.reward_scale * mean + cfg.reward_bias
+
+
+@pytest.mark.parametrize("reward", ["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "gold"])
+def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, monkeypatch, reward):
+    """Each step's logged reward is the mean of what the source gives the step's rollout, recomputed here from the
+    rollout (texts, or token ids where the reward model shares the policy's tokenizer), the run's labels, gold,
+    and the saved reward model or teacher scored with plain transformers."""
+    from transformers import AutoConfig
+
+    import rewdistill.stages.rl as rl_stage
+    from rewdistill.models.load import resolve
+    from rewdistill.tasks import get_task
+
+    seen: list[dict] = []  # per step: the rollout's prompt texts, response texts and tokens
+    real = rl_stage.train_rl
+
+    def spy(policy, ref, critic, fmt, prompts, cfg, *, on_step, **kw):
+        def on(step, ro, *rest):
+            P = ro.P
+            toks = [(ro.ids[b, :P][ro.mask[b, :P].bool()].tolist(), ro.ids[b, P : P + int(ro.resp_mask[b].sum())]
+                     .tolist()) for b in range(len(ro.idx))]
+            seen.append({"prompts": [prompts[i] for i in ro.idx], "texts": list(ro.texts), "idx": list(ro.idx),
+                         "finished": ro.finished.tolist(), "tokens": toks})
+            return on_step(step, ro, *rest)
+
+        return real(policy, ref, critic, fmt, prompts, cfg, on_step=on, **kw)
+
+    monkeypatch.setattr(rl_stage, "train_rl", spy)
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
     args = ["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rl.reward", reward, "--rl.unfinished_penalty", "0",
@@ -128,7 +178,45 @@ def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
     assert main(args) == 0
     rows = read_jsonl(d / "rl_metrics.jsonl")
     steps = [r for r in rows if "reward" in r]
-    assert len(steps) == 2 and all(lo <= r["reward"] <= hi and math.isfinite(r["pg_loss"]) for r in steps)
+    assert len(steps) == 2 == len(seen) and all(math.isfinite(r["pg_loss"]) for r in steps)
+
+    task = get_task("tiny-arith")
+    qid = {q["prompt"]: q["qid"] for q in read_jsonl(d / "questions.jsonl")}
+    gold = {e.qid: e.answer for e in task.load("train")}
+    labels = {lab["qid"]: lab for lab in read_jsonl(d / "labels.jsonl")}
+    pseudo = {q: lab["pseudo_answer"] if lab["kept"] else None for q, lab in labels.items()}
+    questions = {q.qid: q for q in task.questions("train")}
+    rm_dir, teacher_dir = str(d / "reward_model"), resolve("zoo:teacher")
+    rm_kind = getattr(AutoConfig.from_pretrained(rm_dir), "reward_kind", "scalar")
+    rm_fmt, policy_fmt = load_prompt_format(rm_dir), load_prompt_format(MICRO_Q[MICRO_Q.index("--models.student") + 1])
+
+    def scores(step: dict, model_dir: str, kind: str, fmt) -> list[float]:
+        own = kind != "judge" and fmt.same_tokens(policy_fmt)  # a reward model on the policy's tokens reads them
+        return [score_by_hand(model_dir, kind, *(tok if own else fmt.pair_ids(p, t)))
+                for p, t, tok in zip(step["prompts"], step["texts"], step["tokens"])]
+
+    for row, step in zip(steps, seen):
+        qids = [qid[p] for p in step["prompts"]]
+        answers = [task.extract(t, questions[q]) for t, q in zip(step["texts"], qids)]
+        if reward in ("gold", "pseudo-label"):
+            target = gold if reward == "gold" else pseudo
+            raw = [float(target[q] is not None and a == target[q]) for a, q in zip(answers, qids)]
+        elif reward == "teacher-judge":
+            raw = scores(step, teacher_dir, "judge", load_prompt_format(teacher_dir))
+        else:
+            rm = scores(step, rm_dir, rm_kind, rm_fmt)
+            if reward == "rm":
+                raw = rm
+            elif reward == "hybrid":  # +1 agree / -1 disagree with a kept pseudo-label (rl.hybrid_weight 1)
+                raw = [s + (0.0 if pseudo[q] is None else 1.0 if a == pseudo[q] else -1.0)
+                       for s, a, q in zip(rm, answers, qids)]
+            else:  # rm-vote: the sigmoid(rm)-weighted share of the group's vote that went to the response's answer
+                w = torch.sigmoid(torch.tensor(rm)).tolist()
+                group = step["idx"]
+                raw = [0.0 if a is None else sum(wk for ak, gk, wk in zip(answers, group, w) if gk == g and ak == a)
+                       / sum(wk for gk, wk in zip(group, w) if gk == g) for a, g in zip(answers, group)]
+        final = [r if ok else 0.0 for r, ok in zip(raw, step["finished"])]  # rl.unfinished_penalty 0
+        assert row["reward"] == pytest.approx(sum(final) / len(final), abs=1e-4), (reward, row["step"], raw)
     watch = [r for r in rows if "watch_val_gold_accuracy" in r]
     assert [r["step"] for r in watch] == [0, 1, 2] and all(0 <= r["watch_val_gold_accuracy"] <= 1 for r in watch)
     sft = AutoModelForCausalLM.from_pretrained(d / "student_sft")
@@ -137,10 +225,15 @@ def test_each_reward_source_in_the_rl_stage(base_run, tmp_path, reward, lo, hi):
 
 
 def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_path):
+    """Rounds 1 and 2 of a 3-round run, stopped by round-qualified stage names (`--until rl@2`, CHANGELOG)."""
     d = tmp_path / "run"
     shutil.copytree(base_run, d)
-    assert main(["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rounds", "2", "--rl.algo", "grpo",
-                 "--rl.group_size", "2", "--until", "rl"]) == 0
+    args = ["run", "--run-dir", str(d), "--force", *MICRO_Q, "--rounds", "3", "--rl.algo", "grpo", "--rl.group_size",
+            "2"]
+    assert main([*args, "--until", "rl@1"]) == 0  # round 1's rl, then stop
+    assert list(json.loads((d / "manifest.json").read_text())["stages"])[-1] == "rl" and not (d / "round2").exists()
+    assert main([*args, "--until", "rl@2"]) == 0  # round 2, not round 3 nor evaluate
+    assert not (d / "round3").exists() and not (d / "results.json").exists()
     r2 = d / "round2"
     assert (r2 / "reward_model" / "model.safetensors").exists() and (r2 / "student_rl" / "model.safetensors").exists()
     assert len(read_jsonl(r2 / "student_samples.jsonl")) > 0

@@ -195,4 +195,18 @@ def test_a_two_process_run_killed_in_rl_resumes_on_one_process(tmp_path):
     steps = [r["step"] for r in rows(run_dir, "rl_metrics.jsonl") if "reward" in r]
     assert steps == [1, 2, 3]  # steps 1-2 from the 2-process run, step 3 on one process
     assert [r for r in rows(run_dir, "rl_metrics.jsonl") if r["step"] <= 2] == before  # kept as they were
-    assert json.loads((run_dir / "results.json").read_text())["accuracy"]["student_rl"] >= 0
+    # the resumed run finished: every stage done, RL moved the student, and the accuracy reported for it is what its
+    # evaluated responses give against gold
+    from rewdistill.tasks import get_task
+
+    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+    assert len(stages) == 7 and all(s["done"] for s in stages.values())
+    sft = AutoModelForCausalLM.from_pretrained(run_dir / "student_sft").state_dict()
+    rl = AutoModelForCausalLM.from_pretrained(run_dir / "student_rl").state_dict()
+    assert any(not torch.equal(rl[k], sft[k]) for k in sft)
+    task = get_task("tiny-arith")
+    test = {e.qid: e for e in task.load("test")}
+    res = json.loads((run_dir / "results.json").read_text())
+    scored = [s for s in rows(run_dir, "eval_samples.jsonl") if s["model"] == "student_rl"]
+    assert len(scored) == res["n_test"] == 6
+    assert res["accuracy"]["student_rl"] == sum(task.is_correct(s["text"], test[s["qid"]]) for s in scored) / 6

@@ -36,7 +36,7 @@ def test_test_accuracy_is_what_zoo_report_says(name):
         exs = task.load("test")
         gens = generate(model, tok, [task.prompt(e) for e in exs], 0.0, 1, 64, 200)
         acc = sum(task.is_correct(g.text, exs[g.prompt_index]) for g in gens) / len(exs)
-        assert acc == pytest.approx(report[name]["test"][task_name]["greedy"], abs=0.01)
+        assert acc == report[name]["test"][task_name]["greedy"], task_name  # greedy: deterministic, exactly
         if name == "student":
             assert acc <= 0.15  # the student base cannot do the tasks before distillation
 
