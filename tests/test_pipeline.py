@@ -65,7 +65,8 @@ def test_results_are_fractions_and_consistent_with_samples(micro_run):
                                     "evaluate"]
     assert all(res["seconds"][k] > 0 for k in ["teacher-sample", "sft", "student-sample", "reward-model", "rl",
                                                "evaluate"]), res["seconds"]
-    assert sum(res["seconds"].values()) <= time.time() - STARTED[0], res["seconds"]
+    rounding = 0.05 * len(res["seconds"])  # each stage's seconds are rounded to 0.1
+    assert sum(res["seconds"].values()) <= time.time() - STARTED[0] + rounding, res["seconds"]
 
 
 def test_pseudo_labels_are_majority_votes_of_teacher_answers(micro_run):

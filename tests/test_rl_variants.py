@@ -11,6 +11,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from rewdistill.ablate import LABELS
 from rewdistill.cli import main
 from rewdistill.config import RLCfg
 from rewdistill.diagnostics import divergence_step
@@ -273,7 +274,7 @@ def test_ablate_micro(tmp_path):
         assert "0 student" in m_to["reward-model"]["summary"]
     v = s["variants"]["rm"]
     assert v["mean"] == pytest.approx(sum(v["per_seed"]) / 2)
-    assert "| ours: RM on teacher + student responses (`rm`) |" in (out / "ablation.md").read_text()
+    assert f"| {LABELS['rm']} (`rm`) |" in (out / "ablation.md").read_text()
     for v in ["rm", "rm_teacher_only", "gold"]:  # paired differences agree with the accuracies they pair
         for seed_i, p in enumerate(s["paired_vs_sft_only"][v]):
             want = s["variants"][v]["per_seed"][seed_i] - s["variants"]["sft_only"]["per_seed"][seed_i]
