@@ -33,7 +33,9 @@ _kind = RewardModelCfg.model_fields.get("kind")
 RM_VARIANTS = {k: ["--reward_model.kind", k] for k in sorted(typing.get_args(_kind.annotation),
                                                              key=lambda k: k != _kind.default)} if _kind else {"rm": []}
 EVERY_KIND = ["rm"]
-TASKS = ["tiny-arith", "tiny-choice"]
+# tiny-arith runs every reward source with every kind; tiny-choice (whose gold is a letter, poisoned the same way at the
+# source) the default kind with the sources whose code depends on the task's answers, to keep CI's time in bounds
+TASKS = {"tiny-arith": None, "tiny-choice": ["rm", "pseudo-label"]}
 # the shipped teacher as the student, kept competent through the micro SFT (its default lr un-teaches it); one PPO
 # minibatch per epoch (a quarter of MICRO's optimiser steps); the watch at the start of each round and after its last
 # step (`rl.watch_every` = `rl.steps`: both places the rl stage runs it)
@@ -94,8 +96,9 @@ def read_run(run_dir: Path) -> tuple[dict[str, bytes], list, list]:
 
 def runs(tmp: Path, task: str, poisoned: bool, monkeypatch) -> dict[tuple[str, str], tuple]:
     """`read_run` of a run up to the last round's rl, per (reward model variant, reward source): every source with the
-    first variant, those in EVERY_KIND with the others. One run up to the reward model for the first variant; the
-    others start from a copy of it and retrain only the reward model."""
+    first variant, those in EVERY_KIND with the others (or only TASKS[task] with the first, where it names some). One
+    run up to the reward model for the first variant; the others start from a copy of it and retrain only the reward
+    model."""
     out = {}
     with monkeypatch.context() as m:
         if poisoned:
@@ -103,13 +106,14 @@ def runs(tmp: Path, task: str, poisoned: bool, monkeypatch) -> dict[tuple[str, s
             poison_gold_at_the_source(m)
             check_every_route_is_poisoned(task, clean)
         first = None
-        for variant, extra in RM_VARIANTS.items():
+        only = TASKS[task]
+        for variant, extra in list(RM_VARIANTS.items())[: 1 if only else None]:
             args = [*COMPETENT, *extra, "--task.name", task]
             base_dir = tmp / f"{task}-{poisoned}-{variant}-base"
             if first is not None:
                 shutil.copytree(first, base_dir)
             assert main(["run", "--run-dir", str(base_dir), "--force", *args, "--until", "reward-model"]) == 0
-            sources = [*SOURCES, "gold"] if first is None else EVERY_KIND
+            sources = [*(only or SOURCES), "gold"] if first is None else EVERY_KIND
             first = first or base_dir
             for source in sources:
                 d = tmp / f"{task}-{poisoned}-{variant}-{source}"
@@ -133,7 +137,7 @@ def test_no_training_stage_reads_gold_answers(tmp_path, monkeypatch, task):
         # the watch ran (at the start of each round and after its last step) and read the poisoned gold
         assert len(watch_a) == len(watch_b) == WATCHED, (key, watch_a)
         assert watch_a != watch_b, (key, watch_a, watch_b)
-    for variant in RM_VARIANTS:  # the rewards the competent student meets vary (a leak into them would show) ...
+    for variant in {v for v, _ in clean}:  # the rewards the competent student meets vary (a leak would show) ...
         assert len(set(clean[variant, "rm"][2])) >= 2, (variant, clean[variant, "rm"][2])
     # ... and the positive control: the oracle reads the (poisoned) gold, so what it trains must differ
     (a, _, rewards_a), (b, _, rewards_b) = clean[oracle], poisoned[oracle]

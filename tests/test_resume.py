@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import MICRO
 
 RESUME = [*MICRO, "--teacher_sample.batch_size", "8", "--student_sample.batch_size", "4",
@@ -30,6 +32,7 @@ def results(run_dir) -> dict:
     return res
 
 
+@pytest.mark.slow  # minutes on 2 cores: .ci/run runs it after the main suite
 def test_sigkill_anywhere_then_rerun_gives_the_uninterrupted_results(tmp_path):
     clean = tmp_path / "clean"
     assert run(clean).returncode == 0

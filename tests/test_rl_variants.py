@@ -252,6 +252,7 @@ def test_group_algorithms_need_groups(tmp_path, capsys):
     assert "rl.group_size >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # minutes on 2 cores: .ci/run runs it after the main suite
 def test_ablate_micro(tmp_path):
     out = tmp_path / "ab"
     assert main(["ablate", "--out", str(out), "--seeds", "0", "1", "--variants", "sft_only", "rm", "rm_teacher_only",
@@ -296,6 +297,7 @@ def test_reward_model_from_the_teacher_with_another_tokenizer(base_run, tmp_path
     assert len({round(r["reward"], 6) for r in rows}) == 2  # real scores, not the constant unfinished penalty
 
 
+@pytest.mark.slow  # minutes on 2 cores: .ci/run runs it after the main suite
 def test_ablate_jobs_runs_seeds_as_parallel_processes(tmp_path):
     out = tmp_path / "ab"
     args = ["ablate", "--out", str(out), "--seeds", "0", "1", "--variants", "sft_only", "rm", *MICRO]
