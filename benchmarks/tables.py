@@ -95,7 +95,9 @@ def bullets(lines: list[str]) -> str:
 
 LABELS = {  # variant -> row label, in the order the tables list them
     "sft_only": "SFT only (data distillation)",
-    "rm": "**ours**: RL on the distilled reward model (the paper)",
+    "sft_matched": "SFT only, 10 epochs instead of 8, no RL (compute-matched)",
+    "rm": "**ours**: RL on the distilled reward model (the default kind at the commit measured)",
+    "rm_scalar": "RL on the paper's scalar-head reward model",
     "rm_teacher_only": "reward model on teacher responses only",
     "teacher_judge": "teacher-judge reward (the teacher's mean log-prob)",
     "pseudo_label": "RL on the pseudo-label rule",
@@ -395,6 +397,7 @@ def results_files(link) -> str:
 
 
 ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
+ISSUE24 = ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
