@@ -397,13 +397,16 @@ def results_files(link) -> str:
 
 
 ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
-ISSUE24 = ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
+ISSUE24 = [p for p in ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"] if (RESULTS / p).exists()]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
     "rm-ranking": partial(ranking_signals, ["rm_ranking_tiny-arith.json", "rm_ranking_tiny-choice.json"]),
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
-    "readme-results": partial(ablation_means, ISSUE15_16),
+    "readme-results": partial(ablation_means, ISSUE24),
+    "ablation-issue24": partial(ablation_report, ISSUE24),
+    "ablation-issue24-seeds01": partial(ablation_report, ["ablation_issue24_tiny-arith_seeds01.json"]),
+    "results-issue15-16": partial(ablation_means, ISSUE15_16),
     "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
     "ablation-history": partial(ablation_history, CHAIN_ABLATIONS),
     "default-runs": partial(default_runs, ["default_run_tiny-arith.json", "default_run_tiny-choice.json"]),
