@@ -163,6 +163,27 @@ def ablation_report(paths: list[str], link) -> str:
     return "\n\n".join(out)
 
 
+def ablation_ranking(paths: list[str], link) -> str:
+    """Per seed: the SFT student's K test samples per question ranked by the `rm` run's reward model and by the
+    teacher's likelihood (best-of-K, AUC within a question), beside the student's greedy, sample mean and vote."""
+    rows = []
+    for p in paths:
+        d = load(p)
+        a = d["ablation"]
+        for r, sft in zip(d["ranking_test"], a["variants"]["sft_only"]["per_seed"]):
+            rm, te = r["ranking_student_sft"], r["ranking_student_sft_teacher_likelihood"]
+            rows.append([a["task"], r["seed"], pct(sft), pct(rm["sample_mean"]), pct(rm["maj_at_k"]),
+                         f"{pct(rm['rm_best_of_k'])} / {rm['rm_auc_within']:.2f}",
+                         f"{pct(te['rm_best_of_k'])} / {te['rm_auc_within']:.2f}", pct(rm["pass_at_k"])])
+    k = load(paths[0])["ranking_test"][0]["ranking_student_sft"]["k"]
+    caption = bullets([f"{load(p)['ablation']['task']}: " + source(p, link, "each seed's `rm` run, test split")
+                       for p in paths])
+    return caption + "\n\n" + table(["task", "seed", "SFT student greedy (%)", f"random one of {k} (%)",
+                                      f"majority of {k} (%)", "reward model's pick (%) / AUC within",
+                                      "teacher likelihood's pick (%) / AUC within", f"pass@{k} (%)"], rows,
+                                     right_from=1)
+
+
 def paired_differences(abl: list[dict]) -> list[str]:
     fmt = lambda p: f"{pts(p['diff'])} [{pts(p['lo'])}, {pts(p['hi'])}]"  # noqa: E731
     names = variants([{"variants": a["paired_vs_sft_only"]} for a in abl])
@@ -397,7 +418,8 @@ def results_files(link) -> str:
 
 
 ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
-ISSUE24 = [p for p in ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"] if (RESULTS / p).exists()]
+ISSUE24 = [p for p in ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
+           if (RESULTS / p).exists()]  # tiny-choice: when its ablation has finished
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
@@ -405,6 +427,7 @@ TABLES = {
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
     "readme-results": partial(ablation_means, ISSUE24),
     "ablation-issue24": partial(ablation_report, ISSUE24),
+    "ranking-issue24": partial(ablation_ranking, ISSUE24),
     "ablation-issue24-seeds01": partial(ablation_report, ["ablation_issue24_tiny-arith_seeds01.json"]),
     "results-issue15-16": partial(ablation_means, ISSUE15_16),
     "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
