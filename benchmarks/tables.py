@@ -428,7 +428,6 @@ TABLES = {
     "readme-results": partial(ablation_means, ISSUE24),
     "ablation-issue24": partial(ablation_report, ISSUE24),
     "ranking-issue24": partial(ablation_ranking, ISSUE24),
-    "ablation-issue24-seeds01": partial(ablation_report, ["ablation_issue24_tiny-arith_seeds01.json"]),
     "results-issue15-16": partial(ablation_means, ISSUE15_16),
     "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
     "ablation-history": partial(ablation_history, CHAIN_ABLATIONS),
