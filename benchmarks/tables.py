@@ -418,8 +418,7 @@ def results_files(link) -> str:
 
 
 ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
-ISSUE24 = [p for p in ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
-           if (RESULTS / p).exists()]  # tiny-choice: when its ablation has finished
+ISSUE24 = ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
