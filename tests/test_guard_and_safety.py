@@ -125,3 +125,32 @@ def test_run_artifacts_are_safetensors_only(tmp_path):
     weights = [p for p in tmp_path.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".safetensors")]
     assert weights and all(p.suffix == ".safetensors" for p in weights), weights
     assert not (tmp_path / "checkpoints").exists()  # training state is dropped once a stage is done
+
+
+def test_an_early_stop_survives_a_kill_and_resume(tmp_path, other_tokenizer):
+    """rl.early_stop: the step that stopped is checkpointed as a stop, so a run killed after it and resumed trains no
+    further steps (the resumed process does not re-run the selection checks that asked for the stop)."""
+    path = save_tiny("qwen2", other_tokenizer, tmp_path / "m")
+    tok = load_prompt_format(path)
+    cfg = RLCfg(algo="grpo", steps=5, rollout_batch=2, group_size=2, minibatch=2, max_new_tokens=6,
+                unfinished_penalty=None)
+    prompts = ["Question: a\nAnswer:", "Question: bb\nAnswer:"]
+
+    def reward(ro):
+        return torch.arange(len(ro.texts), dtype=torch.float32)
+
+    def train(stop_at, rows):
+        policy, ref = load_causal_lm(path), load_causal_lm(path)
+        acc = Accelerator(cpu=True)
+        train_rl(policy, ref, None, tok, prompts, cfg, reward_fn=reward, accelerator=acc, seed=0, log=rows.append,
+                 on_step=lambda step, ro, pol, score: step == stop_at, ckpt=Checkpoint(tmp_path / "ck", 3, acc, "t"))
+        return policy
+
+    first: list[dict] = []
+    stopped = train(2, first)  # stops at step 2 (not a checkpoint_every step): checkpointed there as a stop
+    assert [r["step"] for r in first] == [1, 2] and peek(tmp_path / "ck", "t") == 2
+    resumed_rows: list[dict] = []
+    resumed = train(None, resumed_rows)  # the rerun after a kill: nobody asks it to stop again
+    assert resumed_rows == []  # no step trained after the stop
+    for a, b in zip(stopped.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)

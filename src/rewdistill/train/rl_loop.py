@@ -91,6 +91,8 @@ def train_rl(
         start, kl_coef, tokens_used = state["step"] + 1, state["kl_coef"], state.get("tokens_used", 0)
         cycle.rng.setstate(state["cycle_rng"])
         cycle.queue = list(state["cycle_queue"])
+        if state.get("stopped"):
+            start = last + 1  # resumed after an early stop (rl.early_stop): the stop stands, nothing left to train
     if cfg.token_budget is not None and tokens_used >= cfg.token_budget:
         start = last + 1  # resumed after the budget was spent: nothing left to train
     guard = Guard("rl", max_skips, "Lower rl.lr, check the reward (rl.reward_scale) or rl.kl_coef.")
@@ -148,10 +150,10 @@ def train_rl(
         stop = bool(on_step(step, ro, accelerator.unwrap_model(policy), score.cpu())) if on_step is not None else False
         stop = not all_agree(accelerator, not stop)  # early stop (rl.early_stop) when any process asks for it
         stop = stop or (cfg.token_budget is not None and tokens_used >= cfg.token_budget)
-        if ckpt is not None and ckpt.every > 0 and ok and (ckpt.due(step) or step == last or stop):
+        if ckpt is not None and ckpt.every > 0 and (ok or stop) and (ckpt.due(step) or step == last or stop):
             ckpt.save(step, models, optims, {"kl_coef": kl_coef, "tokens_used": tokens_used,
                                              "cycle_rng": cycle.rng.getstate(),
-                                             "cycle_queue": cycle.queue})
+                                             "cycle_queue": cycle.queue, "stopped": stop})
         kill_point("rl-step")
         bar.set_postfix(reward=f"{row['reward']:.2f}", kl=f"{row['kl']:.3f}")
         bar.update(1)
