@@ -42,3 +42,22 @@ def test_early_stop_when_the_sft_student_was_best():
     for step, agr, rew in [(0, 0.7, None), (10, 0.6, 0.1), (20, 0.5, 0.2)]:
         s.add(step, agr, rew)
     assert s.should_stop() and s.summary("best", 20)["kept_step"] == 0
+
+
+def test_teacher_vote_score_is_the_teachers_share_of_the_policys_answers():
+    from rewdistill.labels import answer_shares, teacher_vote_score
+    teacher = [{"qid": "a", "answer": "1"}, {"qid": "a", "answer": "1"}, {"qid": "a", "answer": "2"},
+               {"qid": "a", "answer": None}, {"qid": "b", "answer": "7"}, {"qid": "b", "answer": "8"}]
+    shares = answer_shares(teacher)
+    assert shares == {"a": {"1": 0.5, "2": 0.25}, "b": {"7": 0.5, "8": 0.5}}
+    # question a: answers 1, 2, 3 (unknown to the teacher), None -> (0.5 + 0.25 + 0 + 0) / 4; question b: 8, 8 -> 0.5
+    score = teacher_vote_score([["1", "2", "3", None], ["8", "8"]], [shares["a"], shares["b"]])
+    assert abs(score - (0.1875 + 0.5) / 2) < 1e-12
+
+
+def test_selection_summary_names_its_metric():
+    s = Selection()
+    s.add(0, 0.3, None)
+    s.add(10, 0.4, 0.2)
+    out = s.summary("best", 20, metric="teacher_vote")
+    assert out["metric"] == "teacher_vote" and out["kept_step"] == 10 and "teacher_vote 40.0%" in out["why"]

@@ -190,6 +190,12 @@ class RLCfg(Section):
                               "selection questions, logged); 0 = off")
     early_stop: int = Field(0, ge=0, description="stop after this many selection checks in a row whose agreement is "
                             "below the best while the rollout reward is above its value there; 0 = never")
+    select_metric: Literal["agreement", "teacher_vote"] = Field(
+        "agreement", description="the selection check's score (both are logged): agreement = greedy answers equal "
+        "to the teacher's kept pseudo-labels; teacher_vote = the teacher's vote share of the policy's sampled "
+        "answers (rl.select_samples per question, every selection question, no vote-share cut)")
+    select_samples: int = Field(4, ge=0, description="policy samples (T = 1) per selection question for the "
+                                "teacher_vote score; 0 = not computed")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
     @model_validator(mode="after")

@@ -75,6 +75,31 @@ def vote_labels(samples: list[dict], min_share: float) -> list[dict]:
     return labels
 
 
+def answer_shares(samples: list[dict]) -> dict[str, dict[str, float]]:
+    """Per question: each answer's share of the question's samples ({qid: {answer: share}}; None answers count in
+    the denominator but get no share)."""
+    by_q: dict[str, list] = defaultdict(list)
+    for s in samples:
+        by_q[s["qid"]].append(s["answer"])
+    out = {}
+    for qid, answers in by_q.items():
+        out[qid] = {}
+        for a in answers:
+            if a is not None:
+                out[qid][a] = out[qid].get(a, 0.0) + 1.0 / len(answers)
+    return out
+
+
+def teacher_vote_score(answers: list[list[str | None]], shares: list[dict[str, float]]) -> float:
+    """Mean over questions and their sampled answers of the teacher's vote share for that answer: the expected
+    agreement of a policy sample with a teacher sample. answers[i]: the policy's answers to question i; shares[i]:
+    the teacher's answer shares there (`answer_shares`)."""
+    per_q = []
+    for ans, sh in zip(answers, shares):
+        per_q.append(sum(sh.get(a, 0.0) for a in ans if a is not None) / len(ans))
+    return sum(per_q) / len(per_q)
+
+
 def agreement_labels(samples: list[dict], labels: dict[str, dict]) -> list[dict]:
     """Samples of kept questions with label 1/0: agreement with the question's pseudo-label."""
     out = []

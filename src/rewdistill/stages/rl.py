@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from rewdistill.diagnostics import GoldWatch, auc, divergence_step
 from rewdistill.io import read_jsonl, read_jsonl_prefix, write_json
+from rewdistill.labels import answer_shares, teacher_vote_score
 from rewdistill.models.load import load_reward_model
 from rewdistill.models.reward import kind_of, load_reward
 from rewdistill.sampling.hf import generate
@@ -140,6 +141,11 @@ def run(ctx: Ctx) -> str:
     done = peek(ckpt.root, ckpt.tag) or 0  # RL steps finished before a crash (train_rl resumes from them)
     watch = GoldWatch(ctx.task, cfg.watch_n, fmt, rm, rm_fmt, cfg.max_new_tokens, m.sampler) if watching else None
     sel_qs = selection_questions(ctx) if cfg.select_every and main else []
+    vote_qs = vote_questions(ctx) if sel_qs and cfg.select_samples else []
+    if cfg.select_metric == "teacher_vote" and sel_qs and not vote_qs:
+        raise RuntimeError("rl.select_metric teacher_vote samples the policy on the selection questions: set "
+                           "rl.select_samples >= 1 (e.g. 4)")
+    metric_key = "select_agreement" if cfg.select_metric == "agreement" else "select_teacher_vote"
     sel = Selection(cfg.early_stop)
     agree: list[float] = []  # rollout agreement with the pseudo-labels, per step
     rewards: list[float] = []  # rollout reward per step, for the selection's reward-rises test
@@ -152,8 +158,8 @@ def run(ctx: Ctx) -> str:
         if "watch_val_gold_accuracy" in row:
             for k, key in [("step", "step"), ("rm", "watch_val_rm_score"), ("gold", "watch_val_gold_accuracy")]:
                 watched[k].append(row[key])
-        if "select_agreement" in row and sel_qs:
-            sel.add(row["step"], row["select_agreement"], row.get("select_reward"))
+        if metric_key in row and sel_qs:
+            sel.add(row["step"], row[metric_key], row.get("select_reward"))
     best_file = ctx.run_dir / "checkpoints" / f"{ctx.checkpoint_name('rl')}_best.safetensors"
     best_state: dict | None = None
     if sel_qs and cfg.select == "best" and acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
@@ -172,9 +178,13 @@ def run(ctx: Ctx) -> str:
         nonlocal best_state
         since = rewards[-cfg.select_every:] if step > first - 1 else []
         reward = sum(since) / len(since) if since else None
-        agreement = selection_agreement(ctx, policy, fmt, sel_qs, cfg.max_new_tokens, m.sampler)
-        log({"stage": "rl", "step": step, "select_agreement": agreement, "select_reward": reward})
-        if sel.add(step, agreement, reward) and cfg.select == "best":
+        row = {"stage": "rl", "step": step,
+               "select_agreement": selection_agreement(ctx, policy, fmt, sel_qs, cfg.max_new_tokens, m.sampler)}
+        if vote_qs:
+            row["select_teacher_vote"] = selection_teacher_vote(ctx, policy, fmt, vote_qs, cfg.select_samples,
+                                                                cfg.max_new_tokens, m.sampler)
+        log({**row, "select_reward": reward})
+        if sel.add(step, row[metric_key], reward) and cfg.select == "best":
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in policy.state_dict().items()}
             best_file.parent.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in best_state.items()}, str(best_file),
@@ -226,7 +236,8 @@ def run(ctx: Ctx) -> str:
     if sel.steps:  # main process only (the others hold no selection)
         spent = [r["rollout_tokens"] for r in read_jsonl(ctx.round_path("rl_metrics.jsonl")) if "rollout_tokens" in r]
         by_budget = cfg.token_budget is not None and bool(spent) and spent[-1] >= cfg.token_budget  # not an early stop
-        kept = sel.summary(cfg.select, last, stopped=last < first - 1 + cfg.steps and not by_budget)
+        kept = sel.summary(cfg.select, last, stopped=last < first - 1 + cfg.steps and not by_budget,
+                           metric=cfg.select_metric)
         if cfg.select == "best" and kept["kept_step"] != last:
             if best_state is not None:
                 acc.unwrap_model(policy).load_state_dict(best_state)
@@ -261,6 +272,28 @@ def selection_questions(ctx: Ctx) -> list[dict]:
     by_id = {q.qid: q for q in ctx.task.questions("validation")}
     return [{**q, "pseudo_answer": labels[q["qid"]]["pseudo_answer"], "question": by_id[q["qid"]]}
             for q in read_jsonl(ctx.path("selection_questions.jsonl")) if labels.get(q["qid"], {}).get("kept")]
+
+
+def vote_questions(ctx: Ctx) -> list[dict]:
+    """Every selection question (kept pseudo-label or not) with the teacher's answer shares: {prompt, question,
+    shares}."""
+    shares = answer_shares(read_jsonl(ctx.path("selection_samples.jsonl")))
+    by_id = {q.qid: q for q in ctx.task.questions("validation")}
+    return [{**q, "question": by_id[q["qid"]], "shares": shares.get(q["qid"], {})}
+            for q in read_jsonl(ctx.path("selection_questions.jsonl"))]
+
+
+@torch.no_grad()
+def selection_teacher_vote(ctx: Ctx, policy, fmt, qs: list[dict], k: int, max_new_tokens: int, engine: str) -> float:
+    """The teacher's mean vote share of the policy's answers: k samples (T = 1) per selection question. The
+    global RNG is left as it was, so that logging this score does not change the RL run."""
+    dev = next(policy.parameters()).device
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        gens = generate(policy, fmt, [q["prompt"] for q in qs], 1.0, k, max_new_tokens, min(len(qs) * k, 256),
+                        seed=1, engine=engine)  # the same seed at every check: differences between checks are the
+        # policy's, not the sampling noise's
+    answers = [[ctx.task.extract(g.text, q["question"]) for g in gens[i * k:(i + 1) * k]] for i, q in enumerate(qs)]
+    return teacher_vote_score(answers, [q["shares"] for q in qs])
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 class Selection:
     patience: int = 0  # early stop after this many bad checks in a row; 0 = never
     steps: list[int] = field(default_factory=list)  # step of each check
-    agreement: list[float] = field(default_factory=list)  # greedy agreement with pseudo-labels at each check
+    agreement: list[float] = field(default_factory=list)  # the check's score (rl.select_metric) at each check
     reward: list[float | None] = field(default_factory=list)  # mean rollout reward since the previous check
 
     def add(self, step: int, agreement: float, reward: float | None) -> bool:
@@ -39,16 +39,16 @@ class Selection:
         last = range(len(self.steps) - self.patience, len(self.steps))
         return self.patience > 0 and len(self.steps) > self.patience and all(self.bad(i) for i in last)
 
-    def summary(self, select: str, last_step: int, stopped: bool = False) -> dict:
+    def summary(self, select: str, last_step: int, stopped: bool = False, metric: str = "agreement") -> dict:
         b = self.best
         kept = self.steps[b] if select == "best" else last_step
         if select == "last":
-            why = f"rl.select last: the last step's policy (the best agreement was at step {self.steps[b]})"
+            why = f"rl.select last: the last step's policy (the best {metric} was at step {self.steps[b]})"
         elif kept == last_step:
-            why = f"the last step's policy has the best agreement ({self.agreement[b]:.1%})"
+            why = f"the last step's policy has the best {metric} ({self.agreement[b]:.1%})"
         else:
-            why = (f"step {kept} agreed best with the pseudo-labels ({self.agreement[b]:.1%}, last check "
+            why = (f"step {kept} scored best on the selection check ({metric} {self.agreement[b]:.1%}, last check "
                    f"{self.agreement[-1]:.1%})")
-        return {"select": select, "kept_step": kept, "best_step": self.steps[b], "why": why,
+        return {"select": select, "metric": metric, "kept_step": kept, "best_step": self.steps[b], "why": why,
                 "stopped_early": stopped, "steps": self.steps, "agreement": self.agreement,
                 "reward": self.reward}
