@@ -124,3 +124,9 @@ def test_mixed_groups_keeps_only_groups_with_different_scores():
 
     scores = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])  # groups of 3: all 1 / mixed / all 0
     assert mixed_groups(scores, 3).tolist() == [False] * 3 + [True] * 3 + [False] * 3
+
+
+def test_best_of_group_marks_each_groups_highest_score_once():
+    from rewdistill.algo.advantages import best_of_group
+    s = torch.tensor([[0.1, 0.9, 0.3], [2.0, 2.0, -1.0]])  # (N=2, G=3); a tie goes to the first
+    assert torch.equal(best_of_group(s), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))

@@ -36,7 +36,7 @@ def even_first_token_mass(policy, fmt) -> float:
     return sum(out) / len(out)
 
 
-@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo"])
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo", "raft"])
 def test_a_rewarded_token_class_becomes_more_likely(tmp_path, other_tokenizer, algo):
     path = save_tiny("llama", other_tokenizer, tmp_path / "m")
     fmt = load_prompt_format(path)

@@ -129,9 +129,9 @@ class RewardModelCfg(Section):
 
 
 class RLCfg(Section):
-    algo: Literal["ppo", "grpo", "rloo"] = Field(
+    algo: Literal["ppo", "grpo", "rloo", "raft"] = Field(
         "ppo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: "
-        "leave-one-out baseline")
+        "leave-one-out baseline; raft: a likelihood step on each group's best response (reward-ranked fine-tuning)")
     reward: Literal["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl",
                     "gold"] = Field(
         "rm", description="rm: distilled reward model (the paper); rm-vote: the reward model's weighted vote share "
@@ -202,7 +202,7 @@ class RLCfg(Section):
     def _groups(self):
         if self.reward == "rm-vote" and self.group_size < 2:
             raise ValueError("rl.reward rm-vote votes among one prompt's responses: set rl.group_size >= 2 (e.g. 8)")
-        if self.algo in ("grpo", "rloo") and self.group_size < 2:
+        if self.algo in ("grpo", "rloo", "raft") and self.group_size < 2:
             raise ValueError(f"rl.algo {self.algo} compares responses to one prompt: set rl.group_size >= 2 (e.g. 4)")
         return self
 

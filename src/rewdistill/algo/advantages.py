@@ -31,6 +31,14 @@ def rloo_advantages(scores: torch.Tensor) -> torch.Tensor:
     return scores - others_mean
 
 
+def best_of_group(scores: torch.Tensor) -> torch.Tensor:
+    """RAFT / rejection-sampling fine-tuning (Dong et al. 2023): 1 for the highest score of each group (the first
+    of equals), 0 for the others. scores: (N, G) -> (N, G)."""
+    out = torch.zeros_like(scores)
+    out.scatter_(1, scores.argmax(dim=1, keepdim=True), 1.0)
+    return out
+
+
 def mixed_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
     """Responses whose group's scores are not all equal (DAPO's dynamic-sampling filter, Yu et al. 2025): a group
     that all scores the same has zero group advantage and carries no signal. scores: (N * G,) -> (N * G,) bool."""

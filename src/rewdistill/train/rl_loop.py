@@ -30,14 +30,14 @@ from rewdistill.algo.advantages import adaptive_kl_coef, mixed_groups
 from rewdistill.algo.losses import explained_variance, kl_per_token
 from rewdistill.faults import kill_point
 from rewdistill.models.prompt import PromptFormat
-from rewdistill.train import grpo, ppo, rloo
+from rewdistill.train import grpo, ppo, raft, rloo
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import all_agree, global_mean, shard_of
 from rewdistill.train.guard import Guard, all_finite
 from rewdistill.train.rollout import PromptCycle, Rollout, Scores, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
 
-ALGOS = {"ppo": ppo, "grpo": grpo, "rloo": rloo}
+ALGOS = {"ppo": ppo, "grpo": grpo, "rloo": rloo, "raft": raft}
 RewardFn = Callable[[Rollout], "torch.Tensor | Scores"]  # rollout -> (B,) raw scores, or Scores with a dense part
 
 
