@@ -336,6 +336,30 @@ def sweep_table(name: str, link) -> str:
     return sweep_caption(name, link) + "\n\n" + table(["variant", *(c for c, _ in cols)], body, right_from=99)
 
 
+def guard_table(name: str, link) -> str:
+    """`benchmarks/guard_check.py`: the gold-free selection check against gold on its own questions and on the
+    watch's questions."""
+    d = load(name)
+    rows = d["runs"]
+    rho = d["spearman_over_runs"]
+    caption = source(name, link, f"{d['split']} split; the watch's questions are the first "
+                     f"{rows[0]['n_watch_half']}, the selection check's the last {rows[0]['n_selection_half']}; "
+                     "Spearman over the runs of RL's change in agreement vs in gold on the check's questions "
+                     f"{rho['agreement_change_vs_gold_change_on_its_questions']:.2f}, of the change in gold on the "
+                     f"watch's questions vs on the check's {rho['gold_change_on_the_watchs_questions_vs_on_the_checks']:.2f}")
+    arrow = lambda a, b: f"{100 * a:.1f} → {100 * b:.1f}"  # noqa: E731
+    body = []
+    for r in rows:
+        vote = r["select_teacher_vote"]
+        w, s = r["gold_watch_half"], r["gold_selection_half"]
+        body.append([describe(r), arrow(r["select_agreement"][0], r["select_agreement"][-1]),
+                     arrow(vote[0], vote[-1]) if vote else "–", arrow(s["student_sft"], s["student_rl"]),
+                     arrow(w["student_sft"], w["student_rl"])])
+    return caption + "\n\n" + table(["variant", "check: agreement (%)", "check: teacher vote (%)",
+                                      "gold on the check's questions (%)", "gold on the watch's questions (%)"],
+                                     body)
+
+
 def ranking_table(name: str, link) -> str:
     """Rows that scored the SFT student's K samples with the reward model (diagnostics.ranking)."""
     rows = [r for r in sweep_rows(name) if r.get("ranking_student_sft_validation")]
@@ -424,6 +448,7 @@ CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding
 TABLES = {
     "rm-ranking": partial(ranking_signals, ["rm_ranking_tiny-arith.json", "rm_ranking_tiny-choice.json"]),
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
+    "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
     "readme-results": partial(ablation_means, ISSUE24),
     "ablation-issue24": partial(ablation_report, ISSUE24),
     "ranking-issue24": partial(ablation_ranking, ISSUE24),
