@@ -447,6 +447,8 @@ CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding
                    for t in ("arith", "choice")]
 TABLES = {
     "rm-ranking": partial(ranking_signals, ["rm_ranking_tiny-arith.json", "rm_ranking_tiny-choice.json"]),
+    "rm-ranking-default": partial(ranking_signals, ["rm_ranking_default_tiny-arith.json",
+                                                    "rm_ranking_default_tiny-choice.json"]),
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
     "readme-results": partial(ablation_means, ISSUE24),
