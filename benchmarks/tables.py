@@ -342,11 +342,12 @@ def guard_table(name: str, link) -> str:
     d = load(name)
     rows = d["runs"]
     rho = d["spearman_over_runs"]
+    own = rho["agreement_change_vs_gold_change_on_its_questions"]
+    other = rho["gold_change_on_the_watchs_questions_vs_on_the_checks"]
     caption = source(name, link, f"{d['split']} split; the watch's questions are the first "
                      f"{rows[0]['n_watch_half']}, the selection check's the last {rows[0]['n_selection_half']}; "
                      "Spearman over the runs of RL's change in agreement vs in gold on the check's questions "
-                     f"{rho['agreement_change_vs_gold_change_on_its_questions']:.2f}, of the change in gold on the "
-                     f"watch's questions vs on the check's {rho['gold_change_on_the_watchs_questions_vs_on_the_checks']:.2f}")
+                     f"{own:.2f}, of the change in gold on the watch's questions vs on the check's {other:.2f}")
     arrow = lambda a, b: f"{100 * a:.1f} → {100 * b:.1f}"  # noqa: E731
     body = []
     for r in rows:

@@ -142,3 +142,14 @@ def test_disk_full_while_writing(tmp_path, capsys, monkeypatch):
     assert digest([run_dir / "teacher_samples.jsonl"]) == kept  # finished work is untouched
     monkeypatch.undo()
     assert main(["run", "--run-dir", str(run_dir), *MICRO, "--until", "pseudo-label"]) == 0
+
+
+@pytest.mark.parametrize("env, needle", [("ACCELERATE_USE_FSDP", "asks for FSDP"),
+                                         ("ACCELERATE_USE_DEEPSPEED", "asks for DeepSpeed")])
+def test_a_sharding_launch_that_cannot_shard_is_refused_up_front(tmp_path, capsys, monkeypatch, env, needle):
+    """An accelerate FSDP / DeepSpeed config on CPU processes (or DeepSpeed not installed) is one line before any
+    stage, not a run that silently trains with plain DDP."""
+    monkeypatch.setenv(env, "true")
+    run = tmp_path / "run"
+    fails(capsys, ["run", "--run-dir", str(run), *MICRO, "--models.device", "cpu"], 2, needle)
+    assert not run.exists()  # nothing ran

@@ -169,6 +169,28 @@ def changed_stages(manifest: dict, hashes: dict[str, str]) -> list[str]:
 TRAIN_STAGES = {"sft", "reward-model", "rl"}  # run on every process of a multi-process launch
 
 
+def check_engine(cfg: Config) -> None:
+    """Refuse, before anything runs, a sharding engine that this launch cannot give: accelerate turns FSDP and
+    DeepSpeed on only for GPUs / accelerators (on CPU processes it would silently train with plain DDP), and
+    DeepSpeed must be importable."""
+    import importlib.util
+    import os
+
+    import accelerate
+
+    on_cpu = not torch.cuda.is_available() or cfg.models.device == "cpu"
+    for env, name in [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]:
+        if os.environ.get(env, "false").lower() != "true":
+            continue
+        if name == "DeepSpeed" and importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError("the launch asks for DeepSpeed (ACCELERATE_USE_DEEPSPEED), which is not installed: "
+                              "pip install deepspeed, or launch with configs/accelerate/ddp.yaml or fsdp.yaml")
+        if on_cpu:
+            raise ConfigError(f"the launch asks for {name} ({env}), but this run is on CPU, where accelerate "
+                              f"{accelerate.__version__} does not shard and would train with plain DDP instead: "
+                              "launch with configs/accelerate/ddp.yaml on CPU, or run this config on GPUs")
+
+
 def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False,
                  shard: tuple[int, int] | None = None, merge: bool = False) -> dict:
     """Run (or skip, when already done with the same config) every stage up to `until` (a stage name, or `rl@2`:
@@ -185,6 +207,7 @@ def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bo
     doubled) instead of sampling.
     """
     check_until(until, cfg.rl.rounds)
+    check_engine(cfg)
     dist = PartialState(cpu=not torch.cuda.is_available() or cfg.models.device == "cpu", timeout=timedelta(hours=24))
     if not dist.is_main_process:  # the main process holds the run directory for all of them
         return _run_stages(cfg, run_dir, until, force, shard, merge, dist)
