@@ -201,7 +201,8 @@ def paired_differences(abl: list[dict]) -> list[str]:
 
 def rl_costs(abl: list[dict]) -> list[str]:
     rows = [[a["task"], f"`{v}`", f"{c['rl_seconds']:.0f}", f"{c['rollout_tokens']:,.0f}",
-             f"{c['teacher_tokens']:,.0f}", f"{c['teacher_tokens'] / c['rollout_tokens']:.1f}"]
+             f"{c['teacher_tokens']:,.0f}",
+             f"{c['teacher_tokens'] / c['rollout_tokens']:.1f}" if c["rollout_tokens"] else "– (no RL)"]
             for a in abl for v, c in a["rl_cost"].items()]
     return ["RL cost per run (mean over seeds, all rounds):",
             table(["Task", "Variant", "RL wall time (s)", "Student rollout tokens", "Teacher-scored tokens",
