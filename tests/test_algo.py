@@ -128,5 +128,6 @@ def test_mixed_groups_keeps_only_groups_with_different_scores():
 
 def test_best_of_group_marks_each_groups_highest_score_once():
     from rewdistill.algo.advantages import best_of_group
-    s = torch.tensor([[0.1, 0.9, 0.3], [2.0, 2.0, -1.0]])  # (N=2, G=3); a tie goes to the first
-    assert torch.equal(best_of_group(s), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+    s = torch.tensor([[0.1, 0.9, 0.3], [2.0, 2.0, -1.0], [0.0, 0.0, 0.0]])  # (N=3, G=3); a tie goes to the first
+    # the third group all scores the same (e.g. no response matches a rule reward): no best, nothing imitated
+    assert torch.equal(best_of_group(s), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))

@@ -174,13 +174,13 @@ def check_engine(cfg: Config) -> None:
     DeepSpeed on only for GPUs / accelerators (on CPU processes it would silently train with plain DDP), and
     DeepSpeed must be importable."""
     import importlib.util
-    import os
 
     import accelerate
+    from accelerate.utils import parse_flag_from_env
 
     on_cpu = not torch.cuda.is_available() or cfg.models.device == "cpu"
     for env, name in [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]:
-        if os.environ.get(env, "false").lower() != "true":
+        if not parse_flag_from_env(env):
             continue
         if name == "DeepSpeed" and importlib.util.find_spec("deepspeed") is None:
             raise ConfigError("the launch asks for DeepSpeed (ACCELERATE_USE_DEEPSPEED), which is not installed: "

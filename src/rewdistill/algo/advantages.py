@@ -33,10 +33,12 @@ def rloo_advantages(scores: torch.Tensor) -> torch.Tensor:
 
 def best_of_group(scores: torch.Tensor) -> torch.Tensor:
     """RAFT / rejection-sampling fine-tuning (Dong et al. 2023): 1 for the highest score of each group (the first
-    of equals), 0 for the others. scores: (N, G) -> (N, G)."""
+    of equals), 0 for the others; a group whose responses all score the same has no best and gets 0 everywhere.
+    scores: (N, G) -> (N, G)."""
     out = torch.zeros_like(scores)
     out.scatter_(1, scores.argmax(dim=1, keepdim=True), 1.0)
-    return out
+    tied = scores.max(dim=1, keepdim=True).values == scores.min(dim=1, keepdim=True).values  # (N, 1)
+    return out * (~tied)
 
 
 def mixed_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
