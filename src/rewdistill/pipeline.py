@@ -24,6 +24,7 @@ from accelerate.utils import set_seed
 from rewdistill.artifacts import fingerprint, problems
 from rewdistill.config import Config, ConfigError, section_hash
 from rewdistill.io import read_json, write_json, write_text_atomic
+from rewdistill.launch import check_engine
 from rewdistill.rundir import broadcast, run_dir_lock
 from rewdistill.sampling.rows import ShardDone
 from rewdistill.stages import evaluate, pseudo_label, reward_model, rl, sft, student_sample, teacher_sample
@@ -167,28 +168,6 @@ def changed_stages(manifest: dict, hashes: dict[str, str]) -> list[str]:
 
 
 TRAIN_STAGES = {"sft", "reward-model", "rl"}  # run on every process of a multi-process launch
-
-
-def check_engine(cfg: Config) -> None:
-    """Refuse, before anything runs, a sharding engine that this launch cannot give: accelerate turns FSDP and
-    DeepSpeed on only for GPUs / accelerators (on CPU processes it would silently train with plain DDP), and
-    DeepSpeed must be importable."""
-    import importlib.util
-
-    import accelerate
-    from accelerate.utils import parse_flag_from_env
-
-    on_cpu = not torch.cuda.is_available() or cfg.models.device == "cpu"
-    for env, name in [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]:
-        if not parse_flag_from_env(env):
-            continue
-        if name == "DeepSpeed" and importlib.util.find_spec("deepspeed") is None:
-            raise ConfigError("the launch asks for DeepSpeed (ACCELERATE_USE_DEEPSPEED), which is not installed: "
-                              "pip install deepspeed, or launch with configs/accelerate/ddp.yaml or fsdp.yaml")
-        if on_cpu:
-            raise ConfigError(f"the launch asks for {name} ({env}), but this run is on CPU, where accelerate "
-                              f"{accelerate.__version__} does not shard and would train with plain DDP instead: "
-                              "launch with configs/accelerate/ddp.yaml on CPU, or run this config on GPUs")
 
 
 def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False,
