@@ -19,8 +19,8 @@ from pathlib import Path
 from rewdistill.diagnostics import spearman
 
 
-def half_accuracy(run: Path, model: str, qids: set[str]) -> float:
-    rows = [json.loads(line) for line in (run / "eval_samples.jsonl").read_text().splitlines()]
+def half_accuracy(rows: list[dict], model: str, qids: set[str]) -> float:
+    """Greedy gold accuracy of `model` on the questions `qids`, from a run's eval_samples rows."""
     hits = [r["correct"] for r in rows if r["model"] == model and r["qid"] in qids]
     return sum(hits) / len(hits)
 
@@ -30,7 +30,8 @@ def check_run(run: Path) -> dict:
     checks = [r for r in rows if "select_agreement" in r]
     watch = [r for r in rows if "watch_val_gold_accuracy" in r]
     selection = {json.loads(line)["qid"] for line in (run / "selection_questions.jsonl").read_text().splitlines()}
-    evaluated = {json.loads(line)["qid"] for line in (run / "eval_samples.jsonl").read_text().splitlines()}
+    evals = [json.loads(line) for line in (run / "eval_samples.jsonl").read_text().splitlines()]
+    evaluated = {r["qid"] for r in evals}
     watched = evaluated - selection  # the first validation questions: the watch's (rl.watch_n of them)
     sweep = {}
     for line in (run.parent / "sweep.jsonl").read_text().splitlines():
@@ -45,8 +46,8 @@ def check_run(run: Path) -> dict:
             "select_teacher_vote" in r for r in checks) else None,
         "watch_steps": [r["step"] for r in watch], "watch_gold": [r["watch_val_gold_accuracy"] for r in watch],
         "n_watch_half": len(watched), "n_selection_half": len(selection & evaluated),
-        "gold_watch_half": {m: half_accuracy(run, m, watched) for m in ["student_sft", "student_rl"]},
-        "gold_selection_half": {m: half_accuracy(run, m, selection) for m in ["student_sft", "student_rl"]},
+        "gold_watch_half": {m: half_accuracy(evals, m, watched) for m in ["student_sft", "student_rl"]},
+        "gold_selection_half": {m: half_accuracy(evals, m, selection) for m in ["student_sft", "student_rl"]},
     }
 
 
