@@ -23,7 +23,7 @@ from rewdistill.io import read_jsonl, read_jsonl_prefix, write_json
 from rewdistill.models.load import load_reward_model
 from rewdistill.models.reward import kind_of, load_reward
 from rewdistill.stages.common import Ctx
-from rewdistill.stages.selection_check import (
+from rewdistill.stages.common_selection import (
     selection_agreement,
     selection_questions,
     selection_teacher_vote,
