@@ -156,7 +156,8 @@ def test_a_print_is_caught(tmp_path):
     assert any("train/common.py" in p for p in prints(copy))
 
 
-TRAINING_STAGES = ["common", "common_selection", "teacher_sample", "pseudo_label", "sft", "student_sample", "reward_model", "rl"]
+TRAINING_STAGES = ["common", "common_selection", "teacher_sample", "pseudo_label", "sft", "student_sample",
+                   "reward_model", "rl"]
 
 
 def gold_reads(path: Path) -> list[tuple[int, str]]:

@@ -100,6 +100,12 @@ class PseudoLabelCfg(Section):
     judge_batch_size: int = Field(64, ge=1, description="judge (hf backend): prompts per generation batch")
 
 
+Batching = Literal["random", "question"]
+BATCHING_HELP = ("random: each batch draws responses independently; question: each batch holds whole questions "
+                 "(all their responses), packed so that a prompt is computed once per row (faster, same loss per "
+                 "batch; benchmarks/README.md)")
+
+
 class SFTCfg(Section):
     epochs: int = Field(8, ge=1, description="passes over the label-1 teacher responses")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate (linear warmup, cosine decay)")
@@ -107,6 +113,7 @@ class SFTCfg(Section):
     batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    batching: Batching = Field("random", description=BATCHING_HELP)
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
 
@@ -125,6 +132,7 @@ class RewardModelCfg(Section):
     batch_size: int = Field(32, ge=1, description="sequences (or pairs) per optimiser step")
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
     use_student_samples: bool = Field(True, description="train on student responses too (the paper's method)")
+    batching: Batching = Field("random", description=BATCHING_HELP)
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
 

@@ -57,6 +57,15 @@ def teacher_endpoint(c: Config) -> dict:
     return {}
 
 
+LEGACY = {"batching": "random"}  # fields added later, with the value that reproduces the runs made before them
+
+
+def hashed(section) -> dict:
+    """A config section's fields for its stage hash, leaving out a later field while it holds its legacy value (so
+    that runs made before it was added still resume and seed others)."""
+    return {k: v for k, v in section.model_dump().items() if not (k in LEGACY and v == LEGACY[k])}
+
+
 STAGES = [
     Stage("teacher-sample", teacher_sample.run,
           lambda c: [c.seed, c.task.model_dump(exclude={"n_test"}), c.models.teacher, c.models.dtype,
@@ -64,10 +73,10 @@ STAGES = [
           ["questions.jsonl", "teacher_samples.jsonl", "selection_questions.jsonl", "selection_samples.jsonl"]),
     Stage("pseudo-label", pseudo_label.run, lambda c: [c.pseudo_label],
           ["labels.jsonl", "teacher_labelled.jsonl", "pseudo_label_stats.json", "selection_labels.jsonl"]),
-    Stage("sft", sft.run, lambda c: [c.models.student, c.sft, c.lora.model_dump(exclude={"reward_model"})],
+    Stage("sft", sft.run, lambda c: [c.models.student, hashed(c.sft), c.lora.model_dump(exclude={"reward_model"})],
           ["student_sft", "student_sft_lora", "sft_metrics.jsonl"]),
     Stage("student-sample", student_sample.run, lambda c: [c.student_sample], ["student_samples.jsonl"]),
-    Stage("reward-model", reward_model.run, lambda c: [c.reward_model, c.lora.model_dump(exclude={"student"})],
+    Stage("reward-model", reward_model.run, lambda c: [hashed(c.reward_model), c.lora.model_dump(exclude={"student"})],
           ["reward_model", "reward_model_lora", "reward_model_metrics.jsonl"]),
     Stage("rl", rl.run, lambda c: [c.rl.model_dump(exclude={"rounds"}), c.lora],
           ["student_rl", "student_rl_lora", "rl_metrics.jsonl", "rl_selection.json"]),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewdistill.models.forward import last_token_scores, position_ids
+from rewdistill.models.packed import Packed, mean_per_pair, packed_last_hidden, packed_logprobs
 
 KINDS = ("scalar", "likelihood")
 
@@ -45,7 +46,9 @@ class LikelihoodRM(nn.Module):
     def config(self):
         return self.lm.config
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:  # -> (B,)
+    def forward(self, ids, mask=None, resp=None) -> torch.Tensor:  # -> (B,); `ids` may be a Packed batch instead
+        if isinstance(ids, Packed):
+            return self.scale * mean_per_pair(packed_logprobs(self.lm, ids), ids) + self.bias
         return self.scale * mean_response_logprob(self.lm, ids, mask, resp) + self.bias
 
     def stamp(self) -> None:
@@ -100,6 +103,14 @@ def batch_scores(rm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) 
     if is_likelihood(rm):
         return rm(ids, mask, resp)
     return last_token_scores(rm, ids, mask)
+
+
+def packed_scores(rm, batch: Packed) -> torch.Tensor:
+    """Scores of a packed batch (`models.packed`, with grad when enabled): (n_pairs,), the same as `batch_scores` on
+    the pairs' padded rows."""
+    if is_likelihood(rm):
+        return rm(batch)
+    return getattr(rm, "module", rm).score(packed_last_hidden(rm, batch)).squeeze(-1).float()
 
 
 @torch.no_grad()

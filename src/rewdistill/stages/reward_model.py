@@ -67,6 +67,7 @@ def run(ctx: Ctx) -> str:
         model, items, fmt.pad_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         accelerator=acc, seed=ctx.cfg.seed, log=ctx.metrics("reward_model", acc.is_main_process),
         ckpt=ctx.checkpoint("reward_model", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips,
+        batching=cfg.batching,
     )
     if cfg.kind == "likelihood":  # saved as the causal LM, its config carrying kind, scale and bias
         inner = acc.unwrap_model(model)

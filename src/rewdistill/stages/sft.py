@@ -23,7 +23,7 @@ def run(ctx: Ctx) -> str:
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay, accelerator=acc, seed=ctx.cfg.seed,
         log=ctx.metrics("sft", acc.is_main_process), ckpt=ctx.checkpoint("sft", acc),
-        max_skips=ctx.cfg.reliability.max_nonfinite_skips,
+        max_skips=ctx.cfg.reliability.max_nonfinite_skips, batching=cfg.batching,
     )
     save_pretrained(acc, model, fmt.tokenizer, ctx.path("student_sft"))
     cut = f" ({len(agree) - len(rows)} cut at teacher_sample.max_new_tokens left out)" if len(agree) > len(rows) else ""

@@ -34,6 +34,27 @@ def optimizer_step(accelerator: Accelerator, model, opt, lr: float, skip: bool =
     return grad_norm, skip
 
 
+def shuffled(items: list, rng: random.Random) -> list:
+    rng.shuffle(items)
+    return items
+
+
+def grouped_shuffle(items: list, group_of: Callable, rng: random.Random) -> list:
+    """Items in a random order of their groups, each group's items together and in a random order: batches cut
+    from it hold whole groups (all the responses to a question) instead of items drawn independently."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(group_of(item), []).append(item)
+    keys = sorted(groups)  # a fixed order to shuffle, whatever order the items came in
+    rng.shuffle(keys)
+    out = []
+    for k in keys:
+        members = groups[k]
+        rng.shuffle(members)
+        out += members
+    return out
+
+
 def fit(
     model,
     opt,
@@ -53,6 +74,7 @@ def fit(
     stats: tuple[str, ...] = ("loss",),  # row columns: "loss" and the keys of batch_loss's stats
     carry_order: bool = False,  # False: each epoch shuffles `items` afresh; True: it shuffles the last epoch's order
     order_key: str = "order",  # name of the epoch's item order in the checkpoint's loop state
+    group_of: Callable | None = None,  # item -> group key: each epoch shuffles the groups, a group's items adjacent
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
 ):
@@ -75,7 +97,7 @@ def fit(
     for epoch in range(first_epoch, epochs):
         if epoch != first_epoch or order is None:  # a resumed epoch keeps the order it was saved with
             order = list(order if carry_order and order is not None else items)
-            rng.shuffle(order)
+            order = grouped_shuffle(order, group_of, rng) if group_of else shuffled(order, rng)
         for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
             chunk = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator)  # this process's share
             with accelerator.accumulate(model):

@@ -13,7 +13,8 @@ import torch
 from accelerate import Accelerator
 
 from rewdistill.algo.losses import bce_reward_loss, bradley_terry_loss, fit_logistic
-from rewdistill.models.reward import batch_scores, is_likelihood, pair_batch, score_pairs
+from rewdistill.models.packed import pack_pairs
+from rewdistill.models.reward import batch_scores, is_likelihood, packed_scores, pair_batch, score_pairs
 from rewdistill.train.loop import fit
 
 logger = logging.getLogger(__name__)
@@ -34,14 +35,18 @@ def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
     return pairs
 
 
-def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device):
-    """Loss and stats of one micro-batch: `chunk` holds row indices (bce) or (chosen, rejected) pairs (bt)."""
+def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device, packed: bool = False):
+    """Loss and stats of one micro-batch: `chunk` holds row indices (bce) or (chosen, rejected) pairs (bt);
+    `packed`: the responses to one prompt share a row (`models.packed`), same scores."""
     if loss == "bt":
         pairs = [rows[c]["pair"] for c, _ in chunk] + [rows[r]["pair"] for _, r in chunk]
     else:
         pairs = [rows[i]["pair"] for i in chunk]
-    ids, mask, resp = pair_batch(pairs, pad_id)  # (B, T), or (2P, T) for pairs
-    scores = batch_scores(model, ids.to(device), mask.to(device), resp.to(device))  # (B,) or (2P,)
+    if packed:
+        scores = packed_scores(model, pack_pairs(pairs, pad_id).to(device))  # (B,) or (2P,)
+    else:
+        ids, mask, resp = pair_batch(pairs, pad_id)  # (B, T), or (2P, T) for pairs
+        scores = batch_scores(model, ids.to(device), mask.to(device), resp.to(device))  # (B,) or (2P,)
     if loss == "bt":
         return bradley_terry_loss(scores[: len(chunk)], scores[len(chunk) :])
     labels = torch.tensor([rows[i]["label"] for i in chunk], device=scores.device)
@@ -81,9 +86,11 @@ def train_reward_model(
     log: Callable[[dict], None],
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
+    batching: str = "random",  # random: items drawn independently; question: a question's items together, packed
 ):
     """Reward-model training with `train.loop.fit`: 5% warm-up; each epoch shuffles the previous epoch's item order
-    again. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
+    again (`batching` question: shuffles the questions, each question's items adjacent, and packs the batches).
+    Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     rng = random.Random(seed)
     if is_likelihood(model):
         calibrate(model, rows, pad_id, random.Random(seed + 1))
@@ -96,9 +103,14 @@ def train_reward_model(
                            f"{accelerator.num_processes} processes (each takes an equal share of every batch)")
 
     def loss_of(model, chunk: list):  # chunk: row indices (bce) or (chosen, rejected) pairs (bt)
-        return batch_loss(model, rows, chunk, loss, pad_id, accelerator.device)
+        return batch_loss(model, rows, chunk, loss, pad_id, accelerator.device, packed)
+
+    packed = batching == "question"
+    group_of = None
+    if packed:  # an item is a row index (bce) or a (chosen, rejected) pair of one question (bt)
+        group_of = (lambda it: rows[it[0]]["qid"]) if loss == "bt" else (lambda i: rows[i]["qid"])
 
     return fit(model, opt, items, loss_of, epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=0.05,
                accelerator=accelerator, rng=rng, log=log, name="reward-model", kill_at="rm-step",
                hint="Lower reward_model.lr or check the labels.", stats=("loss", "acc"), carry_order=True,
-               order_key="items", ckpt=ckpt, max_skips=max_skips)
+               order_key="items", ckpt=ckpt, max_skips=max_skips, group_of=group_of)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from accelerate import Accelerator
 
+from rewdistill.models.packed import pack_pairs, packed_logprobs
 from rewdistill.train.common import sft_batch
 from rewdistill.train.loop import fit
 
@@ -16,12 +17,20 @@ def sft_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimize
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
 
-def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, accelerator=None) -> torch.Tensor:
-    """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs.
+def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, accelerator=None,
+             packed: bool = False) -> torch.Tensor:
+    """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs; `packed`: the
+    responses to one prompt share a row and the prompt's computation (`models.packed`), same loss.
 
     Over several processes each holds part of the batch: the loss is its token sum divided by the *global*
     token count (times the process count, which DDP's gradient average divides out), so every token weighs the
     same as on one process, however the tokens fall between processes."""
+    if packed:
+        logp = packed_logprobs(model, pack_pairs(pairs, pad_id).to(device))  # (N,) one per response token
+        if accelerator is None or accelerator.num_processes == 1:
+            return -logp.mean()
+        n_global = accelerator.reduce(torch.tensor(float(len(logp)), device=device), "sum")
+        return -logp.sum() / (n_global / accelerator.num_processes)
     ids, mask, labels = sft_batch(pairs, pad_id)  # (B, T) each; labels are -100 off the response
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
     if accelerator is None or accelerator.num_processes == 1:
@@ -47,9 +56,11 @@ def train_sft(
     log: Callable[[dict], None],
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
+    batching: str = "random",  # random: pairs drawn independently; question: a prompt's responses together, packed
 ):
-    """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs. Returns the prepared (possibly
-    wrapped) model; save it with `save_pretrained`."""
+    """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs (`batching` question: of the prompts,
+    each prompt's responses adjacent, so that a batch holds whole questions and packs them). Returns the prepared
+    (possibly wrapped) model; save it with `save_pretrained`."""
     if batch_size % accelerator.num_processes:
         raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
                            "processes (each takes an equal share of every batch)")
@@ -58,9 +69,13 @@ def train_sft(
                            "responses or lower pseudo_label.min_vote_share")
 
     def batch_loss(model, chunk: list[int]):  # chunk: indices into `pairs`
-        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator), {}
+        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator, packed), {}
+
+    packed = batching == "question"
+    group_of = (lambda i: tuple(pairs[i][0])) if packed else None  # pair index -> its prompt
 
     return fit(model, sft_optimizer(model, lr, weight_decay), list(range(len(pairs))), batch_loss,
                epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=warmup_frac, accelerator=accelerator,
                rng=random.Random(seed), log=log, name="sft", kill_at="sft-step",
-               hint="Lower sft.lr or check the data.", ckpt=ckpt, max_skips=max_skips)
+               hint="Lower sft.lr or check the data.", ckpt=ckpt, max_skips=max_skips,
+               group_of=group_of)

@@ -1,0 +1,122 @@
+"""Shared-prompt packing: the responses to one prompt in one row, the prompt's tokens computed once.
+
+A batch of (prompt ids, response ids) pairs often holds several responses to the same prompt (the teacher's K
+samples of a question). Instead of one right-padded row per pair,
+
+    row:   p0 p1 p2 | a0 a1 a2 | b0 b1        (prompt p, responses a and b)
+    pos:    0  1  2 |  3  4  5 |  3  4        (each response continues the prompt's positions)
+    sees:  causal within the prompt; a response token sees the prompt and its own earlier tokens, never another
+           response's
+
+so every response token gets the same prediction as in its own padded row (up to floating-point summation order),
+while the prompt's tokens are computed once per row instead of once per response. A 4-D boolean attention mask
+carries the block structure (transformers passes 4-D masks through to the attention as they are).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Packed:
+    ids: torch.Tensor  # (R, T) token ids, right-padded
+    pos: torch.Tensor  # (R, T) position ids
+    mask: torch.Tensor  # (R, 1, T, T) bool: query t may attend to key s
+    src: torch.Tensor  # (N,) flat index into (R * T) of the position whose logits predict each response token
+    tgt: torch.Tensor  # (N,) the response tokens, in pair order
+    seq: torch.Tensor  # (N,) index of the pair each response token belongs to
+    last: torch.Tensor  # (n_pairs,) flat index into (R * T) of each pair's last token
+    n_pairs: int
+
+    def to(self, device) -> Packed:
+        return Packed(self.ids.to(device), self.pos.to(device), self.mask.to(device), self.src.to(device),
+                      self.tgt.to(device), self.seq.to(device), self.last.to(device), self.n_pairs)
+
+
+def plan_rows(pairs: list[tuple[list[int], list[int]]], max_len: int) -> list[tuple[list[int], list[int]]]:
+    """Group pair indices into rows: (prompt, [pair indices]) with one prompt per row, pairs in first-seen order; a
+    row is closed when the next response would take it past `max_len` tokens (a row always takes one response)."""
+    rows: list[tuple[list[int], list[int]]] = []
+    open_row: dict[tuple, int] = {}  # prompt -> index of its open row in `rows`
+    lengths: list[int] = []
+    for i, (p, r) in enumerate(pairs):
+        key = tuple(p)
+        k = open_row.get(key)
+        if k is None or lengths[k] + len(r) > max_len:
+            open_row[key] = k = len(rows)
+            rows.append((list(p), []))
+            lengths.append(len(p))
+        rows[k][1].append(i)
+        lengths[k] += len(r)
+    return rows
+
+
+def pack_pairs(pairs: list[tuple[list[int], list[int]]], pad: int, max_len: int | None = None) -> Packed:
+    """Pack (prompt ids, response ids) pairs with shared prompts (module docstring). Rows are capped at `max_len`
+    tokens (default: twice the longest pair) so that attention over a row stays cheap; a prompt with more
+    responses than fit gets several rows. Every prompt and every response must be non-empty."""
+    if any(not p or not r for p, r in pairs):
+        raise ValueError("pack_pairs: an empty prompt or response (nothing would predict its first token)")
+    if max_len is None:
+        max_len = 2 * max(len(p) + len(r) for p, r in pairs)
+    plan = plan_rows(pairs, max_len)
+    width = max(len(p) + sum(len(pairs[i][1]) for i in idx) for p, idx in plan)
+    ids = torch.full((len(plan), width), pad, dtype=torch.long)
+    pos = torch.zeros((len(plan), width), dtype=torch.long)
+    mask = torch.zeros((len(plan), width, width), dtype=torch.bool)
+    src = [0] * sum(len(r) for _, r in pairs)
+    tgt = [0] * len(src)
+    seq = [0] * len(src)
+    last = [0] * len(pairs)
+    offset = [0] * len(pairs)  # where each pair's tokens start in the flat (N,) order (pair order)
+    for i in range(1, len(pairs)):
+        offset[i] = offset[i - 1] + len(pairs[i - 1][1])
+    for row, (p, idx) in enumerate(plan):
+        n = len(p)
+        ids[row, :n] = torch.tensor(p, dtype=torch.long)
+        pos[row, :n] = torch.arange(n)
+        mask[row, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
+        at = n
+        for i in idx:
+            r = pairs[i][1]
+            m = len(r)
+            ids[row, at : at + m] = torch.tensor(r, dtype=torch.long)
+            pos[row, at : at + m] = torch.arange(n, n + m)
+            mask[row, at : at + m, :n] = True  # the prompt
+            mask[row, at : at + m, at : at + m] = torch.ones(m, m, dtype=torch.bool).tril()  # itself, causally
+            for t in range(m):  # token t of the response is predicted at the prompt's last token (t = 0) or t - 1
+                k = offset[i] + t
+                src[k] = row * width + (n - 1 if t == 0 else at + t - 1)
+                tgt[k], seq[k] = r[t], i
+            last[i] = row * width + at + m - 1
+            at += m
+        for t in range(at, width):  # padding attends to itself only (a query that sees nothing gives NaN)
+            mask[row, t, t] = True
+    return Packed(ids, pos, mask[:, None], torch.tensor(src), torch.tensor(tgt), torch.tensor(seq),
+                  torch.tensor(last), len(pairs))
+
+
+def packed_logprobs(model, batch: Packed) -> torch.Tensor:
+    """Log-prob of every response token of a packed batch given its prompt and its own earlier tokens: (N,)."""
+    logits = model(input_ids=batch.ids, attention_mask=batch.mask, position_ids=batch.pos).logits  # (R, T, V)
+    logits = logits.reshape(-1, logits.shape[-1])[batch.src].float()  # (N, V)
+    return torch.gather(F.log_softmax(logits, -1), 1, batch.tgt[:, None]).squeeze(1)
+
+
+def packed_last_hidden(model, batch: Packed) -> torch.Tensor:
+    """Final hidden state (after the last norm) at each pair's last token: (n_pairs, H). A sequence-classification
+    model's head on it gives the pair's score, as on the pair's own padded row."""
+    out = model(input_ids=batch.ids, attention_mask=batch.mask, position_ids=batch.pos, output_hidden_states=True)
+    hidden = out.hidden_states[-1]  # (R, T, H)
+    return hidden.reshape(-1, hidden.shape[-1])[batch.last]
+
+
+def mean_per_pair(values: torch.Tensor, batch: Packed) -> torch.Tensor:
+    """Mean of per-token values (N,) over each pair's response tokens: (n_pairs,)."""
+    total = torch.zeros(batch.n_pairs, dtype=values.dtype, device=values.device).index_add(0, batch.seq, values)
+    count = torch.zeros(batch.n_pairs, dtype=values.dtype, device=values.device).index_add(
+        0, batch.seq, torch.ones_like(values))
+    return total / count.clamp(min=1)

@@ -1,0 +1,115 @@
+"""Shared-prompt packing (`models.packed`, `sft.batching` / `reward_model.batching` question): the layout by hand,
+the same log-probs, losses, gradients and scores as padded rows, and batches that hold whole questions."""
+from __future__ import annotations
+
+import random
+
+import torch
+from accelerate import Accelerator
+
+from rewdistill.models.forward import token_logprobs
+from rewdistill.models.load import load_causal_lm, load_reward_model
+from rewdistill.models.packed import pack_pairs, packed_logprobs
+from rewdistill.models.reward import LikelihoodRM, batch_scores, packed_scores, pair_batch
+from rewdistill.train.loop import grouped_shuffle
+from rewdistill.train.reward_model import train_reward_model
+from rewdistill.train.sft import sft_loss, train_sft
+from tests.conftest import save_tiny
+
+# two prompts, three responses to the first (of different lengths), one to the second
+PAIRS = [([10, 11, 12], [20, 21]), ([30, 31], [40]), ([10, 11, 12], [22, 23, 24]), ([10, 11, 12], [25])]
+
+
+def test_pack_pairs_layout_by_hand():
+    b = pack_pairs(PAIRS, pad=0)
+    assert b.ids.tolist() == [[10, 11, 12, 20, 21, 22, 23, 24, 25], [30, 31, 40, 0, 0, 0, 0, 0, 0]]
+    assert b.pos.tolist() == [[0, 1, 2, 3, 4, 3, 4, 5, 3], [0, 1, 2, 0, 0, 0, 0, 0, 0]]
+    m = b.mask[0, 0].int()
+    assert m[4].tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 0]  # 21 sees the prompt and 20
+    assert m[7].tolist() == [1, 1, 1, 0, 0, 1, 1, 1, 0]  # 24 sees the prompt and 22 23, not 20 21
+    assert m[8].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 1]  # 25 sees the prompt only
+    assert b.mask[1, 0, 5].int().tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 0]  # padding sees itself
+    w = 9  # tokens in pair order; each predicted at the prompt's last token or at its own previous token
+    assert b.tgt.tolist() == [20, 21, 40, 22, 23, 24, 25]
+    assert b.src.tolist() == [2, 3, w + 1, 2, 5, 6, 2]
+    assert b.seq.tolist() == [0, 0, 1, 2, 2, 2, 3]
+    assert b.last.tolist() == [4, w + 2, 7, 8]
+
+
+def test_pack_pairs_caps_rows_and_keeps_every_token():
+    b = pack_pairs(PAIRS, pad=0, max_len=6)  # 3 + 2, then + 3 > 6: new row 3 + 3, then + 1 > 6: a third row
+    assert b.ids.shape[0] == 4
+    assert sorted(b.tgt.tolist()) == sorted(t for _, r in PAIRS for t in r)
+
+
+def test_packed_logprobs_equal_padded_rows(tmp_path, other_tokenizer):
+    lm = load_causal_lm(save_tiny("llama", other_tokenizer, tmp_path / "m")).eval()
+    for cap in [None, 6]:
+        got = packed_logprobs(lm, pack_pairs(PAIRS, pad=0, max_len=cap))
+        want = []
+        for p, r in PAIRS:  # each pair on its own, unpadded
+            ids = torch.tensor([p + r])
+            want += token_logprobs(lm, ids, torch.ones_like(ids), len(p))[0].tolist()
+        assert torch.allclose(got, torch.tensor(want), atol=1e-5), cap
+
+
+def test_packed_sft_loss_and_gradients_equal_padded(tmp_path, other_tokenizer):
+    lm = load_causal_lm(save_tiny("llama", other_tokenizer, tmp_path / "m"))
+    params = list(lm.parameters())
+    padded = sft_loss(lm, PAIRS, 0, "cpu")
+    packed = sft_loss(lm, PAIRS, 0, "cpu", packed=True)
+    assert abs(padded.item() - packed.item()) < 1e-5
+    for a, b in zip(torch.autograd.grad(padded, params), torch.autograd.grad(packed, params)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_packed_reward_scores_equal_padded(tmp_path, other_tokenizer):
+    path = save_tiny("llama", other_tokenizer, tmp_path / "m")
+    ids, mask, resp = pair_batch(PAIRS, 0)
+    b = pack_pairs(PAIRS, 0)
+    rm = LikelihoodRM(load_causal_lm(path), scale=2.0, bias=-1.0).eval()
+    assert torch.allclose(packed_scores(rm, b), batch_scores(rm, ids, mask, resp), atol=1e-5)
+    head = load_reward_model(path).eval()  # scalar: the head at each response's last token
+    assert torch.allclose(packed_scores(head, b), batch_scores(head, ids, mask, resp), atol=1e-5)
+
+
+def test_grouped_shuffle_keeps_a_question_together():
+    items = list(range(40))
+    out = grouped_shuffle(list(items), lambda i: i % 7, random.Random(0))
+    assert sorted(out) == items
+    keys = [i % 7 for i in out]
+    runs = [k for j, k in enumerate(keys) if j == 0 or keys[j - 1] != k]
+    assert len(runs) == 7  # each group one run
+    assert out == grouped_shuffle(list(items), lambda i: i % 7, random.Random(0))  # the seed fixes the order
+    assert out != grouped_shuffle(list(items), lambda i: i % 7, random.Random(1))
+
+
+def test_question_batching_trains_sft_and_reward_model(tmp_path, other_tokenizer):
+    """Batches hold whole questions (the grouped order reaches the loss) and both loops learn."""
+    path = save_tiny("llama", other_tokenizer, tmp_path / "m")
+    pairs = [([10 + q, 11], [12 + (i % 3), 13]) for q in range(6) for i in range(4)]  # 6 prompts x 4 responses
+    seen = []
+    import rewdistill.train.sft as sft_module
+
+    real = sft_module.sft_loss
+
+    def spy(model, chunk, *a, **k):
+        seen.append({tuple(p) for p, _ in chunk})
+        return real(model, chunk, *a, **k)
+
+    sft_module.sft_loss = spy
+    try:
+        logged = []
+        train_sft(load_causal_lm(path), pairs, 0, epochs=3, lr=1e-2, batch_size=4, warmup_frac=0.0,
+                  weight_decay=0.0, accelerator=Accelerator(cpu=True), seed=0, log=logged.append,
+                  batching="question")
+    finally:
+        sft_module.sft_loss = real
+    assert all(len(s) == 1 for s in seen)  # 4 responses per prompt, batch 4: every batch is one whole question
+    assert logged[-1]["loss"] < logged[0]["loss"]
+    rows = [{"qid": f"q{i // 4}", "label": int(i % 4 == 0), "pair": pairs[i]} for i in range(len(pairs))]
+    rm = LikelihoodRM(load_causal_lm(path))
+    logged = []
+    train_reward_model(rm, rows, 0, loss="bce", epochs=3, lr=1e-2, batch_size=4, accelerator=Accelerator(cpu=True),
+                       seed=0, log=logged.append, batching="question")
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged)
