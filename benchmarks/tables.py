@@ -292,6 +292,41 @@ def rl_step_table(names: list[str], link) -> str:
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(header, rows)
 
 
+def train_speed_table(names: list[str], link) -> str:
+    """`benchmarks/train_speed.py`: SFT and reward-model training tokens/s by trainer, and the ratios."""
+    lines, rows = [], []
+    for i, n in enumerate(names, 1):
+        d = load(n)
+        lines.append(source(n, link, f"{d['task']}, {d['questions']} training questions ({d['sft_sequences']} SFT "
+                            f"sequences, {d['rm_sequences']} reward-model sequences, {d['rm_pairs']} pairs), batch "
+                            f"{d['batch']}, one epoch, median of {d['repeats']} runs in turn, "
+                            f"{d['torch_threads']} threads"))
+        for r in d["rows"]:
+            rows.append([f"({i}) {r['stage']}", r["trainer"], f"{r['tokens_per_s']}",
+                         f"{r['x_vs_rewdistill_random']:.2f}x",
+                         f"{r['x_vs_trl']:.2f}x" if r["x_vs_trl"] is not None else "–"])
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
+        ["", "trainer", "tokens / s", "÷ rewdistill random batching", "÷ TRL"], rows, right_from=2)
+
+
+def batching_check_table(names: list[str], link) -> str:
+    """`benchmarks/batching_check.py`: random vs question batching on validation, per seed and mean ± std."""
+    lines, rows = [], []
+    for i, n in enumerate(names, 1):
+        d = load(n)
+        lines.append(source(n, link, f"{d['task']}, stage {d['stage']}, validation, seeds "
+                            f"{' '.join(map(str, d['seeds']))}"))
+        for m, s in d["summary"].items():
+            f = (lambda x: f"{x:.3f}") if m.startswith("auc") else pct  # AUC as it is, accuracies in %
+            per_seed = " / ".join(f"{f(r[m + '_random'])} → {f(r[m + '_question'])}" for r in d["rows"])
+            rows.append([f"({i}) {d['task']}", m, f"{f(s['random']['mean'])} ± {f(s['random']['std'])}",
+                         f"{f(s['question']['mean'])} ± {f(s['question']['std'])}", per_seed,
+                         "yes" if s["within_one_seed_std"] else "**no**"])
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
+        ["", "metric", "random batching", "question batching", "per seed", "within one seed-std"], rows,
+        right_from=2)
+
+
 # ---- validation sweeps (benchmarks/rl_sweep.py): .jsonl rows or a JSON with "rows"
 
 QUIET = {"rl.watch_every", "rl.select_every", "evaluate.best_of_k"}  # options that do not change training

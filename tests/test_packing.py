@@ -113,3 +113,18 @@ def test_question_batching_trains_sft_and_reward_model(tmp_path, other_tokenizer
     train_reward_model(rm, rows, 0, loss="bce", epochs=3, lr=1e-2, batch_size=4, accelerator=Accelerator(cpu=True),
                        seed=0, log=logged.append, batching="question")
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged)
+
+
+def test_random_batching_is_left_out_of_the_stage_hashes():
+    """Runs made before `batching` existed (random batching) keep their hashes; question batching reruns the stage."""
+    from rewdistill.config_files import load_config
+    from rewdistill.pipeline import hashed, stage_hashes
+
+    cfg = load_config(None, {})
+    assert "batching" not in hashed(cfg.sft) and "batching" not in hashed(cfg.reward_model)
+    assert "epochs" in hashed(cfg.sft)
+    base = stage_hashes(cfg)
+    sft_q = stage_hashes(load_config(None, {"sft.batching": "question"}))
+    rm_q = stage_hashes(load_config(None, {"reward_model.batching": "question"}))
+    assert sft_q["pseudo-label"] == base["pseudo-label"] and sft_q["sft"] != base["sft"]
+    assert rm_q["student-sample"] == base["student-sample"] and rm_q["reward-model"] != base["reward-model"]
