@@ -1,0 +1,59 @@
+"""Validation sweep of SFT settings on one finished run's data: how the sft defaults were chosen.
+
+    python benchmarks/sft_sweep.py BASE_RUN OUT_DIR VARIANTS.json
+
+VARIANTS.json maps a name to dotted overrides of the SFT section ({"e12": {"sft.epochs": "12"}}). Each variant
+fine-tunes the student on BASE_RUN's pseudo-labelled teacher responses (copied into OUT_DIR/<name>) and is scored
+by its greedy accuracy on the validation split. One JSON line per variant goes to OUT_DIR/sweep.jsonl, with the
+SFT seconds, the teacher and the commit measured. Training depends on the thread count: say it (OMP_NUM_THREADS).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batching_check import greedy_accuracy  # noqa: E402
+from provenance import git_commit, teacher_of  # noqa: E402
+
+from rewdistill.config_files import load_config  # noqa: E402
+from rewdistill.stages import sft  # noqa: E402
+from rewdistill.stages.common import Ctx  # noqa: E402
+from rewdistill.tasks import get_task  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("base", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("variants", type=Path)
+    args = ap.parse_args()
+    for name, over in json.loads(args.variants.read_text()).items():
+        cfg = load_config(str(args.base / "config.yaml"), over)
+        task = get_task(cfg.task.name)
+        d = args.out / name
+        if not (d / "student_sft").exists():
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            for f in ["questions.jsonl", "teacher_labelled.jsonl"]:
+                shutil.copy2(args.base / f, d / f)
+            t0 = time.time()
+            sft.run(Ctx(cfg, d, stage_hash="sft-sweep"))
+            (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+        line = {"variant": name, "overrides": over, "task": cfg.task.name, "seed": cfg.seed, "split": "validation",
+                "sft": greedy_accuracy(d / "student_sft", task, task.load("validation")),
+                "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(args.base),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(args.base),
+                "commit": git_commit()}
+        print(json.dumps(line), flush=True)
+        with open(args.out / "sweep.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
