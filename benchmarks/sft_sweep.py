@@ -5,7 +5,8 @@
 VARIANTS.json maps a name to dotted overrides of the SFT section ({"e12": {"sft.epochs": "12"}}). Each variant
 fine-tunes the student on BASE_RUN's pseudo-labelled teacher responses (copied into OUT_DIR/<name>) and is scored
 by its greedy accuracy on the validation split. One JSON line per variant goes to OUT_DIR/sweep.jsonl, with the
-SFT seconds, the teacher and the commit measured. Training depends on the thread count: say it (OMP_NUM_THREADS).
+SFT seconds, the teacher and the commit measured. A variant directory that already holds a student_sft and a
+seconds.txt is only scored; its source.txt (if any) says where it was trained, recorded as `trained_by`. Training depends on the thread count: say it (OMP_NUM_THREADS).
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def main() -> None:
                 "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(args.base),
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(args.base),
                 "commit": git_commit()}
+        if (d / "source.txt").exists():  # a student trained elsewhere (e.g. by an ablation), only scored here
+            line["trained_by"] = (d / "source.txt").read_text().strip()
         print(json.dumps(line), flush=True)
         with open(args.out / "sweep.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")

@@ -95,7 +95,7 @@ def bullets(lines: list[str]) -> str:
 
 LABELS = {  # variant -> row label, in the order the tables list them
     "sft_only": "SFT only (data distillation)",
-    "sft_matched": "SFT only, 10 epochs instead of 8, no RL (compute-matched)",
+    "sft_matched": "SFT only, two epochs more, no RL (compute-matched)",
     "rm": "**ours**: RL on the distilled reward model (the default kind at the commit measured)",
     "rm_scalar": "RL on the paper's scalar-head reward model",
     "rm_teacher_only": "reward model on teacher responses only",
@@ -516,6 +516,10 @@ TABLES = {
                                                          "default_run_time_tiny-choice_d8a6586.json"]),
     "zoo-models": partial(zoo_models, [("src/rewdistill/models/zoo/zoo_report.json", "shipped"),
                                        ("benchmarks/results/zoo_report_chain_teacher.json", "chain-built, before")]),
+    "train-speed": partial(train_speed_table, ["train_speed_tiny-arith.json", "train_speed_tiny-choice.json"]),
+    "batching-check": partial(batching_check_table, ["batching_check_sft_tiny-arith.json",
+                                                     "batching_check_rm_tiny-arith.json",
+                                                     "batching_check_rm_tiny-choice.json"]),
     "results-files": results_files,
 }
 

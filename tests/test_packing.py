@@ -120,11 +120,11 @@ def test_random_batching_is_left_out_of_the_stage_hashes():
     from rewdistill.config_files import load_config
     from rewdistill.pipeline import hashed, stage_hashes
 
-    cfg = load_config(None, {})
+    cfg = load_config(None, {"sft.batching": "random", "reward_model.batching": "random"})
     assert "batching" not in hashed(cfg.sft) and "batching" not in hashed(cfg.reward_model)
     assert "epochs" in hashed(cfg.sft)
     base = stage_hashes(cfg)
-    sft_q = stage_hashes(load_config(None, {"sft.batching": "question"}))
-    rm_q = stage_hashes(load_config(None, {"reward_model.batching": "question"}))
+    sft_q = stage_hashes(load_config(None, {"sft.batching": "question", "reward_model.batching": "random"}))
+    rm_q = stage_hashes(load_config(None, {"sft.batching": "random", "reward_model.batching": "question"}))
     assert sft_q["pseudo-label"] == base["pseudo-label"] and sft_q["sft"] != base["sft"]
     assert rm_q["student-sample"] == base["student-sample"] and rm_q["reward-model"] != base["reward-model"]

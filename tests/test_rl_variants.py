@@ -327,3 +327,12 @@ def test_rl_stage_loads_every_model_with_trust_remote_code(base_run, tmp_path, m
     assert main(["run", "--run-dir", str(d), *MICRO_Q, "--models.trust_remote_code", "true", "--until", "rl"]) == 0
     rl_loads = [s for s in seen if "student_sft" in s[1] or "reward_model" in s[1]]
     assert len(rl_loads) >= 4 and all(trust is True for _, _, trust in rl_loads), rl_loads
+
+
+def test_sft_matched_trains_two_epochs_more_than_the_run_it_is_matched_to():
+    from rewdistill.ablate import VARIANTS, relative_to
+    from rewdistill.config_files import load_config
+
+    assert relative_to(load_config(None, {"sft.epochs": "12"}), VARIANTS["sft_matched"]) == \
+        {"sft.epochs": "14", "rl.steps": "0"}
+    assert relative_to(load_config(None, {}), {"rl.reward": "gold"}) == {"rl.reward": "gold"}

@@ -27,7 +27,7 @@ VARIANTS: dict[str, dict[str, str] | None] = {
     # SFT-only given the RL stage's cost as more SFT epochs instead (no RL): a compute-matched data-only baseline.
     # The default RL stage took 21 s where one of the 8 default SFT epochs took 19 s
     # (benchmarks/results/default_run_time_tiny-arith_4df7cd3.json): 2 more epochs, rounded up for the baseline
-    "sft_matched": {"sft.epochs": "10", "rl.steps": "0"},
+    "sft_matched": {"sft.epochs": "+2", "rl.steps": "0"},  # two epochs more than the run's own: RL's cost
     "rm_teacher_only": {"reward_model.use_student_samples": "false"},
     "teacher_judge": {"rl.reward": "teacher-judge"},
     "pseudo_label": {"rl.reward": "pseudo-label"},
@@ -98,6 +98,17 @@ def run_seeds_in_parallel(config: str | None, overrides: dict[str, str], seeds: 
             raise RuntimeError(f"ablation seed {seed} failed (exit {proc.returncode}); see {out / f'seed{seed}.log'}")
 
 
+def relative_to(cfg, overrides: dict[str, str]) -> dict[str, str]:
+    """Overrides with a "+N" value made absolute: N more than `cfg`'s value of that key (sft_matched's epochs)."""
+    out = {}
+    for key, value in overrides.items():
+        if value.startswith("+"):
+            section, name = key.split(".")
+            value = str(getattr(getattr(cfg, section), name) + int(value[1:]))
+        out[key] = value
+    return out
+
+
 def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int], variants: list[str],
                  out: Path, jobs: int = 1) -> dict:
     unknown = [v for v in variants if v not in VARIANTS]
@@ -127,7 +138,7 @@ def run_ablation(config: str | None, overrides: dict[str, str], seeds: list[int]
             extra = {"evaluate.teacher": "false"}
             if not any(k.startswith("reward_model.") for k in VARIANTS[v]):  # same reward model as rm's run: its
                 extra["evaluate.best_of_k"] = "0"  # ranking diagnostic would repeat rm's, not worth the sampling
-            cfg = load_config(config, {**base, **VARIANTS[v], **extra})
+            cfg = load_config(config, {**base, **relative_to(rm_cfg, VARIANTS[v]), **extra})
             vdir = out / f"seed{seed}" / v
             if not (vdir / "manifest.json").exists():
                 copied = seed_from(rm_dir, vdir, cfg)
