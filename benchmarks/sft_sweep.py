@@ -6,7 +6,8 @@ VARIANTS.json maps a name to dotted overrides of the SFT section ({"e12": {"sft.
 fine-tunes the student on BASE_RUN's pseudo-labelled teacher responses (copied into OUT_DIR/<name>) and is scored
 by its greedy accuracy on the validation split. One JSON line per variant goes to OUT_DIR/sweep.jsonl, with the
 SFT seconds, the teacher and the commit measured. A variant directory that already holds a student_sft and a
-seconds.txt is only scored; its source.txt (if any) says where it was trained, recorded as `trained_by`. Training depends on the thread count: say it (OMP_NUM_THREADS).
+seconds.txt is only scored; its source.txt (if any) says where it was trained, recorded as `trained_by`.
+Training depends on the thread count: say it (OMP_NUM_THREADS).
 """
 from __future__ import annotations
 
