@@ -309,6 +309,17 @@ def train_speed_table(names: list[str], link) -> str:
         ["", "trainer", "tokens / s", "÷ rewdistill random batching", "÷ TRL"], rows, right_from=2)
 
 
+def sft_sweep_table(name: str, link) -> str:
+    """`benchmarks/sft_sweep.py`: the SFT student's greedy validation accuracy by setting, per task."""
+    rows_in = load(name)
+    seeds = sorted({r["seed"] for r in rows_in})
+    caption = source(name, link, f"validation split, seed {' '.join(map(str, seeds))}, "
+                     f"OMP_NUM_THREADS={rows_in[0].get('omp_num_threads')}; students trained elsewhere and only scored "
+                     "here say so in the JSON (`trained_by`)")
+    rows = [[r["task"], ", ".join(f"{k} {v}" for k, v in r["overrides"].items()), pct(r["sft"])] for r in rows_in]
+    return caption + "\n\n" + table(["task", "setting", "SFT student, greedy (%)"], rows, right_from=2)
+
+
 def batching_check_table(names: list[str], link) -> str:
     """`benchmarks/batching_check.py`: random vs question batching on validation, per seed and mean ± std."""
     lines, rows = [], []
@@ -516,6 +527,7 @@ TABLES = {
                                                          "default_run_time_tiny-choice_d8a6586.json"]),
     "zoo-models": partial(zoo_models, [("src/rewdistill/models/zoo/zoo_report.json", "shipped"),
                                        ("benchmarks/results/zoo_report_chain_teacher.json", "chain-built, before")]),
+    "sft-epochs": partial(sft_sweep_table, "sft_epochs_validation.jsonl"),
     "train-speed": partial(train_speed_table, ["train_speed_tiny-arith.json", "train_speed_tiny-choice.json"]),
     "batching-check": partial(batching_check_table, ["batching_check_sft_tiny-arith.json",
                                                      "batching_check_rm_tiny-arith.json",
