@@ -41,11 +41,6 @@ from rewdistill.train.sft import train_sft
 BATCH = 32
 
 
-def timed(fn) -> float:
-    """Seconds of the training call itself (each runner builds its model and trainer first, untimed)."""
-    return fn()
-
-
 def clock(train) -> float:
     t0 = time.perf_counter()
     train()
@@ -153,7 +148,7 @@ def main() -> None:
     seconds: dict = {k: [] for k in trainers}
     for rep in range(args.repeats):
         for key, (fn, _) in trainers.items():
-            seconds[key].append(timed(fn))
+            seconds[key].append(fn())  # each runner builds its model / trainer untimed, then clocks the training
             print(f"repeat {rep}: {key[1]:40s} {seconds[key][-1]:7.2f} s", flush=True)
     rows = []
     for (stage, name), (_, tok_key) in trainers.items():

@@ -3,13 +3,16 @@ the same log-probs, losses, gradients and scores as padded rows, and batches tha
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
+import pytest
 import torch
 from accelerate import Accelerator
+from transformers import AutoModelForCausalLM
 
 from rewdistill.models.forward import token_logprobs
 from rewdistill.models.load import load_causal_lm, load_reward_model
-from rewdistill.models.packed import pack_pairs, packed_logprobs
+from rewdistill.models.packed import block_mask, pack_pairs, packed_logprobs
 from rewdistill.models.reward import LikelihoodRM, batch_scores, packed_scores, pair_batch
 from rewdistill.train.loop import grouped_shuffle
 from rewdistill.train.reward_model import train_reward_model
@@ -42,8 +45,10 @@ def test_pack_pairs_caps_rows_and_keeps_every_token():
     assert sorted(b.tgt.tolist()) == sorted(t for _, r in PAIRS for t in r)
 
 
-def test_packed_logprobs_equal_padded_rows(tmp_path, other_tokenizer):
-    lm = load_causal_lm(save_tiny("llama", other_tokenizer, tmp_path / "m")).eval()
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_logprobs_equal_padded_rows(tmp_path, other_tokenizer, attn):
+    path = save_tiny("llama", other_tokenizer, tmp_path / "m")
+    lm = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn).eval()
     for cap in [None, 6]:
         got = packed_logprobs(lm, pack_pairs(PAIRS, pad=0, max_len=cap))
         want = []
@@ -51,6 +56,12 @@ def test_packed_logprobs_equal_padded_rows(tmp_path, other_tokenizer):
             ids = torch.tensor([p + r])
             want += token_logprobs(lm, ids, torch.ones_like(ids), len(p))[0].tolist()
         assert torch.allclose(got, torch.tensor(want), atol=1e-5), cap
+
+
+def test_an_attention_that_ignores_block_masks_is_refused():
+    model = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
+    with pytest.raises(ValueError, match="sdpa or eager"):
+        block_mask(model, pack_pairs(PAIRS, pad=0))
 
 
 def test_packed_sft_loss_and_gradients_equal_padded(tmp_path, other_tokenizer):
@@ -128,3 +139,12 @@ def test_random_batching_is_left_out_of_the_stage_hashes():
     rm_q = stage_hashes(load_config(None, {"sft.batching": "random", "reward_model.batching": "question"}))
     assert sft_q["pseudo-label"] == base["pseudo-label"] and sft_q["sft"] != base["sft"]
     assert rm_q["student-sample"] == base["student-sample"] and rm_q["reward-model"] != base["reward-model"]
+
+
+def test_a_process_gets_a_contiguous_share_of_a_batch_of_whole_questions():
+    from rewdistill.train.common import shard_of
+
+    items = list(range(8))
+    procs = [SimpleNamespace(num_processes=2, process_index=i) for i in range(2)]
+    assert [shard_of(items, p) for p in procs] == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert [shard_of(items, p, contiguous=True) for p in procs] == [[0, 1, 2, 3], [4, 5, 6, 7]]

@@ -25,8 +25,8 @@ VARIANTS: dict[str, dict[str, str] | None] = {
     "rm_scalar": {"reward_model.kind": "scalar", "reward_model.init": "sft", "reward_model.lr": "1e-3",
                   "reward_model.epochs": "2"},
     # SFT-only given the RL stage's cost as more SFT epochs instead (no RL): a compute-matched data-only baseline.
-    # The default RL stage took 21 s where one of the 8 default SFT epochs took 19 s
-    # (benchmarks/results/default_run_time_tiny-arith_4df7cd3.json): 2 more epochs, rounded up for the baseline
+    # The default RL stage took about as long as two SFT epochs of the then-default 8
+    # (benchmarks/results/default_run_time_tiny-arith_4df7cd3.json): 2 more epochs than the run's own
     "sft_matched": {"sft.epochs": "+2", "rl.steps": "0"},  # two epochs more than the run's own: RL's cost
     "rm_teacher_only": {"reward_model.use_student_samples": "false"},
     "teacher_judge": {"rl.reward": "teacher-judge"},

@@ -108,13 +108,14 @@ BATCHING_HELP = ("random: each batch draws responses independently; question: ea
 
 class SFTCfg(Section):
     epochs: int = Field(12, ge=1, description="passes over the label-1 teacher responses (chosen on validation: "
-                        "benchmarks/README.md, SFT epochs)")
+                        "docs/rl.md, SFT epochs)")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate (linear warmup, cosine decay)")
     warmup_frac: float = Field(0.05, ge=0, le=1, description="fraction of steps spent warming up")
     batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    batching: Batching = Field("random", description=BATCHING_HELP)
+    batching: Batching = Field("random", description=BATCHING_HELP + "; not recommended for SFT: on the tiny tasks "
+                               "the student learned far slower and collapsed on validation")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
 

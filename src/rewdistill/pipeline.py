@@ -57,13 +57,14 @@ def teacher_endpoint(c: Config) -> dict:
     return {}
 
 
-LEGACY = {"batching": "random"}  # fields added later, with the value that reproduces the runs made before them
+LEGACY = {("SFTCfg", "batching"): "random", ("RewardModelCfg", "batching"): "random"}  # later fields: old values
 
 
 def hashed(section) -> dict:
     """A config section's fields for its stage hash, leaving out a later field while it holds its legacy value (so
     that runs made before it was added still resume and seed others)."""
-    return {k: v for k, v in section.model_dump().items() if not (k in LEGACY and v == LEGACY[k])}
+    name = type(section).__name__
+    return {k: v for k, v in section.model_dump().items() if LEGACY.get((name, k), object()) != v}
 
 
 STAGES = [

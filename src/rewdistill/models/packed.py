@@ -99,9 +99,25 @@ def pack_pairs(pairs: list[tuple[list[int], list[int]]], pad: int, max_len: int 
                   torch.tensor(last), len(pairs))
 
 
+def block_mask(model, batch: Packed) -> torch.Tensor:
+    """The batch's mask as `model`'s attention takes a 4-D mask: boolean for SDPA, additive (0 or the dtype's
+    minimum) for eager attention, which adds it to the scores. Other kernels (flash attention, flex, remote code)
+    do not apply a custom 4-D mask as a block mask: refused, so that responses never silently see each other."""
+    impl = getattr(getattr(model, "module", model).config, "_attn_implementation", None)
+    if impl == "sdpa":
+        return batch.mask
+    if impl == "eager":
+        dtype = next(model.parameters()).dtype
+        return torch.zeros(batch.mask.shape, dtype=dtype, device=batch.mask.device).masked_fill(
+            ~batch.mask, torch.finfo(dtype).min)
+    raise ValueError(f"question batching needs the model's attention to be sdpa or eager (it is {impl}); set "
+                     "sft.batching / reward_model.batching to random")
+
+
 def packed_logprobs(model, batch: Packed) -> torch.Tensor:
     """Log-prob of every response token of a packed batch given its prompt and its own earlier tokens: (N,)."""
-    logits = model(input_ids=batch.ids, attention_mask=batch.mask, position_ids=batch.pos).logits  # (R, T, V)
+    logits = model(input_ids=batch.ids, attention_mask=block_mask(model, batch),
+                   position_ids=batch.pos).logits  # (R, T, V)
     logits = logits.reshape(-1, logits.shape[-1])[batch.src].float()  # (N, V)
     return torch.gather(F.log_softmax(logits, -1), 1, batch.tgt[:, None]).squeeze(1)
 
@@ -109,7 +125,8 @@ def packed_logprobs(model, batch: Packed) -> torch.Tensor:
 def packed_last_hidden(model, batch: Packed) -> torch.Tensor:
     """Final hidden state (after the last norm) at each pair's last token: (n_pairs, H). A sequence-classification
     model's head on it gives the pair's score, as on the pair's own padded row."""
-    out = model(input_ids=batch.ids, attention_mask=batch.mask, position_ids=batch.pos, output_hidden_states=True)
+    out = model(input_ids=batch.ids, attention_mask=block_mask(model, batch), position_ids=batch.pos,
+                output_hidden_states=True)
     hidden = out.hidden_states[-1]  # (R, T, H)
     return hidden.reshape(-1, hidden.shape[-1])[batch.last]
 

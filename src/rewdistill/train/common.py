@@ -18,9 +18,15 @@ def sft_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
     return ids, mask, labels
 
 
-def shard_of(items: list, accelerator) -> list:
-    """This process's share of a global batch: every num_processes-th item (all of it on one process)."""
-    return items[accelerator.process_index :: accelerator.num_processes]
+def shard_of(items: list, accelerator, contiguous: bool = False) -> list:
+    """This process's share of a global batch: every num_processes-th item, or (`contiguous`, for batches of whole
+    questions, so that a question's responses stay on one process) an equal contiguous slice; all of it on one
+    process."""
+    n, i = accelerator.num_processes, accelerator.process_index
+    if contiguous:
+        k = len(items) // n
+        return items[i * k : (i + 1) * k]
+    return items[i::n]
 
 
 def all_agree(accelerator, ok: bool) -> bool:

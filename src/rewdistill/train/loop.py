@@ -99,7 +99,7 @@ def fit(
             order = list(order if carry_order and order is not None else items)
             order = grouped_shuffle(order, group_of, rng) if group_of else shuffled(order, rng)
         for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
-            chunk = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator)  # this process's share
+            chunk = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator, contiguous=group_of is not None)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     loss, st = batch_loss(model, chunk)
