@@ -116,6 +116,9 @@ class SFTCfg(Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     batching: Batching = Field("random", description=BATCHING_HELP + "; not recommended for SFT: on the tiny tasks "
                                "the student learned far slower and collapsed on validation")
+    duplicates: Literal["keep", "drop"] = Field("keep", description="keep: every label-1 teacher response, repeats "
+                                                "included; drop: one copy of each distinct response per question "
+                                                "(fewer tokens per epoch: docs/rl.md, SFT epochs)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
 

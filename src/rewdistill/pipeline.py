@@ -57,7 +57,8 @@ def teacher_endpoint(c: Config) -> dict:
     return {}
 
 
-LEGACY = {("SFTCfg", "batching"): "random", ("RewardModelCfg", "batching"): "random"}  # later fields: old values
+LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep",  # later fields: their old values
+          ("RewardModelCfg", "batching"): "random"}
 
 
 def hashed(section) -> dict:

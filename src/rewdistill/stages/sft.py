@@ -8,11 +8,24 @@ from rewdistill.train.lora import add_lora
 from rewdistill.train.sft import train_sft
 
 
+def distinct(rows: list[dict]) -> list[dict]:
+    """The first copy of each (question, response text), in order: a teacher sampled at low temperature repeats itself
+    (two thirds of the tiny tasks' label-1 responses are repeats)."""
+    seen, out = set(), []
+    for r in rows:
+        if (r["qid"], r["text"]) not in seen:
+            seen.add((r["qid"], r["text"]))
+            out.append(r)
+    return out
+
+
 def run(ctx: Ctx) -> str:
     cfg, m = ctx.cfg.sft, ctx.cfg.models
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     agree = [r for r in read_jsonl(ctx.path("teacher_labelled.jsonl")) if r["label"] == 1]
     rows = [r for r in agree if r["finished"]]  # a response cut at max_new_tokens would teach the student to ramble
+    if cfg.duplicates == "drop":
+        rows = distinct(rows)
     fmt = ctx.prompt_format(m.student)
     model = ctx.causal_lm(m.student, "float32")
     if ctx.cfg.lora.student:
@@ -26,5 +39,7 @@ def run(ctx: Ctx) -> str:
         max_skips=ctx.cfg.reliability.max_nonfinite_skips, batching=cfg.batching,
     )
     save_pretrained(acc, model, fmt.tokenizer, ctx.path("student_sft"))
-    cut = f" ({len(agree) - len(rows)} cut at teacher_sample.max_new_tokens left out)" if len(agree) > len(rows) else ""
-    return f"fine-tuned on {len(rows)} label-1 teacher responses{cut} -> student_sft/"
+    n_finished = sum(r["finished"] for r in agree)
+    cut = f", {len(agree) - n_finished} cut at teacher_sample.max_new_tokens left out" * (len(agree) > n_finished)
+    dup = f", {n_finished - len(rows)} repeats dropped" * (n_finished > len(rows))
+    return f"fine-tuned on {len(rows)} label-1 teacher responses{cut}{dup} -> student_sft/"
