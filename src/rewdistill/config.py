@@ -138,7 +138,7 @@ class RewardModelCfg(Section):
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
     use_student_samples: bool = Field(True, description="train on student responses too (the paper's method)")
     batching: Batching = Field("random", description=BATCHING_HELP + "; question kept the validation ranking, but is "
-                               "not the default until a gold-leak test difference on tiny-choice is understood")
+                               "not reproducible at > 1 thread on CPU (docs/rl.md)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
 
 
