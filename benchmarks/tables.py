@@ -491,6 +491,7 @@ def results_files(link) -> str:
 
 ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
 ISSUE24 = ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
+ISSUE24_E12 = ["ablation_issue24_e12_tiny-arith.json", "ablation_issue24_e12_tiny-choice.json"]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
@@ -499,8 +500,10 @@ TABLES = {
                                                     "rm_ranking_default_tiny-choice.json"]),
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
-    "readme-results": partial(ablation_means, ISSUE24),
+    "readme-results": partial(ablation_means, ISSUE24_E12),
     "ablation-issue24": partial(ablation_report, ISSUE24),
+    "ablation-issue24-e12": partial(ablation_report, ISSUE24_E12),
+    "ranking-issue24-e12": partial(ablation_ranking, ISSUE24_E12),
     "ranking-issue24": partial(ablation_ranking, ISSUE24),
     "results-issue15-16": partial(ablation_means, ISSUE15_16),
     "ablation-issue15-16": partial(ablation_report, ISSUE15_16),
