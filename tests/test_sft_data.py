@@ -32,3 +32,14 @@ def test_sft_stage_trains_on_each_distinct_response_once_with_drop(tmp_path, mon
     used = [(r["qid"], r["text"]) for r in rows if r["label"] == 1 and r["finished"]]
     assert len(keep) == len(used) > len(set(used)) == len(drop)  # there were repeats, and only they went
     assert len(set(map(str, drop))) == len(drop)
+
+
+def test_duplicates_keep_is_left_out_of_the_sft_hash_and_drop_reruns_sft():
+    """Runs made before `sft.duplicates` existed (every response kept) keep their stage hashes."""
+    from rewdistill.config_files import load_config
+    from rewdistill.pipeline import hashed, stage_hashes
+
+    keep = load_config(None, {"sft.duplicates": "keep"})
+    assert "duplicates" not in hashed(keep.sft)
+    base, drop = stage_hashes(keep), stage_hashes(load_config(None, {"sft.duplicates": "drop"}))
+    assert drop["pseudo-label"] == base["pseudo-label"] and drop["sft"] != base["sft"]
