@@ -57,12 +57,11 @@ def teacher_endpoint(c: Config) -> dict:
     return {}
 
 
-LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep",  # later fields: their old values
-          ("RewardModelCfg", "batching"): "random"}
+LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("RewardModelCfg", "batching"): "random"}
 
 
 def hashed(section) -> dict:
-    """A config section's fields for its stage hash, leaving out a later field while it holds its legacy value (so
+    """A config section's fields for its stage hash, leaving out a later field (LEGACY) while it holds its old value (so
     that runs made before it was added still resume and seed others)."""
     name = type(section).__name__
     return {k: v for k, v in section.model_dump().items() if LEGACY.get((name, k), object()) != v}
