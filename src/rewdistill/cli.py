@@ -181,6 +181,9 @@ def cmd_run(args) -> int:
         if not results.exists():
             raise ConfigError("--push_to_hub needs a finished run: drop --until / --shard")
         print(f"pushed: {push_to_hub(run_dir, args.push_to_hub, private=not args.hub_public)}")
+    from rewdistill.launch import close_processes
+
+    close_processes()
     return 0
 
 

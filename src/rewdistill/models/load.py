@@ -1,6 +1,8 @@
 """Loading HF models and tokenizers: hub ids, local directories, and the shipped tiny zoo (`zoo:<name>`)."""
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -69,11 +71,25 @@ def load_prompt_format(path: str, trust_remote_code: bool = False, chat_template
         raise ModelLoadError(str(e)) from None
 
 
+@contextmanager
+def whole_weights():
+    """Every process loads the whole weights: under an FSDP launch with `fsdp_cpu_ram_efficient_loading`,
+    transformers would leave them empty on all but the first process, which suits only the model that FSDP then
+    shards (accelerate broadcasts it), not the frozen reference, reward model or teacher each process needs whole."""
+    saved = os.environ.pop("FSDP_CPU_RAM_EFFICIENT_LOADING", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved
+
+
 def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            resolve(path), dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
-        )
+        with whole_weights():
+            model = AutoModelForCausalLM.from_pretrained(
+                resolve(path), dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+            )
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load model from {path!r}: {first_line(e)}; {HINT}") from e
     return model.to(device)
@@ -82,9 +98,10 @@ def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_re
 def load_reward_model(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
     """A sequence classifier with one output: the reward model (or a causal LM to initialise one)."""
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            resolve(path), num_labels=1, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
-        )
+        with whole_weights():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                resolve(path), num_labels=1, dtype=pick_dtype(dtype, device), trust_remote_code=trust_remote_code
+            )
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"cannot load reward model from {path!r}: {first_line(e)}; {HINT}") from e
     if model.config.pad_token_id is None:  # e.g. Llama 3 configs; the head's batched forward needs one

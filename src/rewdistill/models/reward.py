@@ -39,23 +39,35 @@ class LikelihoodRM(nn.Module):
     def __init__(self, lm, scale: float = 1.0, bias: float = 0.0):
         super().__init__()
         self.lm = lm
-        self.scale = nn.Parameter(torch.tensor(float(scale)))
-        self.bias = nn.Parameter(torch.tensor(float(bias)))
+        self.scale = nn.Parameter(torch.tensor([float(scale)]))  # (1,): FSDP shards no 0-d parameter
+        self.bias = nn.Parameter(torch.tensor([float(bias)]))  # (1,)
 
     @property
     def config(self):
         return self.lm.config
+
+    # the LM's embeddings and their tie, as an HF model shows them to engines: accelerate's FSDP 2 groups tied input /
+    # output embeddings into one shard unit and re-ties them after loading (without these, training unties them)
+    def get_input_embeddings(self):
+        return self.lm.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.lm.get_output_embeddings()
+
+    def tie_weights(self, *args, **kwargs):
+        return self.lm.tie_weights(*args, **kwargs)
 
     def forward(self, ids, mask=None, resp=None) -> torch.Tensor:  # -> (B,); `ids` may be a Packed batch instead
         if isinstance(ids, Packed):
             return self.scale * mean_per_pair(packed_logprobs(self.lm, ids), ids) + self.bias
         return self.scale * mean_response_logprob(self.lm, ids, mask, resp) + self.bias
 
-    def stamp(self) -> None:
-        """Write kind, scale and bias into the LM's config, so that its saved directory is the whole reward model."""
+    def stamp(self, scale: float | None = None, bias: float | None = None) -> None:
+        """Write kind, scale and bias (this module's own, or the given values: gathered from a sharded copy) into the
+        LM's config, so that its saved directory is the whole reward model."""
         self.lm.config.reward_kind = "likelihood"
-        self.lm.config.reward_scale = float(self.scale.detach())
-        self.lm.config.reward_bias = float(self.bias.detach())
+        self.lm.config.reward_scale = float(self.scale.detach()) if scale is None else scale
+        self.lm.config.reward_bias = float(self.bias.detach()) if bias is None else bias
 
 
 def is_likelihood(rm) -> bool:

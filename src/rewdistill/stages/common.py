@@ -16,6 +16,7 @@ from accelerate.utils import set_seed
 from rewdistill import labels as L
 from rewdistill.config import Config
 from rewdistill.io import MetricsLog, read_jsonl
+from rewdistill.launch import use_launched_engine
 from rewdistill.models.load import load_causal_lm, load_prompt_format, resolve
 from rewdistill.models.prompt import PromptFormat
 from rewdistill.sampling.backends import HFSampler, VLLMSampler
@@ -74,12 +75,12 @@ class Ctx:
         from rewdistill.train.checkpoint import Checkpoint
 
         every = self.cfg.reliability.checkpoint_every
-        if every and accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        if every and accelerator.distributed_type == DistributedType.DEEPSPEED:
             import logging
 
             logging.getLogger("rewdistill").warning(
-                "resume checkpoints are written for single-process and DDP runs only; under FSDP / DeepSpeed a "
-                "crashed training stage restarts from its beginning")
+                "resume checkpoints are written for single-process, DDP and FSDP runs; under DeepSpeed a crashed "
+                "training stage restarts from its beginning")
             every = 0
         return Checkpoint(self.run_dir / "checkpoints" / self.checkpoint_name(name), every, accelerator,
                           self.stage_hash)
@@ -89,9 +90,11 @@ class Ctx:
         AcceleratorState._reset_state()  # keeps the process group; drops the previous stage's settings
         GradientState._reset_state()
         set_seed(self.cfg.seed)
-        return Accelerator(
+        acc = Accelerator(
             cpu=self.device == "cpu", mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum
         )
+        use_launched_engine(acc)  # FSDP 2 on CPU processes (launch.py)
+        return acc
 
     def prompt_format(self, path: str) -> PromptFormat:
         """The tokenizer at `path` with the run's trust and chat-template settings (every stage loads them here)."""

@@ -9,9 +9,8 @@ from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.models.reward import LikelihoodRM
 from rewdistill.stages.common import Ctx
-from rewdistill.train.common import save_pretrained
 from rewdistill.train.lora import add_lora
-from rewdistill.train.reward_model import train_reward_model
+from rewdistill.train.reward_model import save_reward_model, train_reward_model
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +68,7 @@ def run(ctx: Ctx) -> str:
         ckpt=ctx.checkpoint("reward_model", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips,
         batching=cfg.batching,
     )
-    if cfg.kind == "likelihood":  # saved as the causal LM, its config carrying kind, scale and bias
-        inner = acc.unwrap_model(model)
-        inner.stamp()
-        model = inner.lm
-    save_pretrained(acc, model, tokenizer, ctx.round_path("reward_model"))
+    save_reward_model(acc, model, tokenizer, ctx.round_path("reward_model"))
     pos = sum(row["label"] for row in rows)
     return (f"{cfg.kind} reward model ({cfg.loss}, from {cfg.init}) on {n_teacher} teacher + "
             f"{len(rows) - n_teacher} student responses ({pos / len(rows):.0%} label 1) -> "

@@ -51,9 +51,22 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def save_pretrained(accelerator, model, tokenizer, out_dir) -> None:
+def full_state_dict(accelerator, model) -> dict:
+    """The whole weights of a (possibly FSDP-sharded) model as plain tensors, on every process: under FSDP a
+    collective (every process must call it), gathered with torch.distributed.checkpoint's documented API."""
+    from rewdistill.launch import is_fsdp
+
+    if not is_fsdp(accelerator):
+        return accelerator.unwrap_model(model).state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+
+
+def save_pretrained(accelerator, model, tokenizer, out_dir, state: dict | None = None) -> None:
     """Save a (possibly wrapped / sharded) model and its tokenizer as a plain HF directory, once; written to
-    `<out_dir>.tmp` first and renamed, so a directory under the final name is always complete."""
+    `<out_dir>.tmp` first and renamed, so a directory under the final name is always complete. `state`: the
+    whole weights to save, when the caller gathered them already (a part of a sharded wrapper)."""
     import shutil
     from pathlib import Path
 
@@ -71,7 +84,7 @@ def save_pretrained(accelerator, model, tokenizer, out_dir) -> None:
             tokenizer.save_pretrained(adapter)
         inner = merged_copy(inner)
         state = inner.state_dict()
-    else:
+    elif state is None:
         state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:  # the state dict was gathered on every process (FSDP / ZeRO-3 need that)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,6 +8,7 @@ Trainer: the caller builds the model, the optimiser and the items, and says what
 """
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 
@@ -15,8 +16,11 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from rewdistill.faults import kill_point
+from rewdistill.launch import sharding_note
 from rewdistill.train.common import all_agree, cosine_lr, global_mean, shard_of
 from rewdistill.train.guard import Guard, all_finite
+
+logger = logging.getLogger("rewdistill")
 
 
 def optimizer_step(accelerator: Accelerator, model, opt, lr: float, skip: bool = False) -> tuple[float, bool]:
@@ -80,6 +84,8 @@ def fit(
 ):
     """Explicit loop. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     model, opt = accelerator.prepare(model, opt)
+    if note := sharding_note(accelerator, model, name):
+        logger.info(note)
     accum = accelerator.gradient_accumulation_steps
     micro_per_epoch = max(1, len(items) // batch_size)  # a last incomplete micro-batch is dropped
     total = max(1, micro_per_epoch * epochs // accum)  # optimiser steps

@@ -15,6 +15,7 @@ from accelerate import Accelerator
 from rewdistill.algo.losses import bce_reward_loss, bradley_terry_loss, fit_logistic
 from rewdistill.models.packed import pack_pairs
 from rewdistill.models.reward import batch_scores, is_likelihood, packed_scores, pair_batch, score_pairs
+from rewdistill.train.common import full_state_dict, save_pretrained
 from rewdistill.train.loop import fit
 
 logger = logging.getLogger(__name__)
@@ -114,3 +115,15 @@ def train_reward_model(
                accelerator=accelerator, rng=rng, log=log, name="reward-model", kill_at="rm-step",
                hint="Lower reward_model.lr or check the labels.", stats=("loss", "acc"), carry_order=True,
                order_key="items", ckpt=ckpt, max_skips=max_skips, group_of=group_of)
+
+
+def save_reward_model(accelerator: Accelerator, model, tokenizer, out_dir) -> None:
+    """Save a trained reward model (possibly wrapped or sharded) as a plain HF directory: a scalar head as itself, a
+    likelihood reward model as its causal LM, whose config carries kind, scale and bias (`LikelihoodRM.stamp`)."""
+    if not is_likelihood(accelerator.unwrap_model(model)):
+        return save_pretrained(accelerator, model, tokenizer, out_dir)
+    whole = full_state_dict(accelerator, model)  # every process: under FSDP the wrapper's weights are sharded
+    inner = accelerator.unwrap_model(model)
+    inner.stamp(float(whole["scale"]), float(whole["bias"]))
+    lm_state = {k.removeprefix("lm."): v for k, v in whole.items() if k.startswith("lm.")}
+    save_pretrained(accelerator, inner.lm, tokenizer, out_dir, state=lm_state)

@@ -20,6 +20,8 @@ How this PPO departs from the textbook (Schulman et al. 2017), as RLHF implement
 """
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Callable
 
 import torch
@@ -29,10 +31,11 @@ from tqdm.auto import tqdm
 from rewdistill.algo.advantages import adaptive_kl_coef, mixed_groups
 from rewdistill.algo.losses import explained_variance, kl_per_token
 from rewdistill.faults import kill_point
+from rewdistill.launch import is_fsdp, sharding_note
 from rewdistill.models.prompt import PromptFormat
 from rewdistill.train import grpo, ppo, raft, rloo
 from rewdistill.train.checkpoint import peek
-from rewdistill.train.common import all_agree, global_mean, shard_of
+from rewdistill.train.common import all_agree, full_state_dict, global_mean, shard_of
 from rewdistill.train.guard import Guard, all_finite
 from rewdistill.train.rollout import PromptCycle, Rollout, Scores, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
@@ -73,7 +76,19 @@ def train_rl(
         raise RuntimeError(f"rl.rollout_batch ({cfg.rollout_batch}) and rl.minibatch ({cfg.minibatch}) must be "
                            f"multiples of the {world} processes (each takes an equal share)")
     opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sampler_copy = copy.deepcopy(policy) if is_fsdp(accelerator) else None  # whole weights to sample with (FSDP)
     policy, opt_p = accelerator.prepare(policy, opt_p)
+    if note := sharding_note(accelerator, policy, "rl policy"):
+        logging.getLogger("rewdistill").info(note)
+
+    def actor():
+        """The policy to sample with: under FSDP a whole copy, refreshed from the shards (every process gathers
+        them), so that any engine can generate on one process (the watch, the selection check) or on each."""
+        if sampler_copy is None:
+            return accelerator.unwrap_model(policy)
+        sampler_copy.load_state_dict(full_state_dict(accelerator, policy))
+        return sampler_copy.eval()
+
     if algo.NEEDS_CRITIC:
         opt_c = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0)
         critic, opt_c = accelerator.prepare(critic, opt_c)
@@ -98,9 +113,10 @@ def train_rl(
     guard = Guard("rl", max_skips, "Lower rl.lr, check the reward (rl.reward_scale) or rl.kl_coef.")
     bar = tqdm(total=cfg.steps, initial=start - first_step, desc=f"rl ({cfg.algo})", unit="step",
                disable=not accelerator.is_main_process)
+    sampling = actor() if start <= last else None
     for step in range(start, last + 1):
         idx = shard_of(cycle.take(cfg.rollout_batch), accelerator)  # this process's prompts (groups stay whole)
-        ro = sample_rollout(accelerator.unwrap_model(policy), ref, fmt, prompts, encoded, idx, G, cfg, device,
+        ro = sample_rollout(sampling, ref, fmt, prompts, encoded, idx, G, cfg, device,
                             seed=seed * 100_003 + step + 7_919_111 * accelerator.process_index, engine=engine)
         raw = reward_fn(ro)
         dense, stats = None, {}
@@ -147,7 +163,8 @@ def train_rl(
             kl_coef = adaptive_kl_coef(kl_coef, row["kl"], cfg.kl_target, cfg.kl_horizon)
         tokens_used = row["rollout_tokens"]
         log(row)
-        stop = bool(on_step(step, ro, accelerator.unwrap_model(policy), score.cpu())) if on_step is not None else False
+        sampling = actor()  # the updated policy: for the checks below and the next step's rollout
+        stop = bool(on_step(step, ro, sampling, score.cpu())) if on_step is not None else False
         stop = not all_agree(accelerator, not stop)  # early stop (rl.early_stop) when any process asks for it
         stop = stop or (cfg.token_budget is not None and tokens_used >= cfg.token_budget)
         if ckpt is not None and ckpt.every > 0 and (ok or stop) and (ckpt.due(step) or step == last or stop):
