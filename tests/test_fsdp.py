@@ -59,15 +59,22 @@ def sharded(out: str, name: str, both: bool = False) -> bool:
     return all(0.4 * b < a < 0.6 * b for a, b in h)
 
 
-def test_fsdp_sft_and_reward_model_losses_match_one_process(tmp_path):
+LORA = ["--lora.student", "true", "--lora.reward_model", "true", "--lora.r", "4",
+        "--lora.dropout", "0"]  # dropout draws its masks per process: no 1-vs-2 comparison with it
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_fsdp_sft_and_reward_model_losses_match_one_process(tmp_path, lora):
+    extra = LORA if lora else []
     one = tmp_path / "one"
-    launch(one, 1, "--until", "reward-model")
+    launch(one, 1, "--until", "reward-model", *extra)
     sft2, rm2 = tmp_path / "sft2", tmp_path / "rm2"
     copy_before(one, sft2, "sft")
-    p = accelerate_fsdp("-m", "rewdistill.cli", "run", "--run-dir", str(sft2), *DIST, "--until", "sft")
+    p = accelerate_fsdp("-m", "rewdistill.cli", "run", "--run-dir", str(sft2), *DIST, "--until", "sft", *extra)
     assert sharded(p.stderr, "sft"), p.stderr[-3000:]
     copy_before(one, rm2, "reward-model")  # the same labelled responses in
-    p = accelerate_fsdp("-m", "rewdistill.cli", "run", "--run-dir", str(rm2), *DIST, "--until", "reward-model")
+    p = accelerate_fsdp("-m", "rewdistill.cli", "run", "--run-dir", str(rm2), *DIST, "--until", "reward-model",
+                        *extra)
     assert sharded(p.stderr, "reward-model"), p.stderr[-3000:]
     for run_dir, name in [(sft2, "sft_metrics.jsonl"), (rm2, "reward_model_metrics.jsonl")]:
         a, b = rows(one, name), rows(run_dir, name)
@@ -80,6 +87,13 @@ def test_fsdp_sft_and_reward_model_losses_match_one_process(tmp_path):
         a, b = auto.from_pretrained(one / name).state_dict(), auto.from_pretrained(run_dir / name).state_dict()
         assert a.keys() == b.keys()
         assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-4, name
+    if lora:  # the adapters too, saved whole (merged = base + adapter is tests/test_scale.py's check)
+        for name in ["student_sft_lora", "reward_model_lora"]:
+            run_dir = sft2 if name.startswith("student") else rm2
+            a = load_file(one / name / "adapter_model.safetensors")
+            b = load_file(run_dir / name / "adapter_model.safetensors")
+            assert a.keys() == b.keys() and len(a) > 0
+            assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-4, name
     cfg = json.loads((rm2 / "reward_model" / "config.json").read_text())
     assert cfg["reward_kind"] == "likelihood"
     assert cfg["reward_scale"] == pytest.approx(json.loads((one / "reward_model" / "config.json").read_text())

@@ -70,6 +70,7 @@ def save_pretrained(accelerator, model, tokenizer, out_dir, state: dict | None =
     import shutil
     from pathlib import Path
 
+    from rewdistill.launch import is_fsdp
     from rewdistill.train.lora import is_peft, merged_copy
 
     out_dir = Path(out_dir)
@@ -77,12 +78,13 @@ def save_pretrained(accelerator, model, tokenizer, out_dir, state: dict | None =
     accelerator.wait_for_everyone()
     inner = accelerator.unwrap_model(model)
     if is_peft(inner):  # LoRA: the adapter on its own, and the merged full model under the usual name
+        whole = full_state_dict(accelerator, model) if is_fsdp(accelerator) else None  # every process
         if accelerator.is_main_process:
             adapter = out_dir.with_name(out_dir.name + "_lora")
             shutil.rmtree(adapter, ignore_errors=True)
-            inner.save_pretrained(adapter)
+            inner.save_pretrained(adapter, state_dict=whole)
             tokenizer.save_pretrained(adapter)
-        inner = merged_copy(inner)
+        inner = merged_copy(inner, whole)
         state = inner.state_dict()
     elif state is None:
         state = accelerator.get_state_dict(model)

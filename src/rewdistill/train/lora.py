@@ -20,8 +20,18 @@ def is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
 
 
-def merged_copy(model):
-    """A plain transformers model with the adapters folded in; `model` itself keeps training unchanged."""
+def merged_copy(model, whole: dict | None = None):
+    """A plain transformers model with the adapters folded in; `model` itself keeps training unchanged. `whole`:
+    the model's gathered state (under FSDP, whose sharded modules cannot be copied): folded into a fresh twin."""
     import copy
 
-    return copy.deepcopy(model).merge_and_unload()
+    if whole is None:
+        return copy.deepcopy(model).merge_and_unload()
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config = copy.deepcopy(model.peft_config["default"])
+    auto = AutoModelForSequenceClassification if config.task_type == "SEQ_CLS" else AutoModelForCausalLM
+    twin = get_peft_model(auto.from_config(model.get_base_model().config), config)
+    twin.load_state_dict(whole)
+    return twin.merge_and_unload()
