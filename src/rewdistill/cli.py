@@ -168,6 +168,10 @@ def cmd_run(args) -> int:
     results = run_dir / "results.json"
     from accelerate import PartialState
 
+    from rewdistill.launch import close_processes
+
+    close_processes()  # before the main process's printing and pushing, which the others need not wait for
+
     if PartialState().is_main_process and results.exists() and args.until in (None, "evaluate") and not args.shard:
         import json
 
@@ -181,9 +185,6 @@ def cmd_run(args) -> int:
         if not results.exists():
             raise ConfigError("--push_to_hub needs a finished run: drop --until / --shard")
         print(f"pushed: {push_to_hub(run_dir, args.push_to_hub, private=not args.hub_public)}")
-    from rewdistill.launch import close_processes
-
-    close_processes()
     return 0
 
 

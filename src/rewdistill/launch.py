@@ -57,6 +57,8 @@ def use_launched_engine(acc) -> None:
         return  # on accelerators, accelerate sets FSDP up itself
     state = AcceleratorState()
     state.fsdp_plugin = FullyShardedDataParallelPlugin()  # reads FSDP_VERSION, FSDP_AUTO_WRAP_POLICY, ...
+    if acc.mixed_precision != "no":  # as accelerate does for its own FSDP state (not verified on CPU)
+        state.fsdp_plugin.set_mixed_precision(acc.mixed_precision)
     state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 

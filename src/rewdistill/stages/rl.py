@@ -165,7 +165,8 @@ def run(ctx: Ctx) -> str:
             sel.add(row["step"], row[metric_key], row.get("select_reward"))
     best_file = ctx.run_dir / "checkpoints" / f"{ctx.checkpoint_name('rl')}_best.safetensors"
     best_state: dict | None = None
-    if sel_qs and cfg.select == "best" and acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+    if cfg.select_every and cfg.select == "best" and acc.distributed_type in (DistributedType.FSDP,
+                                                                              DistributedType.DEEPSPEED):
         raise RuntimeError("rl.select best keeps a copy of the policy's weights, which FSDP / DeepSpeed shard; use "
                            "rl.select last there")
     if cfg.select_every and main and not sel_qs:

@@ -75,6 +75,9 @@ class Checkpoint:
         st = torch.load(d / "state.pt", weights_only=True)
         if st.get("whole"):
             put_whole(models, optims, {n: load_file(str(d / f"{n}.safetensors")) for n in models}, st["optims"])
+        elif is_fsdp(self.acc):
+            raise RuntimeError(f"the checkpoint in {self.root} was written by a run without FSDP; resume it with the "
+                               "launch that wrote it, or delete that folder to restart the stage under FSDP")
         else:
             for name, m in models.items():
                 load_model(self.acc.unwrap_model(m), str(d / f"{name}.safetensors"), device=str(self.acc.device))

@@ -63,6 +63,18 @@ def full_state_dict(accelerator, model) -> dict:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
 
 
+@torch.no_grad()
+def refresh_whole(whole, sharded) -> None:
+    """Copy an FSDP-sharded model's weights into an unsharded twin, one parameter at a time (every process: each
+    `full_tensor` is an all-gather, in the same parameter order everywhere; at most one parameter is held twice)."""
+    from torch.distributed.tensor import DTensor
+
+    src = dict(sharded.named_parameters())
+    for name, p in whole.named_parameters():
+        q = src[name]
+        p.copy_(q.full_tensor() if isinstance(q, DTensor) else q)
+
+
 def save_pretrained(accelerator, model, tokenizer, out_dir, state: dict | None = None) -> None:
     """Save a (possibly wrapped / sharded) model and its tokenizer as a plain HF directory, once; written to
     `<out_dir>.tmp` first and renamed, so a directory under the final name is always complete. `state`: the

@@ -35,7 +35,7 @@ from rewdistill.launch import is_fsdp, sharding_note
 from rewdistill.models.prompt import PromptFormat
 from rewdistill.train import grpo, ppo, raft, rloo
 from rewdistill.train.checkpoint import peek
-from rewdistill.train.common import all_agree, full_state_dict, global_mean, shard_of
+from rewdistill.train.common import all_agree, global_mean, refresh_whole, shard_of
 from rewdistill.train.guard import Guard, all_finite
 from rewdistill.train.rollout import PromptCycle, Rollout, Scores, final_scores, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
@@ -86,7 +86,7 @@ def train_rl(
         them), so that any engine can generate on one process (the watch, the selection check) or on each."""
         if sampler_copy is None:
             return accelerator.unwrap_model(policy)
-        sampler_copy.load_state_dict(full_state_dict(accelerator, policy))
+        refresh_whole(sampler_copy, policy)
         return sampler_copy.eval()
 
     if algo.NEEDS_CRITIC:
