@@ -90,7 +90,9 @@ def save_pretrained(accelerator, model, tokenizer, out_dir, state: dict | None =
     accelerator.wait_for_everyone()
     inner = accelerator.unwrap_model(model)
     if is_peft(inner):  # LoRA: the adapter on its own, and the merged full model under the usual name
-        whole = full_state_dict(accelerator, model) if is_fsdp(accelerator) else None  # every process
+        whole = None  # under FSDP the gathered state (the caller's, if it gathered it already); every process
+        if is_fsdp(accelerator):
+            whole = state if state is not None else full_state_dict(accelerator, model)
         if accelerator.is_main_process:
             adapter = out_dir.with_name(out_dir.name + "_lora")
             shutil.rmtree(adapter, ignore_errors=True)
