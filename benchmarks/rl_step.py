@@ -79,7 +79,7 @@ def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine):
     rollout.generate = clock
     stamps, gen, seen = [time.perf_counter()], [], [0.0]
 
-    def on_step(step, ro, pol):
+    def on_step(step, ro, pol, *rest):  # rest: the selection score (rl_loop.train_rl)
         stamps.append(time.perf_counter())
         gen.append(clock.seconds - seen[0])
         seen[0] = clock.seconds

@@ -10,6 +10,12 @@ tokenizer's vocabulary), and SmolLM2-135M-Instruct, a real pretrained checkpoint
 the package is absent). Prompts: tiny-arith training questions. For each workload the two engines run
 `--repeats` times in turn (hf, fast, hf, fast, ...); tokens/s = response tokens / wall seconds; the table shows
 medians and their ratio. A greedy pass of each engine checks that their outputs are identical.
+
+The machine's fp32 matrix-multiply limit is measured in the same run (the best of square products from 256 to
+2048, `matmul_limit_gflops`), and each engine's share of it is reported: a decoded token costs about 2 x (the
+parameters outside the embedding table) FLOPs in its matrix products, so share = that x tokens/s / the limit.
+Attention over the cache and everything outside the products are not counted: the share is an upper bound on
+how much of the machine's matrix throughput the tokens use.
 """
 from __future__ import annotations
 
@@ -61,6 +67,31 @@ def random_100m(tok):
     return LlamaForCausalLM(cfg).eval()
 
 
+def matmul_limit_gflops(device: str, seconds: float = 0.5) -> float:
+    """Best fp32 GFLOP/s of square matrix products (n = 256 .. 2048) on `device`, with the threads torch uses."""
+    best = 0.0
+    for n in (256, 512, 1024, 2048):
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        for _ in range(3):
+            a @ b
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a @ b
+            reps += 1
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def matmul_params(model) -> int:
+    """Parameters that take part in a decoded token's matrix products: all but the input embedding table (a tied
+    output head is counted once, as the head)."""
+    emb = model.get_input_embeddings().weight
+    tied = emb is model.get_output_embeddings().weight
+    return sum(p.numel() for p in model.parameters()) - (0 if tied else emb.numel())
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -74,6 +105,8 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/sampling.json", help="JSON output path")
     ap.add_argument("--only", nargs="+", help="run only these models' workloads (names as in the table)")
     args = ap.parse_args()
+    limit = matmul_limit_gflops(args.device)
+    print(f"fp32 matmul limit: {limit:.0f} GFLOP/s", flush=True)
     task = get_task("tiny-arith")
     questions = [task.prompt(e) for e in task.load("train")[:256]]
     rows, models, sources = [], {}, {}
@@ -112,10 +145,14 @@ def main() -> None:
                    batch=batch, temperature=temp, max_new_tokens=max_new, hf_tok_s=round(med["hf"]),
                    fast_tok_s=round(med["fast"]),
                    ratio=round(med["fast"] / med["hf"], 2), greedy_identical=f"{same}/{len(greedy['hf'])}",
-                   runs_tok_s={e: [round(x) for x in v] for e, v in speed.items()})
+                   runs_tok_s={e: [round(x) for x in v] for e, v in speed.items()},
+                   matmul_params_m=round(matmul_params(model) / 1e6, 2),
+                   hf_share_of_limit=round(2 * matmul_params(model) * med["hf"] / 1e9 / limit, 3),
+                   fast_share_of_limit=round(2 * matmul_params(model) * med["fast"] / 1e9 / limit, 3))
         rows.append(row)
         print(f"{name:12s} {row['params_m']:6.1f}M {n_prompts:4d}x{n} b={batch:<4d} hf {row['hf_tok_s']:6d} tok/s  "
-              f"fast {row['fast_tok_s']:6d} tok/s  x{row['ratio']:.2f}  greedy same {row['greedy_identical']}",
+              f"fast {row['fast_tok_s']:6d} tok/s  x{row['ratio']:.2f}  {row['fast_share_of_limit']:.0%} of limit  "
+              f"greedy same {row['greedy_identical']}",
               flush=True)
     print("\n| model | params | prompts x n | batch | T | max new | HF generate tok/s | rewdistill tok/s | ratio "
           "| greedy identical |")
@@ -125,7 +162,8 @@ def main() -> None:
               f"{r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | **{r['ratio']:.2f}x** | "
               f"{r['greedy_identical']} |")
     out = {"date": time.strftime("%Y-%m-%d"), "commit": git_commit(), "device": args.device,
-           "torch_threads": torch.get_num_threads(),
+           "torch_threads": torch.get_num_threads(), "matmul_limit_gflops": round(limit, 1),
+           "teacher": "zoo:teacher; zoo:student (as shipped at " + git_commit() + ")",
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},

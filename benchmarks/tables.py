@@ -265,12 +265,18 @@ def sampling_table(name: str, link) -> str:
     m = d["machine"]
     where = f"{d['device']}, {m.get('gpu') or str(m['cpus']) + ' CPUs'}, torch {m['torch']}, {d['torch_threads']} " \
             f"threads, median of {d['repeats']} alternating runs per engine"
+    share = "matmul_limit_gflops" in d  # since the limit is measured in the same run: each engine's share of it
+    if share:
+        where += f"; fp32 matrix-product limit {d['matmul_limit_gflops']:.0f} GFLOP/s, measured in the same run"
     rows = [[f"`{r['model']}`", f"{r['params_m']}M", f"{r['prompts']} x {r['n']}", r["batch"], r["max_new_tokens"],
-             r["hf_tok_s"], r["fast_tok_s"], f"**{r['ratio']:.2f}x**", r["greedy_identical"]] for r in d["rows"]]
+             r["hf_tok_s"], r["fast_tok_s"], f"**{r['ratio']:.2f}x**", r["greedy_identical"]]
+            + ([f"{r['hf_share_of_limit']:.0%}", f"{r['fast_share_of_limit']:.0%}"] if share else [])
+            for r in d["rows"]]
     sources = list(dict.fromkeys(r["source"] for r in d["rows"] if "source" in r))
     caption = source(name, link, where) + "".join(f"; `{r['model']}` from {s}" for r in d["rows"][:1] for s in sources)
-    return caption + "\n\n" + table(["model", "params", "prompts x n", "batch", "max new", "HF `generate` tok/s",
-                                     "rewdistill tok/s", "ratio", "greedy identical"], rows, right_from=1)
+    header = ["model", "params", "prompts x n", "batch", "max new", "HF `generate` tok/s", "rewdistill tok/s", "ratio",
+              "greedy identical"] + (["HF share of limit", "rewdistill share of limit"] if share else [])
+    return caption + "\n\n" + table(header, rows, right_from=1)
 
 
 def rl_step_table(names: list[str], link) -> str:
