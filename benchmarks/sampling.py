@@ -141,14 +141,15 @@ def main() -> None:
                 gens, secs = timed(lambda engine=engine, rep=rep: run(engine, seed=rep))
                 speed[engine].append(sum(len(g.token_ids) for g in gens) / secs)
         med = {e: statistics.median(v) for e, v in speed.items()}
+        flops_per_token = 2 * matmul_params(model)  # in the matrix products of one decoded token
         row = dict(model=name, source=sources[name], params_m=round(params / 1e6, 1), prompts=n_prompts, n=n,
                    batch=batch, temperature=temp, max_new_tokens=max_new, hf_tok_s=round(med["hf"]),
                    fast_tok_s=round(med["fast"]),
                    ratio=round(med["fast"] / med["hf"], 2), greedy_identical=f"{same}/{len(greedy['hf'])}",
                    runs_tok_s={e: [round(x) for x in v] for e, v in speed.items()},
-                   matmul_params_m=round(matmul_params(model) / 1e6, 2),
-                   hf_share_of_limit=round(2 * matmul_params(model) * med["hf"] / 1e9 / limit, 3),
-                   fast_share_of_limit=round(2 * matmul_params(model) * med["fast"] / 1e9 / limit, 3))
+                   matmul_params_m=round(flops_per_token / 2e6, 2),
+                   hf_share_of_limit=round(flops_per_token * med["hf"] / 1e9 / limit, 3),
+                   fast_share_of_limit=round(flops_per_token * med["fast"] / 1e9 / limit, 3))
         rows.append(row)
         print(f"{name:12s} {row['params_m']:6.1f}M {n_prompts:4d}x{n} b={batch:<4d} hf {row['hf_tok_s']:6d} tok/s  "
               f"fast {row['fast_tok_s']:6d} tok/s  x{row['ratio']:.2f}  {row['fast_share_of_limit']:.0%} of limit  "
@@ -161,9 +162,10 @@ def main() -> None:
         print(f"| {r['model']} | {r['params_m']}M | {r['prompts']} x {r['n']} | {r['batch']} | {r['temperature']} | "
               f"{r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | **{r['ratio']:.2f}x** | "
               f"{r['greedy_identical']} |")
-    out = {"date": time.strftime("%Y-%m-%d"), "commit": git_commit(), "device": args.device,
+    commit = git_commit()
+    out = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "device": args.device,
            "torch_threads": torch.get_num_threads(), "matmul_limit_gflops": round(limit, 1),
-           "teacher": "zoo:teacher; zoo:student (as shipped at " + git_commit() + ")",
+           "teacher": f"zoo:teacher; zoo:student (as shipped at {commit})",
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
