@@ -315,6 +315,49 @@ def train_speed_table(names: list[str], link) -> str:
         ["", "trainer", "tokens / s", "÷ rewdistill random batching", "÷ TRL"], rows, right_from=2)
 
 
+def side_by_side_table(names: list[str], link) -> str:
+    """`benchmarks/side_by_side.py`: two commits' default runs back to back, seconds per stage and the ratios."""
+    runs = [load(n) for n in names]
+    lines = [source(n, link, f"{d['task']}: `{d['base']['commit']}` then `{d['new']['commit']}`, one after the other")
+             for n, d in zip(names, runs)]
+    header, rows = ["stage"], {}
+    for i, d in enumerate(runs, 1):
+        header += [f"({i}) `{d['base']['commit']}` s", f"({i}) `{d['new']['commit']}` s", f"({i}) old ÷ new"]
+    stages = list(dict.fromkeys(s for d in runs for s in d["new"]["stage_seconds"]))
+    for s in stages:
+        rows[s] = [s]
+        for d in runs:
+            b, n = d["base"]["stage_seconds"].get(s), d["new"]["stage_seconds"].get(s)
+            rows[s] += [f"{b:.0f}" if b is not None else "–", f"{n:.0f}" if n is not None else "–",
+                        f"{d['speedup'][s]:.2f}x" if s in d["speedup"] else "–"]
+    total = ["**wall**"]
+    acc = ["test accuracy SFT → RL (%)"]
+    for d in runs:
+        total += [f"**{d['base']['wall_seconds']:.0f} ({minutes(d['base']['wall_seconds'])})**",
+                  f"**{d['new']['wall_seconds']:.0f} ({minutes(d['new']['wall_seconds'])})**",
+                  f"**{d['speedup']['wall']:.2f}x**"]
+        for r in ("base", "new"):
+            a = d[r]["accuracy"]
+            acc.append(f"{pct(a['student_sft'])} → {pct(a['student_rl'])}")
+        acc.append("")
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
+        header, [*rows.values(), total, acc])
+
+
+def profile_table(name: str, link, top: int = 6) -> str:
+    """`benchmarks/profile_stages.py`: per stage, the functions with the most own time and their share."""
+    d = load(name)
+    caption = source(name, link, f"{d['task']}, each stage rerun alone under cProfile from `{Path(d['run']).name}`"
+                     f" (overrides: {', '.join(d['overrides']) or 'none'}), {d['torch_threads']} threads")
+    rows = []
+    for st in d["stages"]:
+        for i, r in enumerate(st["top"][:top]):
+            rows.append([f"{st['stage']} ({st['seconds_profiled']:.0f} s)" if i == 0 else "",
+                         f"`{r['function']}`", f"{r['share']:.0%}", f"{r['tottime_s']:.1f}", str(r["calls"])])
+    return caption + "\n\n" + table(["stage (seconds profiled)", "function (own time)", "share", "s", "calls"],
+                                      rows, right_from=2)
+
+
 def sft_sweep_table(name: str, link) -> str:
     """`benchmarks/sft_sweep.py`: the SFT student's greedy validation accuracy by setting, per task."""
     rows_in = load(name)
@@ -544,6 +587,7 @@ TABLES = {
     "batching-check": partial(batching_check_table, ["batching_check_sft_tiny-arith.json",
                                                      "batching_check_rm_tiny-arith.json",
                                                      "batching_check_rm_tiny-choice.json"]),
+    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json"]),
     "results-files": results_files,
 }
 
