@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from rewdistill.cli import main
 from rewdistill.config import Config, ConfigError, iter_fields
@@ -200,3 +201,13 @@ def test_a_missing_path_to_a_shipped_name_points_at_the_name(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=f"configs/{SHIPPED}.yaml does not exist; .* write --config {SHIPPED}$"):
         load_config(f"configs/{SHIPPED}.yaml", {})
+
+
+@pytest.mark.parametrize("task", ["tiny-arith", "tiny-choice"])
+def test_a_runs_config_yaml_read_back_keeps_every_stage_hash(task):
+    """The config.yaml a run writes, read back (`--config RUN/config.yaml`, seeding another run from it), must give
+    the same stage hashes, or the stages it holds would be refused or rerun. A float field with an int default
+    (lora.alpha 32) came back as 32.0 and changed the hash of sft and every stage after it."""
+    cfg = load_config(None, {"task.name": task})
+    back = Config.model_validate(yaml.safe_load(yaml.safe_dump(cfg.model_dump(), sort_keys=False)))
+    assert stage_hashes(back) == stage_hashes(cfg)

@@ -239,8 +239,12 @@ class LoraCfg(Section):
     r: int = Field(16, ge=1, description="LoRA rank")
     alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r)")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
-    target_modules: str | list[str] = Field("all-linear", description="modules that get adapters: all-linear, or "
-                                            "names such as [q_proj, k_proj, v_proj, o_proj]")
+    target_modules: str | list[str] = Field("all-linear", description="adapters on: all-linear, or module names")
+
+    @field_validator("alpha")
+    @classmethod
+    def _whole_alpha_as_int(cls, v: float) -> float:  # as the default 32: a run's config.yaml read back hashes alike
+        return int(v) if float(v).is_integer() else v
 
 
 class ReliabilityCfg(Section):
