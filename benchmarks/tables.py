@@ -588,7 +588,7 @@ TABLES = {
     "batching-check": partial(batching_check_table, ["batching_check_sft_tiny-arith.json",
                                                      "batching_check_rm_tiny-arith.json",
                                                      "batching_check_rm_tiny-choice.json"]),
-    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json"]),
+    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json"]),
     "results-files": results_files,
 }
 
