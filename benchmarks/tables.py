@@ -589,6 +589,7 @@ TABLES = {
                                                      "batching_check_rm_tiny-arith.json",
                                                      "batching_check_rm_tiny-choice.json"]),
     "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json"]),
+    "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
     "results-files": results_files,
 }
 
