@@ -11,6 +11,10 @@ model in the loss (TRL beta = rewdistill grpo kl_coef = 0.04), AdamW lr 1e-6. TR
 so GRPO is the like-for-like comparison; rewdistill's PPO (which also trains a critic) is timed as well.
 Each trainer runs `--steps` steps after one warm-up step; the table shows median seconds per step and the
 part spent generating (policy sampling) vs the rest (reference and reward scoring, loss, backward, optimiser).
+
+`--profile OUT.json`: instead of timing, run TRL's GRPO and rewdistill's GRPO each under cProfile and write their
+top functions by own time (the schema of benchmarks/profile_stages.py, one "stage" per trainer; cProfile's overhead
+falls mostly on Python-heavy code, so read it next to the timed table, not instead of it).
 """
 from __future__ import annotations
 
@@ -135,11 +139,15 @@ def main() -> None:
     ap.add_argument("--reward-model", default=None, help="reward model path, e.g. RUN_DIR/reward_model; default: "
                     "a sequence classifier initialised from the policy with a seeded random head")
     ap.add_argument("--out", default="benchmarks/results/rl_step.json", help="JSON output path")
+    ap.add_argument("--profile", type=Path, default=None, help="profile the two GRPO trainers into this JSON")
     args = ap.parse_args()
     rm = args.reward_model or args.policy
     task = get_task("tiny-arith")
     prompts = [task.prompt(e) for e in task.load("train")[:512]]
     import trl
+
+    if args.profile:
+        return profile(args, rm, prompts)
 
     rows = [run_trl(args.policy, rm, prompts, args.steps),
             run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "fast"),
@@ -164,6 +172,33 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def profile(args, rm, prompts) -> None:
+    """Each GRPO trainer's `--steps` (+1 warm-up) steps under cProfile; top functions by own time into JSON."""
+    import cProfile
+
+    from profile_stages import top_functions  # benchmarks/profile_stages.py
+
+    rows = []
+    for name, fn in (("TRL GRPOTrainer", lambda: run_trl(args.policy, rm, prompts, args.steps)),
+                     ("rewdistill grpo", lambda: run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "fast"))):
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.runcall(fn)
+        seconds = time.perf_counter() - t0
+        rows.append({"stage": name, "seconds_profiled": round(seconds, 1), "top": top_functions(prof, seconds, 20)})
+        print(f"[profile] {name}: {seconds:.1f} s")
+        for r in rows[-1]["top"][:10]:
+            print(f"  {r['share']:6.1%}  {r['tottime_s']:7.2f} s  {r['function']}")
+    run_dir = Path(args.policy).parent if Path(args.policy).is_dir() else None
+    out = {"task": "tiny-arith", "run": str(run_dir or args.policy), "date": time.strftime("%Y-%m-%d"),
+           "what": f"TRL's and rewdistill's GRPO on the same work under cProfile, policy `{Path(args.policy).name}`",
+           "overrides": [f"{args.steps + 1} steps of {PROMPTS} prompts x {GROUP}, loading included"],
+           "commit": git_commit(), "teacher": run_dir and teacher_of(run_dir), "trl": __import__("trl").__version__,
+           "torch_threads": torch.get_num_threads(), "stages": rows}
+    args.profile.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.profile}")
 
 
 if __name__ == "__main__":

@@ -347,8 +347,9 @@ def side_by_side_table(names: list[str], link) -> str:
 def profile_table(name: str, link, top: int = 6) -> str:
     """`benchmarks/profile_stages.py`: per stage, the functions with the most own time and their share."""
     d = load(name)
-    caption = source(name, link, f"{d['task']}, each stage rerun alone under cProfile from `{Path(d['run']).name}`"
-                     f" (overrides: {', '.join(d['overrides']) or 'none'}), {d['torch_threads']} threads")
+    what = d.get("what") or f"each stage rerun alone under cProfile from `{Path(d['run']).name}`"
+    caption = source(name, link, f"{d['task']}, {what} (overrides: {', '.join(d['overrides']) or 'none'}), "
+                     f"{d['torch_threads']} threads")
     rows = []
     for st in d["stages"]:
         for i, r in enumerate(st["top"][:top]):
@@ -590,6 +591,7 @@ TABLES = {
                                                      "batching_check_rm_tiny-choice.json"]),
     "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json"]),
     "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
+    "profile-rl-step": partial(profile_table, "profile_rl_step.json", top=10),
     "results-files": results_files,
 }
 
