@@ -6,7 +6,7 @@
 RUN_DIR is a finished run. For each stage, the stages before it are copied from RUN_DIR into a scratch
 directory (`pipeline.seed_from`), and the stage runs there with RUN_DIR's config (plus `--set` overrides, e.g.
 one SFT epoch instead of twelve to keep the profile short: the per-step work is the same) under cProfile. The
-JSON lists, per stage, its seconds (with and without the profiler's overhead is not separated: read shares, not
+JSON lists, per stage, its seconds under the profiler (which adds its own overhead: read shares rather than
 absolute times) and the functions with the most time spent in their own code (`tottime`): for torch these are
 the operator calls (`linear`, `scaled_dot_product_attention`, `run_backward`, ...), so the table reads as "time
 in matrix products / attention / the backward pass / the optimiser / Python".
@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 
 from rewdistill.config import Config
+from rewdistill.config_files import load_config
 from rewdistill.pipeline import remove_outputs, run_pipeline, seed_from, stages_for
 
 
@@ -54,9 +54,9 @@ def profile_stage(run: Path, cfg: Config, name: str, top: int) -> dict:
     try:
         seed_from(run, scratch, cfg)
         manifest = json.loads((scratch / "manifest.json").read_text())
-        keys = [s.key for s in stages_for(cfg)]
-        cut = next(s for s in stages_for(cfg) if s.name == name)
-        for stage in stages_for(cfg)[keys.index(cut.key):]:  # this stage and every later one run afresh
+        stages = stages_for(cfg)
+        first = next(i for i, s in enumerate(stages) if s.name == name)
+        for stage in stages[first:]:  # this stage and every later one run afresh
             manifest["stages"].pop(stage.key, None)
             remove_outputs(scratch, stage)
         (scratch / "manifest.json").write_text(json.dumps(manifest))
@@ -74,13 +74,8 @@ def profile_stage(run: Path, cfg: Config, name: str, top: int) -> dict:
 def config_for(run: Path, stage: str, overrides: list[str]) -> Config:
     """The run's config, with the overrides of this stage's own section only (so the stages before it keep
     their hashes and are copied, not rerun)."""
-    data = yaml.safe_load((run / "config.yaml").read_text())
-    for kv in overrides:
-        key, _, value = kv.partition("=")
-        section, field = key.split(".", 1)
-        if section == stage.replace("-", "_"):
-            data.setdefault(section, {})[field] = yaml.safe_load(value)
-    return Config.model_validate(data)
+    mine = dict(kv.split("=", 1) for kv in overrides if kv.split(".", 1)[0] == stage.replace("-", "_"))
+    return load_config(str(run / "config.yaml"), mine)
 
 
 def main() -> None:

@@ -178,6 +178,7 @@ def profile(args, rm, prompts) -> None:
     """Each GRPO trainer's `--steps` (+1 warm-up) steps under cProfile; top functions by own time into JSON."""
     import cProfile
 
+    import trl
     from profile_stages import top_functions  # benchmarks/profile_stages.py
 
     rows = []
@@ -195,7 +196,7 @@ def profile(args, rm, prompts) -> None:
     out = {"task": "tiny-arith", "run": str(run_dir or args.policy), "date": time.strftime("%Y-%m-%d"),
            "what": f"TRL's and rewdistill's GRPO on the same work under cProfile, policy `{Path(args.policy).name}`",
            "overrides": [f"{args.steps + 1} steps of {PROMPTS} prompts x {GROUP}, loading included"],
-           "commit": git_commit(), "teacher": run_dir and teacher_of(run_dir), "trl": __import__("trl").__version__,
+           "commit": git_commit(), "teacher": run_dir and teacher_of(run_dir), "trl": trl.__version__,
            "torch_threads": torch.get_num_threads(), "stages": rows}
     args.profile.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.profile}")

@@ -22,22 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipeline_time import timed_run  # benchmarks/pipeline_time.py
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def timed_run(task: str, src: Path | None, run_dir: Path) -> dict:
-    """One default run; `src` is the package source to import (None: the installed one)."""
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
+def run_commit(task: str, src: Path, run_dir: Path) -> dict:
+    """The default run with the package imported from `src` (a worktree's src/)."""
+    env = {**os.environ, "PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "rewdistill.cli", "run", "--task", task, "--run-dir", str(run_dir)]
-    t0 = time.time()
-    subprocess.run(cmd, check=True, env=env, cwd=run_dir.parent)
-    wall = time.time() - t0
-    stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
-    results = json.loads((run_dir / "results.json").read_text())
-    return {"wall_seconds": round(wall, 1), "stage_seconds": {k: round(v["seconds"], 1) for k, v in stages.items()},
-            "accuracy": results["accuracy"]}
+    return timed_run(cmd, run_dir, env, cwd=run_dir.parent)  # not the checkout: `-m` puts the cwd on sys.path
 
 
 def ratios(base: dict, new: dict) -> dict:
@@ -70,7 +64,7 @@ def main() -> None:
             subprocess.run(["git", "worktree", "add", "--detach", str(trees[role]), sha], check=True, cwd=REPO,
                            capture_output=True)
             print(f"[side-by-side] {args.task}: {role} {sha}", flush=True)
-            runs[role] = timed_run(args.task, trees[role] / "src", tmp / f"run-{role}")
+            runs[role] = run_commit(args.task, trees[role] / "src", tmp / f"run-{role}")
             runs[role]["commit"] = sha
             runs[role]["teacher"] = f"zoo:teacher (as shipped at {sha})"
     finally:
