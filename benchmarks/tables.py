@@ -370,6 +370,23 @@ def sft_sweep_table(name: str, link) -> str:
     return caption + "\n\n" + table(["task", "setting", "SFT student, greedy (%)"], rows, right_from=2)
 
 
+def rm_data_table(names: list[str], link) -> str:
+    """`benchmarks/rm_data_sweep.py`: the reward model's training rows, seconds and validation ranking, per variant."""
+    caption = "; ".join(source(n, link, "validation split, seed 0") for n in names)
+    rows = []
+    for n in names:
+        d = load(n)
+        teacher = d["ranking"]["teacher mean log-prob"]
+        for v, r in d["variants"].items():
+            sig = d["ranking"][v]
+            rows.append([d["task"], v, str(r["teacher_rows"] + r["student_rows"]), f"{r['seconds']:.0f}",
+                         pct(sig["rm_best_of_k"]), f"{sig['rm_auc_within']:.3f}", pct(sig["maj_at_k"]),
+                         pct(teacher["rm_best_of_k"])])
+    header = ["task", "variant", "rows trained on", "s", "best-of-8 (%)", "AUC within a question", "maj@8 (%)",
+              "teacher likelihood best-of-8 (%)"]
+    return caption + "\n\n" + table(header, rows, right_from=2)
+
+
 def batching_check_table(names: list[str], link) -> str:
     """`benchmarks/batching_check.py`: random vs question batching on validation, per seed and mean ± std."""
     lines, rows = [], []
@@ -589,6 +606,7 @@ TABLES = {
     "batching-check": partial(batching_check_table, ["batching_check_sft_tiny-arith.json",
                                                      "batching_check_rm_tiny-arith.json",
                                                      "batching_check_rm_tiny-choice.json"]),
+    "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
     "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json"]),
     "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
     "profile-rl-step": partial(profile_table, "profile_rl_step.json", top=10),

@@ -43,3 +43,39 @@ def test_duplicates_keep_is_left_out_of_the_sft_hash_and_drop_reruns_sft():
     assert "duplicates" not in hashed(keep.sft)
     base, drop = stage_hashes(keep), stage_hashes(load_config(None, {"sft.duplicates": "drop"}))
     assert drop["pseudo-label"] == base["pseudo-label"] and drop["sft"] != base["sft"]
+
+
+def test_a_weighted_pair_counts_as_its_copies_in_the_sft_loss():
+    """weights [2, 1] on (a, b) give the loss and gradient of the plain batch (a, a, b)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rewdistill.train.sft import sft_loss
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=32, pad_token_id=0))
+    a, b = ([3, 4, 5], [6, 7, 8, 9]), ([3, 4], [10, 11])
+    plain = sft_loss(model, [a, a, b], 0, "cpu")
+    weighted = sft_loss(model, [a, b], 0, "cpu", weights=[2.0, 1.0])
+    unweighted = sft_loss(model, [a, b], 0, "cpu")
+    assert torch.allclose(plain, weighted, atol=1e-6) and not torch.allclose(plain, unweighted, atol=1e-3)
+    g_plain = torch.autograd.grad(plain, list(model.parameters()))
+    g_weighted = torch.autograd.grad(weighted, list(model.parameters()))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(g_plain, g_weighted))
+
+
+def test_sft_stage_with_weight_trains_each_distinct_response_once_weighted_by_its_count(tmp_path, monkeypatch):
+    seen = []
+
+    def capture(model, pairs, *args, **kwargs):
+        seen.append((list(pairs), kwargs["weights"]))
+        return model
+
+    monkeypatch.setattr(sft, "train_sft", capture)
+    args = [*MICRO, "--teacher_sample.temperatures", "[0.1]", "--teacher_sample.n_per_temperature", "4"]
+    assert main(["run", "--run-dir", str(tmp_path), *args, "--sft.duplicates", "weight", "--until", "sft"]) == 0
+    (pairs, weights), = seen
+    rows = [json.loads(line) for line in (tmp_path / "teacher_labelled.jsonl").read_text().splitlines()]
+    used = [(r["qid"], r["text"]) for r in rows if r["label"] == 1 and r["finished"]]
+    assert len(pairs) == len(set(used)) < len(used) and sum(weights) == len(used) and max(weights) > 1

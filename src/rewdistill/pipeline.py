@@ -57,7 +57,8 @@ def teacher_endpoint(c: Config) -> dict:
     return {}
 
 
-LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("RewardModelCfg", "batching"): "random"}
+LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("RewardModelCfg", "batching"): "random",
+          ("RewardModelCfg", "duplicates"): "keep"}
 
 
 def hashed(section) -> dict:

@@ -9,6 +9,7 @@ from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.models.reward import LikelihoodRM
 from rewdistill.stages.common import Ctx
+from rewdistill.stages.sft import distinct
 from rewdistill.train.lora import add_lora
 from rewdistill.train.reward_model import save_reward_model, train_reward_model
 
@@ -44,6 +45,9 @@ def run(ctx: Ctx) -> str:
     if cfg.use_student_samples:
         for r in range(1, ctx.round + 1):
             rows += read_jsonl(ctx.round_path("student_samples.jsonl", r))
+    n_rows = len(rows)
+    if cfg.duplicates == "drop":  # one copy of each (question, text), teacher rows first: repeats add no ranking
+        rows, n_teacher = distinct(rows), len(distinct(rows[:n_teacher]))
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     init = init_path(ctx)
     fmt = ctx.prompt_format(init)
@@ -70,6 +74,7 @@ def run(ctx: Ctx) -> str:
     )
     save_reward_model(acc, model, tokenizer, ctx.round_path("reward_model"))
     pos = sum(row["label"] for row in rows)
+    dup = f", {n_rows - len(rows)} repeats dropped" * (n_rows > len(rows))
     return (f"{cfg.kind} reward model ({cfg.loss}, from {cfg.init}) on {n_teacher} teacher + "
-            f"{len(rows) - n_teacher} student responses ({pos / len(rows):.0%} label 1) -> "
+            f"{len(rows) - n_teacher} student responses ({pos / len(rows):.0%} label 1{dup}) -> "
             f"{ctx.round_path('reward_model').relative_to(ctx.run_dir)}/")

@@ -11,11 +11,18 @@ from rewdistill.train.sft import train_sft
 def distinct(rows: list[dict]) -> list[dict]:
     """The first copy of each (question, response text), in order: a teacher sampled at low temperature repeats itself
     (two thirds of the tiny tasks' label-1 responses are repeats)."""
-    seen, out = set(), []
+    return list(counted(rows).values())
+
+
+def counted(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """Each distinct (question, response text) -> its first row, with "count": how many rows repeat it, in order."""
+    out: dict[tuple[str, str], dict] = {}
     for r in rows:
-        if (r["qid"], r["text"]) not in seen:
-            seen.add((r["qid"], r["text"]))
-            out.append(r)
+        key = (r["qid"], r["text"])
+        if key in out:
+            out[key]["count"] += 1
+        else:
+            out[key] = {**r, "count": 1}
     return out
 
 
@@ -24,8 +31,10 @@ def run(ctx: Ctx) -> str:
     prompts = {q["qid"]: q["prompt"] for q in ctx.questions()}
     agree = [r for r in read_jsonl(ctx.path("teacher_labelled.jsonl")) if r["label"] == 1]
     rows = [r for r in agree if r["finished"]]  # a response cut at max_new_tokens would teach the student to ramble
-    if cfg.duplicates == "drop":
-        rows = distinct(rows)
+    weights = None
+    if cfg.duplicates != "keep":  # drop: one copy of each; weight: one copy whose loss counts as all its repeats
+        rows = list(counted(rows).values())
+        weights = [r["count"] for r in rows] if cfg.duplicates == "weight" else None
     fmt = ctx.prompt_format(m.student)
     model = ctx.causal_lm(m.student, "float32")
     if ctx.cfg.lora.student:
@@ -36,10 +45,10 @@ def run(ctx: Ctx) -> str:
         epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay, accelerator=acc, seed=ctx.cfg.seed,
         log=ctx.metrics("sft", acc.is_main_process), ckpt=ctx.checkpoint("sft", acc),
-        max_skips=ctx.cfg.reliability.max_nonfinite_skips, batching=cfg.batching,
+        max_skips=ctx.cfg.reliability.max_nonfinite_skips, batching=cfg.batching, weights=weights,
     )
     save_pretrained(acc, model, fmt.tokenizer, ctx.path("student_sft"))
     n_finished = sum(r["finished"] for r in agree)
     cut = f", {len(agree) - n_finished} cut at teacher_sample.max_new_tokens left out" * (len(agree) > n_finished)
-    dup = f", {n_finished - len(rows)} repeats dropped" * (n_finished > len(rows))
+    dup = f", {n_finished - len(rows)} repeats {'weighted' if weights else 'dropped'}" * (n_finished > len(rows))
     return f"fine-tuned on {len(rows)} label-1 teacher responses{cut}{dup} -> student_sft/"

@@ -5,6 +5,7 @@ import random
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 
 from rewdistill.models.packed import pack_pairs, packed_logprobs
@@ -17,10 +18,19 @@ def sft_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimize
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
 
+def weighted_token_mean(token_loss: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of per-token losses over the response tokens, each sequence's tokens counted `weight` times: equal to
+    the plain token mean of a batch in which sequence i appears weights[i] times.
+    token_loss (B, T), 0 where labels are -100; labels (B, T); weights (B,) -> scalar."""
+    w = weights[:, None].float() * (labels != -100)  # (B, T)
+    return (token_loss * w).sum() / w.sum()
+
+
 def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, accelerator=None,
-             packed: bool = False) -> torch.Tensor:
+             packed: bool = False, weights: list[float] | None = None) -> torch.Tensor:
     """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs; `packed`: the
-    responses to one prompt share a row and the prompt's computation (`models.packed`), same loss.
+    responses to one prompt share a row and the prompt's computation (`models.packed`), same loss; `weights`: pair
+    i counts as weights[i] copies of itself (`weighted_token_mean`; one process).
 
     Over several processes each holds part of the batch: the loss is its token sum divided by the *global*
     token count (times the process count, which DDP's gradient average divides out), so every token weighs the
@@ -33,6 +43,12 @@ def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, devic
         return -logp.sum() / (n_global / accelerator.num_processes)
     ids, mask, labels = sft_batch(pairs, pad_id)  # (B, T) each; labels are -100 off the response
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+    if weights is not None:
+        if accelerator is not None and accelerator.num_processes > 1:
+            raise RuntimeError("sft.duplicates weight runs on one process; use keep or drop with several")
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V) predicts ids[:, 1:]
+        token_loss = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none")  # (B, T-1)
+        return weighted_token_mean(token_loss, labels[:, 1:], torch.tensor(weights, device=device))
     if accelerator is None or accelerator.num_processes == 1:
         return model(input_ids=ids, attention_mask=mask, labels=labels).loss
     n_local = (labels[:, 1:] != -100).sum()  # tokens this process predicts (the model shifts labels by one)
@@ -57,6 +73,7 @@ def train_sft(
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
     batching: str = "random",  # random: pairs drawn independently; question: a prompt's responses together, packed
+    weights: list[float] | None = None,  # per pair: how many copies of it the loss counts (sft.duplicates weight)
 ):
     """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs (`batching` question: of the prompts,
     each prompt's responses adjacent, so that a batch holds whole questions and packs them). Returns the prepared
@@ -64,12 +81,15 @@ def train_sft(
     if batch_size % accelerator.num_processes:
         raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
                            "processes (each takes an equal share of every batch)")
+    if weights is not None and batching == "question":
+        raise RuntimeError("sft.duplicates weight needs sft.batching random (packed batches take no weights)")
     if not pairs:
         raise RuntimeError("sft: no training pairs (no label-1 finished teacher response); sample more teacher "
                            "responses or lower pseudo_label.min_vote_share")
 
     def batch_loss(model, chunk: list[int]):  # chunk: indices into `pairs`
-        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator, packed), {}
+        w = [weights[i] for i in chunk] if weights is not None else None
+        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator, packed, w), {}
 
     packed = batching == "question"
     group_of = (lambda i: tuple(pairs[i][0])) if packed else None  # pair index -> its prompt
