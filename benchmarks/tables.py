@@ -364,7 +364,7 @@ def sft_sweep_table(name: str, link) -> str:
     rows_in = load(name)
     seeds = sorted({r["seed"] for r in rows_in})
     caption = source(name, link, f"validation split, seed {' '.join(map(str, seeds))}, "
-                     f"OMP_NUM_THREADS={rows_in[0].get('omp_num_threads')}; students trained elsewhere and only scored "
+                     f"OMP_NUM_THREADS {field(rows_in, 'omp_num_threads')}; students trained elsewhere and only scored "
                      "here say so in the JSON (`trained_by`)")
     rows = [[r["task"], ", ".join(f"{k} {v}" for k, v in r["overrides"].items()), pct(r["sft"])] for r in rows_in]
     return caption + "\n\n" + table(["task", "setting", "SFT student, greedy (%)"], rows, right_from=2)
