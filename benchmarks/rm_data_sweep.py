@@ -4,8 +4,9 @@
 
 Each variant trains the run's reward model (its config, the reward-model stage's own code) on a different subset of
 BASE_RUN's labelled teacher + student responses, in OUT_DIR/<variant>:
-  keep: every row (the stage as it is); drop: one copy of each distinct (question, response text), teacher rows
-  first (most are repeats: a teacher at low temperature repeats itself); half: a random half of the rows (seed 0).
+  keep: every row (each variant sets `reward_model.duplicates keep`, so the stage itself drops nothing);
+  drop: one copy of each distinct (question, response text), teacher rows first (most are repeats: a teacher at
+  low temperature repeats itself); half: a random half of the rows (seed 0).
 Then `rm_ranking.py`'s leading indicator on the validation split: the SFT student's 8 answers per question, ranked
 by each reward model (best-of-8, AUC within a question), beside the teacher's untrained likelihood. Writes one JSON
 with the training seconds and rows of each variant, the commit measured and the teacher. No gold is read for training.
@@ -57,7 +58,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["keep", "drop", "half"])
     ap.add_argument("--out", type=Path, required=True, help="the JSON to write")
     args = ap.parse_args()
-    cfg = load_config(str(args.base / "config.yaml"), {})
+    cfg = load_config(str(args.base / "config.yaml"), {"reward_model.duplicates": "keep"})  # the subsets decide
     teacher, student = read_jsonl(args.base / "teacher_labelled.jsonl"), read_jsonl(args.base / "student_samples.jsonl")
     trained = {}
     for v in args.variants:

@@ -29,7 +29,11 @@ def test_reward_model_trains_on_each_distinct_response_once_by_default_and_on_al
         rows += [json.loads(line) for line in (tmp_path / "keep" / name).read_text().splitlines()]
     texts = [(r["qid"], r["text"]) for r in rows]
     assert len(keep) == len(texts) > len(set(texts)) == len(drop)  # there were repeats, and only they went
-    assert len(set(drop)) == len(drop)
+    summary = json.loads((tmp_path / "drop" / "manifest.json").read_text())["stages"]["reward-model"]["summary"]
+    teacher = (tmp_path / "keep" / "teacher_labelled.jsonl").read_text().splitlines()
+    n_teacher = len({(r["qid"], r["text"]) for r in rows[: len(teacher)]})  # teacher rows first, then the student's
+    assert f"on {n_teacher} teacher + {len(drop) - n_teacher} student responses" in summary
+    assert f"{len(keep) - len(drop)} repeats dropped" in summary
 
 
 def test_reward_model_duplicates_keep_is_left_out_of_the_hash_and_drop_reruns_the_reward_model():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from rewdistill import labels
 from rewdistill.cli import main
 from rewdistill.stages import sft
 from tests.conftest import MICRO
@@ -11,7 +12,7 @@ from tests.conftest import MICRO
 def test_distinct_keeps_the_first_copy_per_question_and_text():
     rows = [{"qid": "a", "text": "x", "n": 0}, {"qid": "a", "text": "x", "n": 1}, {"qid": "b", "text": "x", "n": 2},
             {"qid": "a", "text": "y", "n": 3}, {"qid": "b", "text": "x", "n": 4}]
-    assert [r["n"] for r in sft.distinct(rows)] == [0, 2, 3]  # same text under another question is kept
+    assert [r["n"] for r in labels.distinct(rows)] == [0, 2, 3]  # same text under another question is kept
 
 
 def test_sft_stage_trains_on_each_distinct_response_once_with_drop(tmp_path, monkeypatch):

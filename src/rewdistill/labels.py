@@ -128,3 +128,21 @@ def judged_labels(samples: list[dict], judged: list[dict], min_share: float) -> 
         labels.append({"qid": qid, "pseudo_answer": None, "vote_share": share, "n": len(got),
                        "kept": sum(got) > 0 and share >= min_share})
     return labels
+
+
+def distinct(rows: list[dict]) -> list[dict]:
+    """The first copy of each (question, response text), in order: a teacher sampled at low temperature repeats itself
+    (two thirds of the tiny tasks' label-1 responses are repeats)."""
+    return list(counted(rows).values())
+
+
+def counted(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """Each distinct (question, response text) -> its first row, with "count": how many rows repeat it, in order."""
+    out: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        key = (r["qid"], r["text"])
+        if key in out:
+            out[key]["count"] += 1
+        else:
+            out[key] = {**r, "count": 1}
+    return out

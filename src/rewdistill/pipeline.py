@@ -3,8 +3,7 @@
 A stage's hash covers its own config sections and the hash of the stage before it, so changing one
 stage's config reruns that stage and everything after it; unchanged finished stages are skipped.
 
-Rounds (`rl.rounds` = R) are the pipeline's repetition: after round 1's rl, rounds 2..R repeat student-sample ->
-reward-model -> rl, each writing into `round<r>/` and recorded in the manifest as `<stage>@<r>`.
+Rounds (`rl.rounds` = R): rounds 2..R repeat student-sample -> reward-model -> rl into `round<r>/` (`<stage>@<r>`).
 """
 from __future__ import annotations
 

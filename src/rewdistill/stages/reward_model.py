@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 
 from rewdistill.io import read_jsonl
+from rewdistill.labels import distinct
 from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.models.reward import LikelihoodRM
 from rewdistill.stages.common import Ctx
-from rewdistill.stages.sft import distinct
 from rewdistill.train.lora import add_lora
 from rewdistill.train.reward_model import save_reward_model, train_reward_model
 

@@ -2,28 +2,11 @@
 from __future__ import annotations
 
 from rewdistill.io import read_jsonl
+from rewdistill.labels import counted
 from rewdistill.stages.common import Ctx
 from rewdistill.train.common import save_pretrained
 from rewdistill.train.lora import add_lora
 from rewdistill.train.sft import train_sft
-
-
-def distinct(rows: list[dict]) -> list[dict]:
-    """The first copy of each (question, response text), in order: a teacher sampled at low temperature repeats itself
-    (two thirds of the tiny tasks' label-1 responses are repeats)."""
-    return list(counted(rows).values())
-
-
-def counted(rows: list[dict]) -> dict[tuple[str, str], dict]:
-    """Each distinct (question, response text) -> its first row, with "count": how many rows repeat it, in order."""
-    out: dict[tuple[str, str], dict] = {}
-    for r in rows:
-        key = (r["qid"], r["text"])
-        if key in out:
-            out[key]["count"] += 1
-        else:
-            out[key] = {**r, "count": 1}
-    return out
 
 
 def run(ctx: Ctx) -> str:

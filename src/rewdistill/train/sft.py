@@ -81,6 +81,8 @@ def train_sft(
     if batch_size % accelerator.num_processes:
         raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
                            "processes (each takes an equal share of every batch)")
+    if weights is not None and accelerator.num_processes > 1:
+        raise RuntimeError("sft.duplicates weight runs on one process; use keep or drop with several")
     if weights is not None and batching == "question":
         raise RuntimeError("sft.duplicates weight needs sft.batching random (packed batches take no weights)")
     if not pairs:
