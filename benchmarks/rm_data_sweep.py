@@ -28,6 +28,7 @@ from provenance import git_commit, teacher_of  # noqa: E402
 
 from rewdistill.config_files import load_config  # noqa: E402
 from rewdistill.io import read_jsonl, write_jsonl  # noqa: E402
+from rewdistill.labels import distinct  # noqa: E402
 from rewdistill.stages import reward_model  # noqa: E402
 from rewdistill.stages.common import Ctx  # noqa: E402
 
@@ -36,15 +37,9 @@ def subset(teacher: list[dict], student: list[dict], variant: str) -> tuple[list
     """The teacher and student rows a variant trains on."""
     if variant == "keep":
         return teacher, student
-    if variant == "drop":
-        seen: set = set()
-        out: tuple[list[dict], list[dict]] = ([], [])
-        for rows, kept in zip((teacher, student), out):
-            for r in rows:
-                if (r["qid"], r["text"]) not in seen:
-                    seen.add((r["qid"], r["text"]))
-                    kept.append(r)
-        return out
+    if variant == "drop":  # the stage's own rule (labels.distinct), teacher rows first
+        kept_teacher = distinct(teacher)
+        return kept_teacher, distinct(teacher + student)[len(kept_teacher):]
     if variant == "half":
         rng = random.Random(0)
         return [r for r in teacher if rng.random() < 0.5], [r for r in student if rng.random() < 0.5]

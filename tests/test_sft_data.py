@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+
+import pytest
 
 from rewdistill import labels
 from rewdistill.cli import main
 from rewdistill.stages import sft
+from rewdistill.train.sft import train_sft
 from tests.conftest import MICRO
 
 
@@ -80,3 +84,11 @@ def test_sft_stage_with_weight_trains_each_distinct_response_once_weighted_by_it
     rows = [json.loads(line) for line in (tmp_path / "teacher_labelled.jsonl").read_text().splitlines()]
     used = [(r["qid"], r["text"]) for r in rows if r["label"] == 1 and r["finished"]]
     assert len(pairs) == len(set(used)) < len(used) and sum(weights) == len(used) and max(weights) > 1
+
+
+def test_sft_weights_are_refused_over_several_processes():
+    """The weighted token mean is not made global over processes: train_sft says so before any step."""
+    two = SimpleNamespace(num_processes=2)
+    with pytest.raises(RuntimeError, match="one process"):
+        train_sft(None, [([1], [2])] * 4, 0, epochs=1, lr=1e-3, batch_size=4, warmup_frac=0.0, weight_decay=0.0,
+                  accelerator=two, seed=0, log=print, weights=[1.0] * 4)

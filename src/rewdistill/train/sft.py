@@ -43,9 +43,7 @@ def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, devic
         return -logp.sum() / (n_global / accelerator.num_processes)
     ids, mask, labels = sft_batch(pairs, pad_id)  # (B, T) each; labels are -100 off the response
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-    if weights is not None:
-        if accelerator is not None and accelerator.num_processes > 1:
-            raise RuntimeError("sft.duplicates weight runs on one process; use keep or drop with several")
+    if weights is not None:  # one process (train_sft refuses more)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V) predicts ids[:, 1:]
         token_loss = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], reduction="none")  # (B, T-1)
         return weighted_token_mean(token_loss, labels[:, 1:], torch.tensor(weights, device=device))
