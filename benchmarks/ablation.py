@@ -1,8 +1,8 @@
 """The paper's comparison as a benchmark: `rewdistill ablate` over 3 seeds, timed, saved as JSON.
 
-    python benchmarks/ablation.py [--task tiny-arith] [--out-dir runs/ablate-tiny-arith] [-- extra ablate options]
+    python benchmarks/ablation.py [--task tiny-arith] [--out-dir DIR] [--out JSON] [-- extra ablate options]
 
-Prints the ablation table, and writes benchmarks/results/ablation-<task>.json: the ablation summary
+Prints the ablation table, and writes benchmarks/results/ablation-<task>.json (or --out): the ablation summary
 (`ablation.json`), the wall time and the machine. Rerunning reuses finished stages of the same run
 directory (delete it for a fresh timing).
 """
@@ -24,6 +24,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="tiny-arith", help="task")
     ap.add_argument("--out-dir", help="ablation directory (default runs/ablate-<task>)")
+    ap.add_argument("--out", help="the JSON to write (default benchmarks/results/ablation-<task>.json)")
     ap.add_argument("extra", nargs="*", help="more `rewdistill ablate` options (after --)")
     args = ap.parse_args()
     out_dir = Path(args.out_dir or f"runs/ablate-{args.task}")
@@ -43,7 +44,7 @@ def main() -> None:
         "wall_seconds": round(wall, 1),
         "ablation": summary,
     }
-    path = Path(f"benchmarks/results/ablation-{args.task}.json")
+    path = Path(args.out or f"benchmarks/results/ablation-{args.task}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wall {wall / 60:.1f} min; written {path}")

@@ -95,8 +95,8 @@ def bullets(lines: list[str]) -> str:
 
 LABELS = {  # variant -> row label, in the order the tables list them
     "sft_only": "SFT only (data distillation)",
-    "sft_matched": "SFT only, two epochs more, no RL (compute-matched)",
-    "rm": "**ours**: RL on the distilled reward model (the default kind at the commit measured)",
+    "sft_matched": "SFT only, more epochs instead of RL (compute-matched)",
+    "rm": "**ours**: RL on the distilled reward model (the defaults at the commit measured)",
     "rm_scalar": "RL on the paper's scalar-head reward model",
     "rm_teacher_only": "reward model on teacher responses only",
     "teacher_judge": "teacher-judge reward (the teacher's mean log-prob)",

@@ -20,14 +20,14 @@ logger = logging.getLogger("rewdistill")
 
 VARIANTS: dict[str, dict[str, str] | None] = {
     "sft_only": None,  # the SFT student of the rm run
-    "rm": {},  # ours (the defaults): likelihood reward model on pseudo-labelled teacher + student responses
+    "rm": {},  # ours (the defaults): GRPO on the likelihood reward model's vote (teacher + student data)
     # the paper's reward model: a scalar head on the SFT student, with the settings it shipped with
     "rm_scalar": {"reward_model.kind": "scalar", "reward_model.init": "sft", "reward_model.lr": "1e-3",
                   "reward_model.epochs": "2"},
     # SFT-only given the RL stage's cost as more SFT epochs instead (no RL): a compute-matched data-only baseline.
-    # The default RL stage took about as long as two SFT epochs of the then-default 8
-    # (benchmarks/results/default_run_time_tiny-arith_4df7cd3.json): 2 more epochs than the run's own
-    "sft_matched": {"sft.epochs": "+2", "rl.steps": "0"},  # two epochs more than the run's own: RL's cost
+    # The default RL stage (GRPO x 8, 40 steps) took about as long as 3.4 tiny-arith SFT epochs and 2.4 tiny-choice
+    # ones (benchmarks/results/rl_recipe_validation_*.jsonl): 4 more epochs than the run's own, at least RL's cost
+    "sft_matched": {"sft.epochs": "+4", "rl.steps": "0"},
     "rm_teacher_only": {"reward_model.use_student_samples": "false"},
     "teacher_judge": {"rl.reward": "teacher-judge"},
     "pseudo_label": {"rl.reward": "pseudo-label"},
@@ -36,17 +36,19 @@ VARIANTS: dict[str, dict[str, str] | None] = {
     "rm_teacher_kl": {"rl.reward": "rm+teacher-kl"},  # ours + the teacher's per-token signal
     # more, on request with --variants
     "hybrid": {"rl.reward": "hybrid"},
-    "rm_grpo": {"rl.algo": "grpo", "rl.group_size": "4", "rl.rollout_batch": "16"},
-    "rm_rloo": {"rl.algo": "rloo", "rl.group_size": "4", "rl.rollout_batch": "16"},
+    "rm_grpo": {"rl.reward": "rm"},  # the default recipe on each response's reward-model score instead of its vote
+    "rm_rloo": {"rl.algo": "rloo"},
     "rm_2rounds": {"rl.rounds": "2"},
-    "rm_vote": {"rl.reward": "rm-vote", "rl.algo": "grpo", "rl.group_size": "8", "rl.rollout_batch": "16"},
+    # the former default (until issue 24's recipe): PPO on each response's reward-model score, as in the paper
+    "rm_ppo": {"rl.reward": "rm", "rl.algo": "ppo", "rl.group_size": "1", "rl.rollout_batch": "64", "rl.steps": "20",
+               "rl.lr": "5e-5", "rl.kl_coef": "0.2"},
     "rm_teacher_kl_gated": {"rl.reward": "rm+teacher-kl", "rl.teacher_kl_gate": "vote-share"},
 }
 DEFAULT_VARIANTS = ["sft_only", "rm", "rm_scalar", "teacher_judge", "sft_matched", "pseudo_label", "teacher_kl",
                     "rm_teacher_kl", "gold"]
 LABELS = {
     "sft_only": "SFT only (data distillation, w/o R)",
-    "rm": "ours: likelihood RM on teacher + student responses",
+    "rm": "ours: GRPO on the likelihood RM's vote (teacher + student responses)",
     "rm_scalar": "the paper's scalar-head RM",
     "sft_matched": "SFT only, more epochs for the RL stage's cost",
     "rm_teacher_only": "RM on teacher responses only",
@@ -54,13 +56,13 @@ LABELS = {
     "pseudo_label": "pseudo-label (majority vote) reward",
     "gold": "gold reward (ORACLE upper bound)",
     "hybrid": "RM + pseudo-label (hybrid)",
-    "rm_grpo": "ours with GRPO",
+    "rm_grpo": "GRPO on the RM score (not its vote)",
     "rm_rloo": "ours with RLOO",
     "rm_2rounds": "ours, 2 rounds",
     "teacher_kl": "on-policy distillation (teacher per-token KL)",
     "rm_teacher_kl": "ours + teacher per-token KL (hybrid)",
     "rm_teacher_kl_gated": "hybrid, gated by the teacher's vote share",
-    "rm_vote": "RM-weighted vote share (GRPO)",
+    "rm_ppo": "PPO on the RM score (the former default)",
 }
 
 

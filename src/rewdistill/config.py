@@ -145,11 +145,11 @@ class RewardModelCfg(Section):
 
 class RLCfg(Section):
     algo: Literal["ppo", "grpo", "rloo", "raft"] = Field(
-        "ppo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: "
+        "grpo", description="ppo: critic + GAE; grpo: group-normalised advantages, KL in the loss; rloo: "
         "leave-one-out baseline; raft: a likelihood step on each group's best response (reward-ranked fine-tuning)")
     reward: Literal["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl",
                     "gold"] = Field(
-        "rm", description="rm: distilled reward model (the paper); rm-vote: the reward model's weighted vote share "
+        "rm-vote", description="rm: distilled reward model's score (the paper); rm-vote: its weighted vote share "
         "of the response's answer within its group (scores answers, not wording; group_size >= 2); pseudo-label: "
         "1 if the answer equals the teacher's majority vote; hybrid: rm + pseudo-label where one exists; "
         "teacher-judge: the teacher's mean token log-prob of the response; teacher-kl: on-policy distillation, "
@@ -161,21 +161,21 @@ class RLCfg(Section):
         "(0 at gate_lo, 1 at gate_hi) weighs the teacher term by g and the reward model by 1 - g")
     gate_lo: float = Field(0.5, ge=0, le=1, description="vote-share gate: at or below this share, reward model only")
     gate_hi: float = Field(1.0, ge=0, le=1, description="vote-share gate: at or above this share, teacher term only")
-    steps: int = Field(20, ge=0, description="RL iterations (rollout + update) per round")
+    steps: int = Field(40, ge=0, description="RL iterations (rollout + update) per round")
     token_budget: int | None = Field(None, ge=1, description="stop a round's RL once its rollouts hold this many "
                                      "student response tokens (equal budgets across reward sources; per round, so "
                                      "R rounds spend R budgets); null = rl.steps decides")
     rounds: int = Field(1, ge=1, description="rounds: after each, the student re-samples, the reward model is "
                         "retrained on the new responses too, and RL continues")
-    rollout_batch: int = Field(64, ge=1, description="prompts per rollout")
-    group_size: int = Field(1, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
+    rollout_batch: int = Field(16, ge=1, description="prompts per rollout")
+    group_size: int = Field(8, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
     minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
     filter_groups: bool = Field(False, description="grpo / rloo: update only on prompts whose responses' rewards "
                                 "differ (DAPO's filter); groups that all score the same carry no signal")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")
-    lr: float = Field(5e-5, gt=0, description="policy learning rate")
+    lr: float = Field(2e-5, gt=0, description="policy learning rate")
     critic_lr: float = Field(5e-4, gt=0, description="critic (value model) learning rate, ppo only")
-    kl_coef: float = Field(0.2, ge=0, description="KL penalty to the frozen SFT model (reward; grpo: loss)")
+    kl_coef: float = Field(0.1, ge=0, description="KL penalty to the frozen SFT model (reward; grpo: loss)")
     kl_estimator: Literal["k1", "k3"] = Field("k1", description="KL estimator used in the reward")
     kl_target: float | None = Field(None, gt=0, description="adaptive KL controller target (KL per response); null = "
                                     "fixed coef")
