@@ -559,6 +559,7 @@ def results_files(link) -> str:
 ISSUE15_16 = ["ablation_issue15_16_tiny-arith.json", "ablation_issue15_16_tiny-choice.json"]
 ISSUE24 = ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.json"]
 ISSUE24_E12 = ["ablation_issue24_e12_tiny-arith.json", "ablation_issue24_e12_tiny-choice.json"]
+ISSUE24_RMVOTE = ["ablation_issue24_rmvote_tiny-arith.json", "ablation_issue24_rmvote_tiny-choice.json"]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
@@ -566,6 +567,9 @@ TABLES = {
     "rm-ranking-default": partial(ranking_signals, ["rm_ranking_default_tiny-arith.json",
                                                     "rm_ranking_default_tiny-choice.json"]),
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
+    "rl-recipe-arith": partial(sweep_table, "rl_recipe_validation_tiny-arith.jsonl"),
+    "rl-recipe-choice": partial(sweep_table, "rl_recipe_validation_tiny-choice.jsonl"),
+    "ablation-issue24-rmvote": partial(ablation_report, ISSUE24_RMVOTE),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
     "readme-results": partial(ablation_means, ISSUE24_E12),
     "ablation-issue24": partial(ablation_report, ISSUE24),

@@ -18,6 +18,9 @@ MICRO = [
     "--rl.steps", "2", "--rl.rollout_batch", "4", "--rl.minibatch", "2", "--rl.max_new_tokens", "48",
     "--evaluate.maj_k", "2", "--evaluate.max_new_tokens", "48", "--evaluate.best_of_k", "2",
     "--task.n_selection", "6", "--rl.select_every", "1",
+    # the RL recipe these tests were written against (the default before issue 24's): PPO on each response's score.
+    # The default recipe (GRPO x 8 on the reward model's vote) has its own micro run (tests/test_rl_variants.py)
+    "--rl.algo", "ppo", "--rl.reward", "rm", "--rl.group_size", "1",
 ]
 
 

@@ -56,7 +56,7 @@ def test_vote_reward_scores_the_answer_by_weighted_vote_share_within_its_group()
 
 def test_rm_vote_needs_groups():
     with pytest.raises(ValueError, match="group_size >= 2"):
-        RLCfg(reward="rm-vote")
+        RLCfg(reward="rm-vote", group_size=1)
     assert RLCfg(reward="rm-vote", group_size=4).vote_weights == "rm"
 
 
@@ -90,7 +90,7 @@ def test_each_algorithm_trains(tmp_path, other_tokenizer, algo):
 
         critic = load_reward_model(path)
     p0 = [p.detach().clone() for p in policy.parameters()]
-    cfg = RLCfg(algo=algo, steps=2, rollout_batch=2, group_size=1 if algo == "ppo" else 3, minibatch=3,
+    cfg = RLCfg(algo=algo, reward="rm", steps=2, rollout_batch=2, group_size=1 if algo == "ppo" else 3, minibatch=3,
                 max_new_tokens=6, kl_target=0.5, unfinished_penalty=None)
     logged = []
     # a reward that differs between responses to one prompt, so group baselines leave a signal
@@ -248,7 +248,7 @@ def test_rounds_retrain_the_reward_model_on_new_student_samples(base_run, tmp_pa
 
 
 def test_group_algorithms_need_groups(tmp_path, capsys):
-    assert main(["run", "--run-dir", str(tmp_path), "--rl.algo", "rloo"]) == 2
+    assert main(["run", "--run-dir", str(tmp_path), "--rl.algo", "rloo", "--rl.group_size", "1"]) == 2
     assert "rl.group_size >= 2" in capsys.readouterr().err
 
 
@@ -329,10 +329,27 @@ def test_rl_stage_loads_every_model_with_trust_remote_code(base_run, tmp_path, m
     assert len(rl_loads) >= 4 and all(trust is True for _, _, trust in rl_loads), rl_loads
 
 
-def test_sft_matched_trains_two_epochs_more_than_the_run_it_is_matched_to():
+def test_sft_matched_trains_four_epochs_more_than_the_run_it_is_matched_to():
     from rewdistill.ablate import VARIANTS, relative_to
     from rewdistill.config_files import load_config
 
     assert relative_to(load_config(None, {"sft.epochs": "12"}), VARIANTS["sft_matched"]) == \
-        {"sft.epochs": "14", "rl.steps": "0"}
+        {"sft.epochs": "16", "rl.steps": "0"}
     assert relative_to(load_config(None, {}), {"rl.reward": "gold"}) == {"rl.reward": "gold"}
+
+
+def test_the_default_recipe_is_grpo_on_the_reward_models_vote_and_runs(tmp_path):
+    """The defaults (issue 24's recipe, docs/rl.md): GRPO, groups of 8, the reward model's vote; a micro run with them
+    trains without a critic and logs groups of 8 responses per prompt."""
+    from rewdistill.config_files import load_config
+
+    rl = load_config(None, {}).rl
+    assert (rl.algo, rl.reward, rl.group_size, rl.rollout_batch, rl.steps, rl.lr, rl.kl_coef) == (
+        "grpo", "rm-vote", 8, 16, 40, 2e-5, 0.1)
+    d = tmp_path / "run"
+    defaults = ["--rl.algo", rl.algo, "--rl.reward", rl.reward, "--rl.group_size", str(rl.group_size),
+                "--rl.minibatch", "16"]
+    assert main(["run", "--run-dir", str(d), *MICRO, *defaults, "--until", "rl"]) == 0
+    steps = [r for r in read_jsonl(d / "rl_metrics.jsonl") if "algo" in r]
+    assert [r["algo"] for r in steps] == ["grpo", "grpo"] and not any("value_loss" in r for r in steps)
+    assert not (d / "student_rl" / "critic").exists()

@@ -72,7 +72,7 @@ def test_ppo_micro_run_moves_policy_and_critic(tmp_path, other_tokenizer):
     critic, rm = load_reward_model(path), load_reward_model(path)
     p0, c0 = _params(policy), _params(critic)
     logged = []
-    cfg = RLCfg(steps=2, rollout_batch=4, minibatch=2, max_new_tokens=8)
+    cfg = RLCfg(algo="ppo", reward="rm", group_size=1, steps=2, rollout_batch=4, minibatch=2, max_new_tokens=8)
     train_rl(policy, ref, critic, tok, ["Question: a\nAnswer:", "Question: bb\nAnswer:"], cfg,
              reward_fn=make_rm_reward(rm), accelerator=Accelerator(cpu=True), seed=0, log=logged.append)
     assert len(logged) == 2
