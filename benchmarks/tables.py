@@ -571,7 +571,7 @@ TABLES = {
     "rl-recipe-choice": partial(sweep_table, "rl_recipe_validation_tiny-choice.jsonl"),
     "ablation-issue24-rmvote": partial(ablation_report, ISSUE24_RMVOTE),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
-    "readme-results": partial(ablation_means, ISSUE24_E12),
+    "readme-results": partial(ablation_means, ISSUE24_RMVOTE),
     "ablation-issue24": partial(ablation_report, ISSUE24),
     "ablation-issue24-e12": partial(ablation_report, ISSUE24_E12),
     "ranking-issue24-e12": partial(ablation_ranking, ISSUE24_E12),

@@ -60,11 +60,11 @@ def test_results_are_fractions_and_consistent_with_samples(micro_run):
     assert d["questions_total"] == len(labels) == 12 and d["questions_kept"] == sum(r["kept"] for r in labels) > 0
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert res["seconds"] == {k: v["seconds"] for k, v in manifest["stages"].items()}
-    # each stage's wall-clock seconds: the stages that load a model take some, and together no more than has passed
+    # each stage's wall-clock seconds (rounded to 0.1: a micro stage on a fast machine may read 0.0), together more
+    # than nothing and no more than has passed
     assert list(res["seconds"]) == ["teacher-sample", "pseudo-label", "sft", "student-sample", "reward-model", "rl",
                                     "evaluate"]
-    assert all(res["seconds"][k] > 0 for k in ["teacher-sample", "sft", "student-sample", "reward-model", "rl",
-                                               "evaluate"]), res["seconds"]
+    assert all(v >= 0 for v in res["seconds"].values()) and sum(res["seconds"].values()) > 0, res["seconds"]
     rounding = 0.05 * len(res["seconds"])  # each stage's seconds are rounded to 0.1
     assert sum(res["seconds"].values()) <= time.time() - STARTED[0] + rounding, res["seconds"]
 

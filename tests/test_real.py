@@ -25,6 +25,7 @@ TINY = ["--task.n_train", "8", "--task.n_test", "6", "--task.n_validation", "6",
         "--reward_model.epochs", "1", "--reward_model.batch_size", "4", "--reward_model.lr", "1e-5",
         "--rl.steps", "2", "--rl.rollout_batch", "2", "--rl.minibatch", "2", "--rl.max_new_tokens", "96",
         "--rl.lr", "1e-6", "--rl.watch_every", "1", "--rl.watch_n", "2", "--rl.select_every", "1",
+        "--rl.algo", "ppo", "--rl.reward", "rm", "--rl.group_size", "1",  # one response per prompt: minutes on CPU
         "--evaluate.maj_k", "2", "--evaluate.max_new_tokens", "96", "--evaluate.best_of_k", "2",
         "--evaluate.batch_size", "16"]
 
