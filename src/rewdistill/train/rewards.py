@@ -7,7 +7,7 @@
 - rm-vote: the reward model's weighted vote share of the response's answer among its group's responses (groups
   of rl.group_size >= 2; `rl.vote_weights uniform` makes it plain self-consistency, no reward model);
 - teacher-judge: the teacher's mean token log-prob of the response (responses pass as text, so the
-  teacher may use another tokenizer);
+  teacher may use another tokenizer; returns `Scores` without a dense part, to count the teacher's tokens);
 - teacher-kl: on-policy distillation, per token log p_teacher - log p_student on the student's own rollout
   (returns `Scores` with a zero terminal part; the teacher must share the student's tokenizer);
 - rm+teacher-kl: the rm score plus teacher_kl_coef x the teacher-kl tokens, or gated per prompt by the teacher's
@@ -84,12 +84,13 @@ def make_hybrid_reward(rm_fn, match_fn, has_label: list[bool], weight: float):
 
 
 def make_teacher_judge_reward(teacher, teacher_fmt: PromptFormat, prompts: list[str], batch_size: int = 64):
-    """Mean per-token log-prob of the response under the teacher, given the prompt (<= 0; higher is better)."""
+    """Mean per-token log-prob of the response under the teacher, given the prompt (<= 0; higher is better), as
+    `Scores` with no dense part, counting the tokens the teacher read (prompt + response) for the cost report."""
     device = next(teacher.parameters()).device
 
     @torch.no_grad()
-    def fn(ro: Rollout) -> torch.Tensor:
-        out = []
+    def fn(ro: Rollout) -> Scores:
+        out, n_tok = [], 0
         for lo in range(0, len(ro.texts), batch_size):
             texts, idx = ro.texts[lo : lo + batch_size], ro.idx[lo : lo + batch_size]
             pairs = [teacher_fmt.pair_ids(prompts[i], t) for t, i in zip(texts, idx)]
@@ -97,7 +98,8 @@ def make_teacher_judge_reward(teacher, teacher_fmt: PromptFormat, prompts: list[
             ids, mask, resp_mask = ids.to(device), mask.to(device), resp_mask.to(device)
             logp = token_logprobs(teacher, ids, mask, P)  # (b, T)
             out.append(masked_mean(logp, resp_mask, dim=1).cpu())
-        return torch.cat(out)
+            n_tok += sum(len(p) + len(r) for p, r in pairs)
+        return Scores(torch.cat(out), None, n_tok)
 
     return fn
 

@@ -121,8 +121,9 @@ def train_rl(
         raw = reward_fn(ro)
         dense, stats = None, {}
         if isinstance(raw, Scores):
-            dense = raw.dense.to(device).float() * ro.resp_mask  # (B, T)
-            stats["dense_reward"] = [dense.sum(1).mean().item()]  # per response, before any weighting by the algo
+            if raw.dense is not None:
+                dense = raw.dense.to(device).float() * ro.resp_mask  # (B, T)
+                stats["dense_reward"] = [dense.sum(1).mean().item()]  # per response, before any weighting by the algo
             stats["teacher_tokens"] = [float(raw.teacher_tokens) * world]  # averaged over processes below: a total
             raw = raw.terminal
         score = final_scores(raw.to(device).float(), ro.finished, cfg.reward_scale, cfg.unfinished_penalty)

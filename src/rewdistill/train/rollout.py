@@ -40,11 +40,11 @@ class Rollout:
 
 @dataclass
 class Scores:
-    """What a reward source returns when part of its reward is per token (teacher-kl and its hybrids); a plain
-    (B,) tensor means a terminal score only."""
+    """What a reward source returns when part of its reward is per token (teacher-kl and its hybrids) or when it asks
+    the teacher (teacher-judge: no dense part); a plain (B,) tensor means a terminal score only, no teacher asked."""
 
     terminal: torch.Tensor  # (B,) score at the last response token
-    dense: torch.Tensor  # (B, T) per-token reward on the response tokens, zero on padding
+    dense: torch.Tensor | None  # (B, T) per-token reward on the response tokens, zero on padding; None: terminal only
     teacher_tokens: int = 0  # tokens the teacher scored to make it (prompt + response), for the cost report
 
 
