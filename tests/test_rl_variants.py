@@ -63,11 +63,10 @@ def test_rm_vote_needs_groups():
 def test_teacher_judge_is_a_mean_log_prob(tmp_path, other_tokenizer):
     path = save_tiny("llama", other_tokenizer, tmp_path / "t")
     teacher, tok = load_causal_lm(path), load_prompt_format(path)
-    judge = make_teacher_judge_reward(teacher, tok, ["Question: 1 + 2?\nAnswer:", "Question: 5?\nAnswer:"])
-    out = judge(fake_rollout([" 1 + 2 = 3\n#### 3", " #### 5", ""], [0, 1, 1]))
-    scores, pairs = out.terminal, [tok.pair_ids(p, t) for p, t in [("Question: 1 + 2?\nAnswer:", " 1 + 2 = 3\n#### 3"),
-                                                                     ("Question: 5?\nAnswer:", " #### 5"),
-                                                                     ("Question: 5?\nAnswer:", "")]]
+    prompts = ["Question: 1 + 2?\nAnswer:", "Question: 5?\nAnswer:"]
+    texts, idx = [" 1 + 2 = 3\n#### 3", " #### 5", ""], [0, 1, 1]
+    out = make_teacher_judge_reward(teacher, tok, prompts)(fake_rollout(texts, idx))
+    scores, pairs = out.terminal, [tok.pair_ids(prompts[i], t) for t, i in zip(texts, idx)]
     assert out.dense is None and out.teacher_tokens == sum(len(p) + len(r) for p, r in pairs)  # the cost report's
     assert scores.shape == (3,) and bool((scores < 0).all()) and torch.isfinite(scores).all()
     # by hand for the last one: the response is just EOS, so the score is log p(EOS | prompt)
