@@ -1,13 +1,16 @@
-"""Does question batching (`sft.batching` / `reward_model.batching` question) keep results? Validation only.
+"""Does a speed change of a training stage keep results? Validation only. By default the change is question
+batching (`sft.batching` / `reward_model.batching` question); `--set KEY=VALUE` names another (`--set sft.compile=on`).
 
     python benchmarks/batching_check.py --stage sft|reward-model BASE_RUN [BASE_RUN ...] --work DIR --out OUT.json
+        [--set KEY=VALUE ...]
 
-Each BASE_RUN is a finished run with random batching (one per seed, e.g. the `rm` variant of each seed of an
-ablation). Its stage is trained again on the same inputs (copied into DIR) with `batching: question`, and both
+Each BASE_RUN is a finished run without the change (one per seed, e.g. the `rm` variant of each seed of an
+ablation). Its stage is trained again on the same inputs (copied into DIR) with the change, and both
 are scored on the validation split: the SFT student's greedy accuracy (sft), or the reward model's ranking of
 the base SFT student's 8 answers per question, best-of-8 and AUC within a question (reward-model, the answers of
 `benchmarks/rm_ranking.py`, cached in BASE_RUN). The JSON holds every seed, the mean and std of each, and whether
-the mean moved by less than one seed-std of the random-batching runs (the acceptance of the speed issue).
+the mean moved by less than one seed-std of the runs without it (the acceptance of the speed issue). Rows name the
+two sides by `labels` (default random / question).
 Run it with the thread count the base runs were trained with (OMP_NUM_THREADS): training depends on it.
 """
 from __future__ import annotations
@@ -67,14 +70,18 @@ def main() -> None:
     ap.add_argument("bases", type=Path, nargs="+")
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="the change (default: batching)")
+    ap.add_argument("--labels", nargs=2, default=["random", "question"], help="names of the two sides in the JSON")
     args = ap.parse_args()
     section = "sft" if args.stage == "sft" else "reward_model"
+    change = dict(kv.split("=", 1) for kv in args.set) or {f"{section}.batching": "question"}
+    before, after = args.labels
     rows = []
     for base in args.bases:
-        cfg = load_config(str(base / "config.yaml"), {f"{section}.batching": "question"})
+        cfg = load_config(str(base / "config.yaml"), change)
         task = get_task(cfg.task.name)
         val = task.load("validation")
-        work = args.work / f"{cfg.task.name}_seed{cfg.seed}_{args.stage}"
+        work = args.work / f"{cfg.task.name}_seed{cfg.seed}_{args.stage}_{after}"
         if not (work / ("student_sft" if args.stage == "sft" else "reward_model")).exists():
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
@@ -84,23 +91,24 @@ def main() -> None:
             (sft if args.stage == "sft" else reward_model).run(Ctx(cfg, work, stage_hash="batching-check"))
             (work / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
         row = {"seed": cfg.seed, "base": str(base), "work": str(work),
-               "seconds_question": float((work / "seconds.txt").read_text())}
+               f"seconds_{after}": float((work / "seconds.txt").read_text())}
         if args.stage == "sft":
-            row["val_greedy_random"] = greedy_accuracy(base / "student_sft", task, val)
-            row["val_greedy_question"] = greedy_accuracy(work / "student_sft", task, val)
+            row[f"val_greedy_{before}"] = greedy_accuracy(base / "student_sft", task, val)
+            row[f"val_greedy_{after}"] = greedy_accuracy(work / "student_sft", task, val)
         else:
-            for mode, d in [("random", base / "reward_model"), ("question", work / "reward_model")]:
+            for mode, d in [(before, base / "reward_model"), (after, work / "reward_model")]:
                 for k, v in rm_ranking(d, base, task, val).items():
                     row[f"{k}_{mode}"] = v
         print(json.dumps(row), flush=True)
         rows.append(row)
     metrics = ["val_greedy"] if args.stage == "sft" else ["best_of_8", "auc_within"]
     result = {"stage": args.stage, "task": rows[0]["work"].split("/")[-1].split("_seed")[0], "split": "validation",
+              "change": change, "labels": [before, after],
               "seeds": [r["seed"] for r in rows], "commit": git_commit(), "teacher": teacher_of(args.bases[0]),
               "rows": rows, "summary": {}}
     for m in metrics:
-        old, new = summary([r[f"{m}_random"] for r in rows]), summary([r[f"{m}_question"] for r in rows])
-        result["summary"][m] = {"random": old, "question": new,
+        old, new = summary([r[f"{m}_{before}"] for r in rows]), summary([r[f"{m}_{after}"] for r in rows])
+        result["summary"][m] = {before: old, after: new,
                                 "within_one_seed_std": abs(new["mean"] - old["mean"]) <= old["std"]}
     print(json.dumps(result["summary"], indent=1))
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -119,6 +119,10 @@ class SFTCfg(Section):
                                                           "repeats included; drop: one copy of each distinct response "
                                                           "per question; weight: one copy, its loss times its count")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile the student's forward and loss while it trains (same loss, fused "
+        "kernels, a few seconds to compile): auto = on a single CPU process with a C++ compiler on PATH "
+        "(benchmarks/README.md), off elsewhere")
 
 
 class RewardModelCfg(Section):

@@ -57,7 +57,7 @@ def teacher_endpoint(c: Config) -> dict:
 
 
 LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("RewardModelCfg", "batching"): "random",
-          ("RewardModelCfg", "duplicates"): "keep"}
+          ("RewardModelCfg", "duplicates"): "keep", ("SFTCfg", "compile"): "off"}
 
 
 def hashed(section) -> dict:

@@ -5,6 +5,7 @@ from rewdistill.io import read_jsonl
 from rewdistill.labels import counted
 from rewdistill.stages.common import Ctx
 from rewdistill.train.common import save_pretrained
+from rewdistill.train.loop import compile_wanted
 from rewdistill.train.lora import add_lora
 from rewdistill.train.sft import train_sft
 
@@ -29,6 +30,7 @@ def run(ctx: Ctx) -> str:
         warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay, accelerator=acc, seed=ctx.cfg.seed,
         log=ctx.metrics("sft", acc.is_main_process), ckpt=ctx.checkpoint("sft", acc),
         max_skips=ctx.cfg.reliability.max_nonfinite_skips, batching=cfg.batching, weights=weights,
+        compile=compile_wanted(cfg.compile, acc),
     )
     save_pretrained(acc, model, fmt.tokenizer, ctx.path("student_sft"))
     n_finished = sum(r["finished"] for r in agree)

@@ -9,9 +9,12 @@ Trainer: the caller builds the model, the optimiser and the items, and says what
 from __future__ import annotations
 
 import logging
+import os
 import random
+import shutil
 from collections.abc import Callable
 
+import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
@@ -36,6 +39,16 @@ def optimizer_step(accelerator: Accelerator, model, opt, lr: float, skip: bool =
         opt.step()
     opt.zero_grad()
     return grad_norm, skip
+
+
+def compile_wanted(setting: str, accelerator: Accelerator) -> bool:
+    """Whether to torch.compile a training forward: on / off as said; auto = one CPU process and a C++ compiler on
+    PATH (inductor's CPU kernels are C++; on GPUs and under several processes it was not measured here)."""
+    if setting != "auto":
+        return setting == "on"
+    compiler = os.environ.get("CXX") or "c++"
+    has_cxx = any(shutil.which(c) for c in (compiler, "g++", "clang++"))
+    return accelerator.device.type == "cpu" and accelerator.num_processes == 1 and has_cxx
 
 
 def shuffled(items: list, rng: random.Random) -> list:
@@ -81,6 +94,7 @@ def fit(
     group_of: Callable | None = None,  # item -> group key: each epoch shuffles the groups, a group's items adjacent
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
+    compile: bool = False,  # torch.compile the forward passes of batch_loss (sft.compile)
 ):
     """Explicit loop. Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     model, opt = accelerator.prepare(model, opt)
@@ -98,6 +112,7 @@ def fit(
         rng.setstate(state["rng"])
     guard = Guard(name, max_skips, hint)
     model.train()
+    fwd = torch.compile(model, dynamic=True) if compile else model  # shares the weights; the loop steps `model`
     window, bad = [], False  # this optimiser step's good micro-batches ({"loss", **stats}); any skipped?
     bar = tqdm(total=total, initial=step, desc=name, unit="step", disable=not accelerator.is_main_process)
     for epoch in range(first_epoch, epochs):
@@ -108,7 +123,7 @@ def fit(
             chunk = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator, contiguous=group_of is not None)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss, st = batch_loss(model, chunk)
+                    loss, st = batch_loss(fwd, chunk)
                 if all_agree(accelerator, all_finite(loss)):
                     accelerator.backward(loss)
                     window.append({"loss": loss.item(), **st})

@@ -72,6 +72,7 @@ def train_sft(
     max_skips: int = 10,
     batching: str = "random",  # random: pairs drawn independently; question: a prompt's responses together, packed
     weights: list[float] | None = None,  # per pair: how many copies of it the loss counts (sft.duplicates weight)
+    compile: bool = False,  # torch.compile the forward and loss (sft.compile; `train.loop.compile_wanted`)
 ):
     """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs (`batching` question: of the prompts,
     each prompt's responses adjacent, so that a batch holds whole questions and packs them). Returns the prepared
@@ -98,4 +99,4 @@ def train_sft(
                epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=warmup_frac, accelerator=accelerator,
                rng=random.Random(seed), log=log, name="sft", kill_at="sft-step",
                hint="Lower sft.lr or check the data.", ckpt=ckpt, max_skips=max_skips,
-               group_of=group_of)
+               group_of=group_of, compile=compile)
