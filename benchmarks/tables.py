@@ -388,21 +388,24 @@ def rm_data_table(names: list[str], link) -> str:
 
 
 def batching_check_table(names: list[str], link) -> str:
-    """`benchmarks/batching_check.py`: random vs question batching on validation, per seed and mean ± std."""
+    """`benchmarks/batching_check.py`: a training change (question batching unless the JSON names another) on
+    validation, per seed and mean ± std, without it and with it."""
     lines, rows = [], []
     for i, n in enumerate(names, 1):
         d = load(n)
-        lines.append(source(n, link, f"{d['task']}, stage {d['stage']}, validation, seeds "
+        before, after = d.get("labels", ["random", "question"])
+        change = ", ".join(f"`{k} {v}`" for k, v in d.get("change", {"batching": "question"}).items())
+        lines.append(source(n, link, f"{d['task']}, stage {d['stage']}, {change}, validation, seeds "
                             f"{' '.join(map(str, d['seeds']))}"))
         for m, s in d["summary"].items():
             f = (lambda x: f"{x:.3f}") if m.startswith("auc") else pct  # AUC as it is, accuracies in %
-            per_seed = " / ".join(f"{f(r[m + '_random'])} → {f(r[m + '_question'])}" for r in d["rows"])
-            rows.append([f"({i}) {d['task']}", m, f"{f(s['random']['mean'])} ± {f(s['random']['std'])}",
-                         f"{f(s['question']['mean'])} ± {f(s['question']['std'])}", per_seed,
+            per_seed = " / ".join(f"{f(r[f'{m}_{before}'])} → {f(r[f'{m}_{after}'])}" for r in d["rows"])
+            rows.append([f"({i}) {d['task']}", f"{before} → {after}", m,
+                         f"{f(s[before]['mean'])} ± {f(s[before]['std'])}",
+                         f"{f(s[after]['mean'])} ± {f(s[after]['std'])}", per_seed,
                          "yes" if s["within_one_seed_std"] else "**no**"])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
-        ["", "metric", "random batching", "question batching", "per seed", "within one seed-std"], rows,
-        right_from=2)
+        ["", "change", "metric", "without", "with", "per seed", "within one seed-std"], rows, right_from=3)
 
 
 # ---- validation sweeps (benchmarks/rl_sweep.py): .jsonl rows or a JSON with "rows"

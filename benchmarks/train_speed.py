@@ -2,7 +2,8 @@
 TRL's SFTTrainer and RewardTrainer, on the same model, data, batch and sequence lengths.
 
     pip install trl        # benchmark only; not a dependency of rewdistill
-    python benchmarks/train_speed.py RUN_DIR [--questions 300] [--repeats 3] [--out results/train_speed_<task>.json]
+    python benchmarks/train_speed.py RUN_DIR [--questions 300] [--repeats 3] [--stages sft rm]
+        [--out results/train_speed_<task>.json]
 
 RUN_DIR is a finished run (its teacher_labelled.jsonl and student_samples.jsonl are the data). The same random
 subset of its training questions feeds every trainer, one epoch each, fp32, batch 32 (SFT sequences; reward-model
@@ -10,7 +11,8 @@ sequences for the pointwise loss, pairs for Bradley-Terry), AdamW; trainers run 
 times in turn, and the median is kept. Tokens/s counts every real prompt + response token an epoch trains on
 (the same number for every trainer of a row), so padding and shared prompts are the trainers' own business.
 - SFT: the student base (`models.student`), loss on the response tokens. TRL gets input_ids and labels
-  (-100 on the prompt), pre-tokenised exactly as rewdistill tokenises them.
+  (-100 on the prompt), pre-tokenised exactly as rewdistill tokenises them. `compiled` is `sft.compile` on (the
+  default on CPU); its clock includes compiling, which the inductor cache on disk shortens after the first repeat.
 - Reward model: the teacher (`reward_model.init` teacher); rewdistill's default (likelihood score, pointwise BCE on
   the labels) and the paper's scalar head with Bradley-Terry pairs, against TRL's RewardTrainer on the same pairs
   (its sequence-classification head on the same teacher).
@@ -51,12 +53,12 @@ def quiet(row: dict) -> None:
     pass
 
 
-def ours_sft(student: str, pairs, pad: int, batching: str, lr: float):
+def ours_sft(student: str, pairs, pad: int, batching: str, lr: float, compile: bool = False):
     def run():
         model = load_causal_lm(student)
         return clock(lambda: train_sft(model, pairs, pad, epochs=1, lr=lr, batch_size=BATCH, warmup_frac=0.05,
                                        weight_decay=0.01, accelerator=Accelerator(cpu=True), seed=0, log=quiet,
-                                       batching=batching))
+                                       batching=batching, compile=compile))
     return run
 
 
@@ -112,6 +114,7 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stages", nargs="+", choices=["sft", "rm"], default=["sft", "rm"])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -133,6 +136,8 @@ def main() -> None:
     lr_sft, lr_rm = cfg.sft.lr, cfg.reward_model.lr
     trainers = {
         ("sft", "rewdistill random"): (ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft), "sft"),
+        ("sft", "rewdistill random, compiled"): (
+            ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft, compile=True), "sft"),
         ("sft", "rewdistill question"): (ours_sft(student, sft_pairs, sfmt.pad_id, "question", lr_sft), "sft"),
         ("sft", "TRL SFTTrainer"): (trl_sft(student, sft_pairs, sfmt.pad_id, lr_sft, sfmt.tokenizer), "sft"),
         ("rm", "rewdistill likelihood bce random"): (
@@ -145,6 +150,7 @@ def main() -> None:
             ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "question", lr_rm), "rm_bt"),
         ("rm", "TRL RewardTrainer (bt)"): (trl_rm(teacher, items, bt_pairs, lr_rm, tfmt.tokenizer), "rm_bt"),
     }
+    trainers = {k: v for k, v in trainers.items() if k[0] in args.stages}
     seconds: dict = {k: [] for k in trainers}
     for rep in range(args.repeats):
         for key, (fn, _) in trainers.items():
