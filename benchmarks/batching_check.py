@@ -102,7 +102,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     metrics = ["val_greedy"] if args.stage == "sft" else ["best_of_8", "auc_within"]
-    result = {"stage": args.stage, "task": rows[0]["work"].split("/")[-1].split("_seed")[0], "split": "validation",
+    result = {"date": time.strftime("%Y-%m-%d"), "stage": args.stage,
+              "task": rows[0]["work"].split("/")[-1].split("_seed")[0], "split": "validation",
               "change": change, "labels": [before, after],
               "seeds": [r["seed"] for r in rows], "commit": git_commit(), "teacher": teacher_of(args.bases[0]),
               "rows": rows, "summary": {}}
