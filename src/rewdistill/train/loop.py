@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from accelerate import Accelerator
@@ -49,6 +50,19 @@ def compile_wanted(setting: str, accelerator: Accelerator) -> bool:
     compiler = os.environ.get("CXX") or "c++"
     has_cxx = any(shutil.which(c) for c in (compiler, "g++", "clang++"))
     return accelerator.device.type == "cpu" and accelerator.num_processes == 1 and has_cxx
+
+
+@contextmanager
+def deterministic_if(on: bool):
+    """torch's deterministic algorithms while the block runs (inductor then compiles scatter-adds, such as an
+    embedding's gradient, without atomics), the previous setting after."""
+    was, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if on:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 def shuffled(items: list, rng: random.Random) -> list:

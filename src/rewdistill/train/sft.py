@@ -10,7 +10,7 @@ from accelerate import Accelerator
 
 from rewdistill.models.packed import pack_pairs, packed_logprobs
 from rewdistill.train.common import sft_batch
-from rewdistill.train.loop import fit
+from rewdistill.train.loop import deterministic_if, fit
 
 
 def sft_optimizer(model, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -95,8 +95,9 @@ def train_sft(
     packed = batching == "question"
     group_of = (lambda i: tuple(pairs[i][0])) if packed else None  # pair index -> its prompt
 
-    return fit(model, sft_optimizer(model, lr, weight_decay), list(range(len(pairs))), batch_loss,
-               epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=warmup_frac, accelerator=accelerator,
-               rng=random.Random(seed), log=log, name="sft", kill_at="sft-step",
-               hint="Lower sft.lr or check the data.", ckpt=ckpt, max_skips=max_skips,
-               group_of=group_of, compile=compile)
+    with deterministic_if(compile):  # compiled runs at 2 threads differed without it
+        return fit(model, sft_optimizer(model, lr, weight_decay), list(range(len(pairs))), batch_loss,
+                   epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=warmup_frac, accelerator=accelerator,
+                   rng=random.Random(seed), log=log, name="sft", kill_at="sft-step",
+                   hint="Lower sft.lr or check the data.", ckpt=ckpt, max_skips=max_skips,
+                   group_of=group_of, compile=compile)
