@@ -13,7 +13,7 @@ MICRO = [
     "--teacher_sample.max_new_tokens", "48", "--student_sample.max_new_tokens", "48",
     "--student_sample.temperatures", "[1.0]",
     "--pseudo_label.min_vote_share", "0.25",
-    "--sft.epochs", "1", "--sft.batch_size", "4", "--sft.compile", "off",  # compiling costs seconds a run
+    "--sft.epochs", "1", "--sft.batch_size", "4",
     "--reward_model.epochs", "1", "--reward_model.batch_size", "4",
     "--rl.steps", "2", "--rl.rollout_batch", "4", "--rl.minibatch", "2", "--rl.max_new_tokens", "48",
     "--evaluate.maj_k", "2", "--evaluate.max_new_tokens", "48", "--evaluate.best_of_k", "2",

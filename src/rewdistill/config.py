@@ -100,14 +100,12 @@ class PseudoLabelCfg(Section):
 
 
 Batching = Literal["random", "question"]
-BATCHING_HELP = ("random: each batch draws responses independently; question: each batch holds whole questions "
-                 "(all their responses), packed so that a prompt is computed once per row (faster, same loss per "
-                 "batch; benchmarks/README.md)")
+BATCHING_HELP = ("random: each batch draws responses independently; question: each batch holds whole questions, "
+                 "packed so that a prompt is computed once per row (faster, same loss; benchmarks/README.md)")
 
 
 class SFTCfg(Section):
-    epochs: int = Field(12, ge=1, description="passes over the label-1 teacher responses (chosen on validation: "
-                        "docs/rl.md, SFT epochs)")
+    epochs: int = Field(12, ge=1, description="passes over the label-1 teacher responses (chosen: docs/rl.md)")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate (linear warmup, cosine decay)")
     warmup_frac: float = Field(0.05, ge=0, le=1, description="fraction of steps spent warming up")
     batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
@@ -115,14 +113,12 @@ class SFTCfg(Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     batching: Batching = Field("random", description=BATCHING_HELP + "; not recommended for SFT: on the tiny tasks "
                                "the student learned far slower and collapsed on validation")
-    duplicates: Literal["keep", "drop", "weight"] = Field("keep", description="keep: every label-1 teacher response, "
-                                                          "repeats included; drop: one copy of each distinct response "
-                                                          "per question; weight: one copy, its loss times its count")
+    duplicates: Literal["keep", "drop", "weight"] = Field(
+        "keep", description="keep: every label-1 teacher response; drop: one copy of each distinct response per "
+        "question; weight: one copy, its loss times its count")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
-    compile: Literal["off", "on", "auto"] = Field(
-        "off", description="torch.compile the student's forward and loss while it trains (same loss, fused "
-        "kernels, seconds to compile; 1.1-1.3x faster SFT on CPU, benchmarks/README.md); auto = on for a single CPU "
-        "process with a C++ compiler on PATH")
+    compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
+                                                  "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
 
 
 class RewardModelCfg(Section):
