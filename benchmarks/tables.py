@@ -408,6 +408,21 @@ def batching_check_table(names: list[str], link) -> str:
         ["", "change", "metric", "without", "with", "per seed", "within one seed-std"], rows, right_from=3)
 
 
+def stage_time_table(names: list[str], link) -> str:
+    """`benchmarks/stage_time.py`: one stage of a finished run timed with and without a change, one after the
+    other on the same inputs."""
+    lines, rows = [], []
+    for i, n in enumerate(names, 1):
+        d = load(n)
+        lines.append(source(n, link, f"stage {d['stage']}, base run `{d['base']}`, threads {d['threads']}"))
+        for label, side in d["sides"].items():
+            over = ", ".join(f"`{k} {v}`" for k, v in side["overrides"].items()) or "as the base run"
+            rows.append([f"({i}) {d['stage']}", label, over, " / ".join(f"{x:.0f}" for x in side["seconds"]),
+                         f"{side['ratio_to_first']:.2f}x"])
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
+        ["", "side", "overrides", "stage seconds", "speed vs the first side"], rows, right_from=3)
+
+
 # ---- validation sweeps (benchmarks/rl_sweep.py): .jsonl rows or a JSON with "rows"
 
 QUIET = {"rl.watch_every", "rl.select_every", "evaluate.best_of_k"}  # options that do not change training
@@ -424,6 +439,8 @@ def describe(r: dict) -> str:
 
 
 def curve(values: list[float], steps: list[int]) -> str:
+    if not values:
+        return "–"
     every = {b - a for a, b in zip(steps, steps[1:])}
     return " ".join(f"{100 * v:.0f}" for v in values) + (f" (every {every.pop()})" if len(every) == 1 else "")
 
@@ -572,6 +589,8 @@ TABLES = {
     "sweep-issue24-arith": partial(sweep_table, "issue24_sweep_validation_tiny-arith.jsonl"),
     "rl-recipe-arith": partial(sweep_table, "rl_recipe_validation_tiny-arith.jsonl"),
     "rl-recipe-choice": partial(sweep_table, "rl_recipe_validation_tiny-choice.jsonl"),
+    "rl-recipe2-arith": partial(sweep_table, "rl_recipe2_validation_tiny-arith.jsonl"),
+    "rl-recipe2-choice": partial(sweep_table, "rl_recipe2_validation_tiny-choice.jsonl"),
     "ablation-issue24-rmvote": partial(ablation_report, ISSUE24_RMVOTE),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
     "readme-results": partial(ablation_means, ISSUE24_RMVOTE),
@@ -616,6 +635,7 @@ TABLES = {
     "batching-check": partial(batching_check_table, ["batching_check_sft_tiny-arith.json",
                                                      "batching_check_rm_tiny-arith.json",
                                                      "batching_check_rm_tiny-choice.json"]),
+    "stage-time-sft-compile": partial(stage_time_table, ["stage_time_sft_compile_tiny-choice.json"]),
     "compile-check": partial(batching_check_table, ["compile_check_sft_tiny-arith.json",
                                                     "compile_check_sft_tiny-choice.json"]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
