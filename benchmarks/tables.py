@@ -636,6 +636,7 @@ TABLES = {
                                                      "batching_check_rm_tiny-arith.json",
                                                      "batching_check_rm_tiny-choice.json"]),
     "stage-time-sft-compile": partial(stage_time_table, ["stage_time_sft_compile_tiny-choice.json"]),
+    "stage-time-rm-batching": partial(stage_time_table, ["stage_time_rm_batching_tiny-choice.json"]),
     "compile-check": partial(batching_check_table, ["compile_check_sft_tiny-arith.json",
                                                     "compile_check_sft_tiny-choice.json"]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
