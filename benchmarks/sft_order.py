@@ -1,0 +1,108 @@
+"""Why question batching fails SFT: the batch order or the packing? Validation only.
+
+    OMP_NUM_THREADS=1 python benchmarks/sft_order.py BASE_RUN OUT_DIR MODE [MODE ...]
+
+MODE is one of
+- random: the default (responses drawn independently into batches, one padded row each);
+- question: `sft.batching question` (a question's responses together, packed rows sharing the prompt);
+- grouped-padded: the same order as question, but one padded row per response (isolates the order);
+- pairs-packed: at most 2 responses of a question together (a question's responses cut into pairs, the pairs
+  shuffled), packed (a partial grouping: half the prompts computed per batch, more questions per batch).
+
+Each mode fine-tunes the student on BASE_RUN's pseudo-labelled teacher responses (copied into OUT_DIR/<mode>) with
+BASE_RUN's config, and is scored by its greedy accuracy on the validation split. One JSON line per mode goes to
+OUT_DIR/sweep.jsonl in `sft_sweep.py`'s schema (the mode under `overrides`). A mode directory that already
+holds a student_sft and a seconds.txt is only scored (its source.txt, if any, is recorded as `trained_by`).
+The orders other than random and question exist only here: the script swaps `train.loop.grouped_shuffle` and
+the packing flag of `train.sft.sft_loss` for its run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batching_check import greedy_accuracy  # noqa: E402
+from provenance import git_commit, teacher_of  # noqa: E402
+
+import rewdistill.train.loop as loop  # noqa: E402
+import rewdistill.train.sft as sft_train  # noqa: E402
+from rewdistill.config_files import load_config  # noqa: E402
+from rewdistill.stages import sft  # noqa: E402
+from rewdistill.stages.common import Ctx  # noqa: E402
+from rewdistill.tasks import get_task  # noqa: E402
+
+MODES = {  # mode -> (batch order, rows) as the JSON line's `overrides` say it
+    "random": {"batch order": "random", "rows": "padded"},
+    "question": {"batch order": "whole questions together", "rows": "packed"},
+    "grouped-padded": {"batch order": "whole questions together", "rows": "padded"},
+    "pairs-packed": {"batch order": "pairs of one question's responses", "rows": "packed"},
+}
+
+
+def pairs_shuffle(items: list, group_of, rng: random.Random, cap: int = 2) -> list:
+    """Each group's items in a random order, cut into chunks of at most `cap`; the chunks shuffled."""
+    groups: dict = {}
+    for item in items:
+        groups.setdefault(group_of(item), []).append(item)
+    chunks = []
+    for k in sorted(groups):  # a fixed order to shuffle, whatever order the items came in
+        members = groups[k]
+        rng.shuffle(members)
+        chunks += [members[i : i + cap] for i in range(0, len(members), cap)]
+    rng.shuffle(chunks)
+    return [item for chunk in chunks for item in chunk]
+
+
+def train(mode: str, cfg, d: Path) -> None:
+    """The sft stage in directory d, with the mode's order and rows."""
+    shuffle, loss = loop.grouped_shuffle, sft_train.sft_loss
+    if mode.startswith("pairs"):
+        loop.grouped_shuffle = pairs_shuffle
+    if mode.endswith("padded") and mode != "random":
+        sft_train.sft_loss = lambda model, pairs, pad_id, device, acc=None, packed=False, w=None: \
+            loss(model, pairs, pad_id, device, acc, False, w)
+    try:
+        sft.run(Ctx(cfg, d, stage_hash="sft-order"))
+    finally:
+        loop.grouped_shuffle, sft_train.sft_loss = shuffle, loss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("base", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("modes", nargs="+", choices=list(MODES))
+    args = ap.parse_args()
+    for mode in args.modes:
+        cfg = load_config(str(args.base / "config.yaml"), {} if mode == "random" else {"sft.batching": "question"})
+        task = get_task(cfg.task.name)
+        d = args.out / mode
+        if not ((d / "student_sft").exists() and (d / "seconds.txt").exists()):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            for f in ["questions.jsonl", "teacher_labelled.jsonl"]:
+                shutil.copy2(args.base / f, d / f)
+            t0 = time.time()
+            train(mode, cfg, d)
+            (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+        line = {"variant": mode, "overrides": MODES[mode], "task": cfg.task.name, "seed": cfg.seed,
+                "split": "validation", "sft": greedy_accuracy(d / "student_sft", task, task.load("validation")),
+                "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(args.base),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(args.base),
+                "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
+        if (d / "source.txt").exists():
+            line["trained_by"] = (d / "source.txt").read_text().strip()
+        print(json.dumps(line), flush=True)
+        with open(args.out / "sweep.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
