@@ -19,8 +19,6 @@ the packing flag of `train.sft.sft_loss` for its run.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
 import sys
@@ -28,15 +26,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from batching_check import greedy_accuracy  # noqa: E402
-from provenance import git_commit, teacher_of  # noqa: E402
+from sft_sweep import record, scored  # noqa: E402
 
 import rewdistill.train.loop as loop  # noqa: E402
 import rewdistill.train.sft as sft_train  # noqa: E402
 from rewdistill.config_files import load_config  # noqa: E402
 from rewdistill.stages import sft  # noqa: E402
 from rewdistill.stages.common import Ctx  # noqa: E402
-from rewdistill.tasks import get_task  # noqa: E402
 
 MODES = {  # mode -> (batch order, rows) as the JSON line's `overrides` say it
     "random": {"batch order": "random", "rows": "padded"},
@@ -82,7 +78,6 @@ def main() -> None:
     args = ap.parse_args()
     for mode in args.modes:
         cfg = load_config(str(args.base / "config.yaml"), {} if mode == "random" else {"sft.batching": "question"})
-        task = get_task(cfg.task.name)
         d = args.out / mode
         if not ((d / "student_sft").exists() and (d / "seconds.txt").exists()):
             shutil.rmtree(d, ignore_errors=True)
@@ -92,16 +87,9 @@ def main() -> None:
             t0 = time.time()
             train(mode, cfg, d)
             (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-        line = {"variant": mode, "overrides": MODES[mode], "task": cfg.task.name, "seed": cfg.seed,
-                "split": "validation", "sft": greedy_accuracy(d / "student_sft", task, task.load("validation")),
-                "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(args.base),
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(args.base),
-                "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
-        if (d / "source.txt").exists():
-            line["trained_by"] = (d / "source.txt").read_text().strip()
-        print(json.dumps(line), flush=True)
-        with open(args.out / "sweep.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
+        line = scored(mode, MODES[mode], cfg, d, args.base)
+        line["date"] = time.strftime("%Y-%m-%d")
+        record(args.out / "sweep.jsonl", line)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ def main() -> None:
     args = ap.parse_args()
     for name, over in json.loads(args.variants.read_text()).items():
         cfg = load_config(str(args.base / "config.yaml"), over)
-        task = get_task(cfg.task.name)
         d = args.out / name
         if not (d / "student_sft").exists():
             shutil.rmtree(d, ignore_errors=True)
@@ -47,16 +46,26 @@ def main() -> None:
             t0 = time.time()
             sft.run(Ctx(cfg, d, stage_hash="sft-sweep"))
             (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-        line = {"variant": name, "overrides": over, "task": cfg.task.name, "seed": cfg.seed, "split": "validation",
-                "sft": greedy_accuracy(d / "student_sft", task, task.load("validation")),
-                "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(args.base),
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(args.base),
-                "commit": git_commit()}
-        if (d / "source.txt").exists():  # a student trained elsewhere (e.g. by an ablation), only scored here
-            line["trained_by"] = (d / "source.txt").read_text().strip()
-        print(json.dumps(line), flush=True)
-        with open(args.out / "sweep.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
+        record(args.out / "sweep.jsonl", scored(name, over, cfg, d, args.base))
+
+
+def scored(name: str, over: dict, cfg, d: Path, base: Path) -> dict:
+    """The sweep's JSON line for the student in d: its greedy validation accuracy, SFT seconds and provenance."""
+    task = get_task(cfg.task.name)
+    line = {"variant": name, "overrides": over, "task": cfg.task.name, "seed": cfg.seed, "split": "validation",
+            "sft": greedy_accuracy(d / "student_sft", task, task.load("validation")),
+            "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(base),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(base),
+            "commit": git_commit()}
+    if (d / "source.txt").exists():  # a student trained elsewhere (e.g. by an ablation), only scored here
+        line["trained_by"] = (d / "source.txt").read_text().strip()
+    return line
+
+
+def record(path: Path, line: dict) -> None:
+    print(json.dumps(line), flush=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":
