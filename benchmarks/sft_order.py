@@ -35,10 +35,10 @@ from rewdistill.stages import sft  # noqa: E402
 from rewdistill.stages.common import Ctx  # noqa: E402
 
 MODES = {  # mode -> (batch order, rows) as the JSON line's `overrides` say it
-    "random": {"batch order": "random", "rows": "padded"},
-    "question": {"batch order": "whole questions together", "rows": "packed"},
-    "grouped-padded": {"batch order": "whole questions together", "rows": "padded"},
-    "pairs-packed": {"batch order": "pairs of one question's responses", "rows": "packed"},
+    "random": {"order": "random", "rows": "padded"},
+    "question": {"order": "whole questions", "rows": "packed"},
+    "grouped-padded": {"order": "whole questions", "rows": "padded"},
+    "pairs-packed": {"order": "pairs from one question", "rows": "packed"},
 }
 
 

@@ -630,6 +630,7 @@ TABLES = {
     "zoo-models": partial(zoo_models, [("src/rewdistill/models/zoo/zoo_report.json", "shipped"),
                                        ("benchmarks/results/zoo_report_chain_teacher.json", "chain-built, before")]),
     "sft-epochs": partial(sft_sweep_table, "sft_epochs_validation.jsonl"),
+    "sft-order": partial(sft_sweep_table, "sft_order_validation.jsonl"),
     "train-speed": partial(train_speed_table, ["train_speed_sft_compile_tiny-arith.json",
                                                "train_speed_sft_compile_tiny-choice.json",
                                                "train_speed_tiny-arith_head.json", "train_speed_tiny-arith.json",
