@@ -7,7 +7,8 @@ MODE is one of
 - question: `sft.batching question` (a question's responses together, packed rows sharing the prompt);
 - grouped-padded: the same order as question, but one padded row per response (isolates the order);
 - pairs-packed: at most 2 responses of a question together (a question's responses cut into pairs, the pairs
-  shuffled), packed (a partial grouping: half the prompts computed per batch, more questions per batch).
+  shuffled), packed (a partial grouping: half the prompts computed per batch, more questions per batch);
+- pairs-padded: the same order, one padded row per response.
 
 Each mode fine-tunes the student on BASE_RUN's pseudo-labelled teacher responses (copied into OUT_DIR/<mode>) with
 BASE_RUN's config, and is scored by its greedy accuracy on the validation split. One JSON line per mode goes to
@@ -39,6 +40,7 @@ MODES = {  # mode -> (batch order, rows) as the JSON line's `overrides` say it
     "question": {"order": "whole questions", "rows": "packed"},
     "grouped-padded": {"order": "whole questions", "rows": "padded"},
     "pairs-packed": {"order": "pairs from one question", "rows": "packed"},
+    "pairs-padded": {"order": "pairs from one question", "rows": "padded"},
 }
 
 

@@ -45,7 +45,7 @@ def test_pairs_shuffle_keeps_every_item_and_cuts_groups_into_pairs():
 
 @pytest.mark.parametrize("mode, pairs_order, packed", [("random", False, True), ("question", False, True),
                                                        ("grouped-padded", False, False),
-                                                       ("pairs-packed", True, True)])
+                                                       ("pairs-packed", True, True), ("pairs-padded", True, False)])
 def test_train_swaps_order_and_rows_for_the_mode_only(monkeypatch, mode, pairs_order, packed):
     calls = []
     monkeypatch.setattr(sft_train, "sft_loss", lambda *a: calls.append(a[5]))  # records the packing flag
