@@ -24,6 +24,7 @@ import random
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,18 +59,33 @@ def pairs_shuffle(items: list, group_of, rng: random.Random, cap: int = 2) -> li
     return [item for chunk in chunks for item in chunk]
 
 
-def train(mode: str, cfg, d: Path) -> None:
-    """The sft stage in directory d, with the mode's order and rows."""
+def batching_of(mode: str) -> str:
+    """The `sft.batching` a mode runs with: random keeps pairs independent; the other orders group by question."""
+    return "random" if MODES[mode]["order"] == "random" else "question"
+
+
+@contextmanager
+def patched(mode: str):
+    """Inside: `train.loop.grouped_shuffle` gives the mode's order, `train.sft.sft_loss` its rows; restored after."""
     shuffle, loss = loop.grouped_shuffle, sft_train.sft_loss
-    if mode.startswith("pairs"):
+
+    def padded_loss(model, pairs, pad_id, device, accelerator=None, packed=False, weights=None):
+        return loss(model, pairs, pad_id, device, accelerator, False, weights)
+
+    if MODES[mode]["order"] == "pairs from one question":
         loop.grouped_shuffle = pairs_shuffle
-    if mode.endswith("padded") and mode != "random":
-        sft_train.sft_loss = lambda model, pairs, pad_id, device, acc=None, packed=False, w=None: \
-            loss(model, pairs, pad_id, device, acc, False, w)
+    if MODES[mode]["rows"] == "padded":
+        sft_train.sft_loss = padded_loss
     try:
-        sft.run(Ctx(cfg, d, stage_hash="sft-order"))
+        yield
     finally:
         loop.grouped_shuffle, sft_train.sft_loss = shuffle, loss
+
+
+def train(mode: str, cfg, d: Path) -> None:
+    """The sft stage in directory d, with the mode's order and rows (cfg from `batching_of(mode)`)."""
+    with patched(mode):
+        sft.run(Ctx(cfg, d, stage_hash="sft-order"))
 
 
 def main() -> None:
@@ -79,7 +95,7 @@ def main() -> None:
     ap.add_argument("modes", nargs="+", choices=list(MODES))
     args = ap.parse_args()
     for mode in args.modes:
-        cfg = load_config(str(args.base / "config.yaml"), {} if mode == "random" else {"sft.batching": "question"})
+        cfg = load_config(str(args.base / "config.yaml"), {"sft.batching": batching_of(mode)})
         d = args.out / mode
         if not ((d / "student_sft").exists() and (d / "seconds.txt").exists()):
             shutil.rmtree(d, ignore_errors=True)
@@ -89,9 +105,7 @@ def main() -> None:
             t0 = time.time()
             train(mode, cfg, d)
             (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-        line = scored(mode, MODES[mode], cfg, d, args.base)
-        line["date"] = time.strftime("%Y-%m-%d")
-        record(args.out / "sweep.jsonl", line)
+        record(args.out / "sweep.jsonl", scored(mode, MODES[mode], cfg, d, args.base))
 
 
 if __name__ == "__main__":

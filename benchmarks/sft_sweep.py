@@ -56,13 +56,14 @@ def scored(name: str, over: dict, cfg, d: Path, base: Path) -> dict:
             "sft": greedy_accuracy(d / "student_sft", task, task.load("validation")),
             "sft_seconds": float((d / "seconds.txt").read_text()), "base": str(base),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "teacher": teacher_of(base),
-            "commit": git_commit()}
+            "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
     if (d / "source.txt").exists():  # a student trained elsewhere (e.g. by an ablation), only scored here
         line["trained_by"] = (d / "source.txt").read_text().strip()
     return line
 
 
 def record(path: Path, line: dict) -> None:
+    """Print a JSON line and append it to path."""
     print(json.dumps(line), flush=True)
     with open(path, "a") as f:
         f.write(json.dumps(line) + "\n")

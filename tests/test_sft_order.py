@@ -7,9 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from accelerate import Accelerator
 
 import rewdistill.train.loop as loop
 import rewdistill.train.sft as sft_train
+from rewdistill.models.load import load_causal_lm
+from rewdistill.train.sft import train_sft
+from tests.conftest import save_tiny
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import sft_order  # noqa: E402
@@ -43,24 +47,33 @@ def test_pairs_shuffle_keeps_every_item_and_cuts_groups_into_pairs():
     assert set(runs(whole, group_of)) == {6}  # the comparison: question batching keeps a question whole
 
 
-@pytest.mark.parametrize("mode, pairs_order, packed", [("random", False, True), ("question", False, True),
-                                                       ("grouped-padded", False, False),
-                                                       ("pairs-packed", True, True), ("pairs-padded", True, False)])
-def test_train_swaps_order_and_rows_for_the_mode_only(monkeypatch, mode, pairs_order, packed):
-    calls = []
-    monkeypatch.setattr(sft_train, "sft_loss", lambda *a: calls.append(a[5]))  # records the packing flag
-    original_loss, original_shuffle = sft_train.sft_loss, loop.grouped_shuffle
-    seen = {}
+@pytest.mark.parametrize("mode, batching, prompts_per_batch, packed", [
+    ("random", "random", None, False), ("question", "question", {1}, True), ("grouped-padded", "question", {1}, False),
+    ("pairs-packed", "question", {1, 2}, True), ("pairs-padded", "question", {1, 2}, False)])
+def test_each_mode_trains_in_its_order_and_rows(monkeypatch, tmp_path, other_tokenizer, mode, batching,
+                                                prompts_per_batch, packed):
+    """A real (micro) train_sft under the mode's config and patches: which prompts share a batch, and whether the
+    loss was asked for packed rows; the library's functions are back afterwards."""
+    assert sft_order.batching_of(mode) == batching
+    path = save_tiny("llama", other_tokenizer, tmp_path / "m")
+    pairs = [([10 + q, 11], [12 + i, 13]) for q in range(6) for i in range(4)]  # 6 prompts x 4 responses
+    seen = []
+    real = sft_train.sft_loss
 
-    def fake_run(ctx):
-        seen["pairs"] = loop.grouped_shuffle is sft_order.pairs_shuffle
-        sft_train.sft_loss("model", [], 0, "cpu", None, True, None)  # the stage asks for packed rows
-        raise RuntimeError("stage failed")
+    def spy(model, chunk, pad_id, device, accelerator=None, packed=False, weights=None):
+        seen.append(({tuple(p) for p, _ in chunk}, packed))
+        return real(model, chunk, pad_id, device, accelerator, packed, weights)
 
-    monkeypatch.setattr(sft_order.sft, "run", fake_run)
-    monkeypatch.setattr(sft_order, "Ctx", lambda *a, **k: None)
-    with pytest.raises(RuntimeError):
-        sft_order.train(mode, cfg=None, d=Path("."))
-    assert seen["pairs"] is pairs_order
-    assert calls == [packed]
-    assert sft_train.sft_loss is original_loss and loop.grouped_shuffle is original_shuffle  # restored
+    monkeypatch.setattr(sft_train, "sft_loss", spy)
+    shuffle = loop.grouped_shuffle
+    with sft_order.patched(mode):
+        train_sft(load_causal_lm(path), pairs, 0, epochs=2, lr=1e-2, batch_size=4, warmup_frac=0.0,
+                  weight_decay=0.0, accelerator=Accelerator(cpu=True), seed=0, log=lambda row: None,
+                  batching=batching)
+    assert {p for _, p in seen} == {packed}
+    counts = {len(prompts) for prompts, _ in seen}
+    if prompts_per_batch is None:
+        assert max(counts) > 2  # independent draws: batches of 4 mostly mix prompts
+    else:
+        assert counts <= prompts_per_batch and max(counts) == max(prompts_per_batch)
+    assert sft_train.sft_loss is spy and loop.grouped_shuffle is shuffle  # restored
