@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft_sweep import record, scored  # noqa: E402
+from sft_sweep import record, scored, trained  # noqa: E402
 
 import rewdistill.train.loop as loop  # noqa: E402
 import rewdistill.train.sft as sft_train  # noqa: E402
@@ -97,14 +95,7 @@ def main() -> None:
     for mode in args.modes:
         cfg = load_config(str(args.base / "config.yaml"), {"sft.batching": batching_of(mode)})
         d = args.out / mode
-        if not ((d / "student_sft").exists() and (d / "seconds.txt").exists()):
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-            for f in ["questions.jsonl", "teacher_labelled.jsonl"]:
-                shutil.copy2(args.base / f, d / f)
-            t0 = time.time()
-            train(mode, cfg, d)
-            (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+        trained(d, args.base, train, mode, cfg, d)
         record(args.out / "sweep.jsonl", scored(mode, MODES[mode], cfg, d, args.base))
 
 

@@ -38,15 +38,26 @@ def main() -> None:
     for name, over in json.loads(args.variants.read_text()).items():
         cfg = load_config(str(args.base / "config.yaml"), over)
         d = args.out / name
-        if not (d / "student_sft").exists():
-            shutil.rmtree(d, ignore_errors=True)
-            d.mkdir(parents=True)
-            for f in ["questions.jsonl", "teacher_labelled.jsonl"]:
-                shutil.copy2(args.base / f, d / f)
-            t0 = time.time()
-            sft.run(Ctx(cfg, d, stage_hash="sft-sweep"))
-            (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+        trained(d, args.base, train, cfg, d)
         record(args.out / "sweep.jsonl", scored(name, over, cfg, d, args.base))
+
+
+def train(cfg, d: Path) -> None:
+    sft.run(Ctx(cfg, d, stage_hash="sft-sweep"))
+
+
+def trained(d: Path, base: Path, train, *args) -> None:
+    """Run `train(*args)` (the sft stage in d) on a fresh copy of base's SFT inputs and write its seconds, unless
+    d already holds a student and its seconds (then it is only scored)."""
+    if (d / "student_sft").exists() and (d / "seconds.txt").exists():
+        return
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    for f in ["questions.jsonl", "teacher_labelled.jsonl"]:
+        shutil.copy2(base / f, d / f)
+    t0 = time.time()
+    train(*args)
+    (d / "seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
 
 
 def scored(name: str, over: dict, cfg, d: Path, base: Path) -> dict:
