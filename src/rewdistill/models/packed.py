@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from rewdistill.algo.losses import entropy_from_logits
+
 
 @dataclass
 class Packed:
@@ -114,12 +116,28 @@ def block_mask(model, batch: Packed) -> torch.Tensor:
                      "sft.batching / reward_model.batching to random")
 
 
-def packed_logprobs(model, batch: Packed) -> torch.Tensor:
-    """Log-prob of every response token of a packed batch given its prompt and its own earlier tokens: (N,)."""
+def packed_logprobs(model, batch: Packed, temperature: float = 1.0, with_entropy: bool = False):
+    """Log-prob of every response token of a packed batch given its prompt and its own earlier tokens: (N,); with
+    `with_entropy` also the entropy of each token's distribution (N,). Logits are divided by `temperature`, as
+    `models.forward.token_logprobs` does on padded rows."""
     logits = model(input_ids=batch.ids, attention_mask=block_mask(model, batch),
                    position_ids=batch.pos).logits  # (R, T, V)
-    logits = logits.reshape(-1, logits.shape[-1])[batch.src].float()  # (N, V)
-    return torch.gather(F.log_softmax(logits, -1), 1, batch.tgt[:, None]).squeeze(1)
+    logits = logits.reshape(-1, logits.shape[-1])[batch.src].float() / temperature  # (N, V)
+    logp = torch.gather(F.log_softmax(logits, -1), 1, batch.tgt[:, None]).squeeze(1)
+    if not with_entropy:
+        return logp
+    return logp, entropy_from_logits(logits)
+
+
+def to_padded(values: torch.Tensor, batch: Packed, width: int) -> torch.Tensor:
+    """Per-token values (N,) in pair order back to right-padded rows, one per pair: (n_pairs, width), zero past each
+    response's end (the layout of a rollout's response tensors)."""
+    counts = torch.bincount(batch.seq, minlength=batch.n_pairs)  # (n_pairs,) tokens per pair
+    starts = torch.cumsum(counts, 0) - counts  # (n_pairs,) where each pair's tokens begin in (N,)
+    col = torch.arange(len(values), device=values.device) - starts[batch.seq]  # (N,) position within the response
+    out = values.new_zeros(batch.n_pairs, width)
+    out[batch.seq, col] = values
+    return out
 
 
 def packed_last_hidden(model, batch: Packed) -> torch.Tensor:

@@ -54,19 +54,21 @@ def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
     cfg, m = ctx.cfg.rl, ctx.cfg.models
     qids = [q["qid"] for q in questions]
     prompts = [q["prompt"] for q in questions]
+    packed = cfg.batching == "question"  # a same-tokenizer likelihood reward model reads each group in one row
 
     def extract(text: str, i: int):
         return ctx.extract(text, qids[i])
 
     pseudo = [labels[q]["pseudo_answer"] if labels[q]["kept"] else None for q in qids]
     if cfg.reward in ("rm", "hybrid"):
-        rm_fn = make_rm_reward(rm, rm_fmt, prompts)
+        rm_fn = make_rm_reward(rm, rm_fmt, prompts, packed)
         if cfg.reward == "rm":
             return rm_fn
         return make_hybrid_reward(rm_fn, make_match_reward(pseudo, extract), [p is not None for p in pseudo],
                                   cfg.hybrid_weight)
     if cfg.reward == "rm-vote":
-        return make_vote_reward(make_rm_reward(rm, rm_fmt, prompts) if cfg.vote_weights == "rm" else None, extract)
+        weights = make_rm_reward(rm, rm_fmt, prompts, packed) if cfg.vote_weights == "rm" else None
+        return make_vote_reward(weights, extract)
     if cfg.reward == "pseudo-label":
         return make_match_reward(pseudo, extract)
     if cfg.reward == "teacher-judge":
@@ -79,8 +81,8 @@ def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
         if cfg.reward == "teacher-kl":
             return make_teacher_kl_reward(teacher_lp)
         shares = [labels[q]["vote_share"] for q in qids] if cfg.teacher_kl_gate == "vote-share" else None
-        return make_teacher_kl_reward(teacher_lp, make_rm_reward(rm, rm_fmt, prompts), cfg.teacher_kl_coef, shares,
-                                      cfg.gate_lo, cfg.gate_hi)
+        return make_teacher_kl_reward(teacher_lp, make_rm_reward(rm, rm_fmt, prompts, packed), cfg.teacher_kl_coef,
+                                      shares, cfg.gate_lo, cfg.gate_hi)
     if cfg.reward == "gold":  # ORACLE upper bound: the one labelled training use of gold answers
         gold = {e.qid: e.answer for e in ctx.task.load("train")}
         return make_match_reward([gold[q] for q in qids], extract)

@@ -26,20 +26,23 @@ from rewdistill.algo.voting import weighted_vote_shares
 from rewdistill.models.forward import token_logprobs, token_scores
 from rewdistill.models.prompt import PromptFormat
 from rewdistill.models.reward import is_likelihood, score_pairs
-from rewdistill.train.rollout import Rollout, Scores, build_batch
+from rewdistill.train.rollout import Rollout, Scores, build_batch, pack_rollout, rollout_token_lists
 
 SOURCES = ["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl", "gold"]
 
 
-def make_rm_reward(reward_model, rm_fmt: PromptFormat | None = None,
-                   prompts: list[str] | None = None) -> Callable[[Rollout], torch.Tensor]:
+def make_rm_reward(reward_model, rm_fmt: PromptFormat | None = None, prompts: list[str] | None = None,
+                   packed: bool = False) -> Callable[[Rollout], torch.Tensor]:
     """Reward-model score of each response (either kind). With `rm_fmt` (a reward model on another tokenizer) prompt
-    and response texts are re-tokenised for it, as in reward-model training."""
+    and response texts are re-tokenised for it, as in reward-model training. `packed` (rl.batching question): a
+    same-tokenizer likelihood reward model reads each group in one row, its prompt computed once."""
 
     @torch.no_grad()
     def fn(ro: Rollout) -> torch.Tensor:
         if rm_fmt is None and is_likelihood(reward_model):  # same tokenizer: the rollout's own tokens
             device = next(reward_model.parameters()).device
+            if packed:
+                return reward_model(pack_rollout(*rollout_token_lists(ro)).to(device)).float().cpu()
             resp = torch.cat([torch.zeros_like(ro.mask[:, : ro.P]), ro.resp_mask.to(ro.mask.dtype)], 1)  # (B, P+T)
             return reward_model(ro.ids.to(device), ro.mask.to(device), resp.to(device)).float().cpu()
         if rm_fmt is None:
@@ -118,17 +121,6 @@ def local_teacher_logprobs(teacher, batch_size: int = 64):
         return torch.cat(out) * ro.resp_mask.cpu(), int(ro.mask.sum().item())
 
     return fn
-
-
-def rollout_token_lists(ro: Rollout) -> tuple[list[list[int]], list[list[int]]]:
-    """Each response's prompt ids (padding removed) and response ids (EOS included), as plain lists."""
-    prompts, responses = [], []
-    for b in range(len(ro.idx)):
-        p = ro.ids[b, : ro.P][ro.mask[b, : ro.P].bool()].tolist()
-        n = int(ro.resp_mask[b].sum().item())
-        prompts.append(p)
-        responses.append(ro.ids[b, ro.P : ro.P + n].tolist())
-    return prompts, responses
 
 
 def remote_teacher_logprobs(scorer):

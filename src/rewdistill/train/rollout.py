@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from rewdistill.models.forward import token_logprobs
+from rewdistill.models.packed import Packed, pack_pairs, packed_logprobs, to_padded
 from rewdistill.models.prompt import PromptFormat
 from rewdistill.sampling.hf import generate
 
@@ -73,6 +74,23 @@ def build_batch(prompt_ids: list[list[int]], resp_ids: list[list[int]], pad: int
     return ids, mask, resp_mask, P
 
 
+def rollout_token_lists(ro: Rollout) -> tuple[list[list[int]], list[list[int]]]:
+    """Each response's prompt ids (padding removed) and response ids (EOS included), as plain lists."""
+    prompts, responses = [], []
+    for b in range(len(ro.idx)):
+        p = ro.ids[b, : ro.P][ro.mask[b, : ro.P].bool()].tolist()
+        n = int(ro.resp_mask[b].sum().item())
+        prompts.append(p)
+        responses.append(ro.ids[b, ro.P : ro.P + n].tolist())
+    return prompts, responses
+
+
+def pack_rollout(prompt_ids: list[list[int]], resp_ids: list[list[int]]) -> Packed:
+    """Responses packed one row per prompt (a group with its prompt computed once: `models.packed`); the row is not
+    capped, so a group of G responses is one row. Padding positions hold id 0 (masked, never read)."""
+    return pack_pairs(list(zip(prompt_ids, resp_ids)), 0, max_len=1 << 30)
+
+
 class PromptCycle:
     """Endless shuffled passes over prompt indices; `take(k)` returns the next k."""
 
@@ -93,7 +111,8 @@ def sample_rollout(policy, ref, fmt: PromptFormat, prompts: list[str], encoded: 
                    group_size: int, cfg, device, seed: int, engine: str = "fast") -> Rollout:
     """group_size responses to each prompt in `idx`, with token log-probs under policy and reference.
 
-    The fast engine returns each token's log-prob as it samples, so the policy needs no second forward pass."""
+    The fast engine returns each token's log-prob as it samples, so the policy needs no second forward pass. With
+    `cfg.batching` question the reference reads each group packed in one row (`pack_rollout`)."""
     policy.eval()
     gens = generate(policy, fmt, [prompts[i] for i in idx], cfg.temperature, group_size,
                     cfg.max_new_tokens, len(idx) * group_size, seed=seed, engine=engine, logprobs=True)
@@ -107,7 +126,11 @@ def sample_rollout(policy, ref, fmt: PromptFormat, prompts: list[str], encoded: 
             logp[r, : len(g.logprobs)] = torch.tensor(g.logprobs)
     else:
         logp = token_logprobs(policy, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
-    ref_logp = token_logprobs(ref, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
+    if cfg.batching == "question":
+        batch = pack_rollout([encoded[i] for i in resp_idx], [g.token_ids for g in gens]).to(device)
+        ref_logp = to_padded(packed_logprobs(ref, batch, cfg.temperature), batch, resp_mask.shape[1])  # (B, T)
+    else:
+        ref_logp = token_logprobs(ref, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
     finished = torch.tensor([g.finished for g in gens], device=device)
     return Rollout(resp_idx, [g.text for g in gens], ids, mask, resp_mask, P, finished, logp, ref_logp)
 

@@ -5,9 +5,10 @@ import torch
 
 from rewdistill.algo.losses import kl_per_token, masked_mean, masked_sum_over, ppo_policy_loss, ppo_value_loss
 from rewdistill.models.forward import token_logprobs, token_scores
+from rewdistill.models.packed import packed_logprobs, to_padded
 from rewdistill.train.common import all_agree
 from rewdistill.train.guard import all_finite
-from rewdistill.train.rollout import Rollout
+from rewdistill.train.rollout import Rollout, pack_rollout, rollout_token_lists
 
 
 def tokens_per_process(mask: torch.Tensor, accelerator) -> torch.Tensor | None:
@@ -25,17 +26,46 @@ def _minibatches(B: int, size: int, epochs: int, seed: int):
             yield perm[lo : lo + size]
 
 
+def _group_minibatches(B: int, size: int, group: int, epochs: int, seed: int):
+    """Like `_minibatches`, but each minibatch holds whole groups (max(1, size // group) of them) of `group`
+    adjacent responses, the groups in a fresh random order every epoch."""
+    n_groups, per = B // group, max(1, size // group)
+    for e in range(epochs):
+        perm = torch.randperm(n_groups, generator=torch.Generator().manual_seed(seed * 7919 + e))
+        for lo in range(0, n_groups, per):
+            yield (perm[lo : lo + per, None] * group + torch.arange(group)).reshape(-1)  # (per * group,)
+
+
+def policy_logprobs(policy, ro: Rollout, mb: torch.Tensor, temperature: float, pairs=None):
+    """Log-probs and entropies (b, T) of minibatch `mb`'s response tokens under `policy`: on its padded rows, or
+    with `pairs` (the rollout's (prompt ids, response ids) lists) one packed row per group."""
+    if pairs is None:
+        return token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, temperature, True)
+    batch = pack_rollout([pairs[0][i] for i in mb.tolist()], [pairs[1][i] for i in mb.tolist()]).to(ro.ids.device)
+    logp, entropy = packed_logprobs(policy, batch, temperature, True)  # (N,) each
+    width = ro.resp_mask.shape[1]
+    return to_padded(logp, batch, width), to_padded(entropy, batch, width)
+
+
 def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, seed: int,
                  kl_loss_coef: float = 0.0, minibatch: int | None = None) -> dict[str, list[float]]:
     """Clipped surrogate on token advantages adv (B, T); with kl_loss_coef > 0 also + coef * k3 KL to the
-    reference in the loss (GRPO). Returns lists of per-minibatch stats."""
+    reference in the loss (GRPO). `cfg.batching` question: minibatches of whole groups, each group one packed row
+    (the groups of cfg.group_size responses must be adjacent, as `sample_rollout` returns them). Returns lists of
+    per-minibatch stats."""
     policy.train()
     stats: dict[str, list[float]] = {}
-    for mb in _minibatches(len(ro.ids), minibatch or cfg.minibatch, cfg.ppo_epochs, seed):
+    size = minibatch or cfg.minibatch
+    if cfg.batching == "question":
+        pairs = rollout_token_lists(ro)
+        batches = _group_minibatches(len(ro.ids), size, cfg.group_size, cfg.ppo_epochs, seed)
+    else:
+        pairs, batches = None, _minibatches(len(ro.ids), size, cfg.ppo_epochs, seed)
+    for mb in batches:
         mb = mb.to(ro.ids.device)
         with accelerator.accumulate(policy):  # one optimiser step per minibatch (sync flag set for this step)
             with accelerator.autocast():
-                new_logp, entropy = token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, cfg.temperature, True)
+                new_logp, entropy = policy_logprobs(policy, ro, mb, cfg.temperature, pairs)  # (b, T) each
             m = ro.resp_mask[mb]
             n_tok = tokens_per_process(m, accelerator)
             loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip, n_tok)
