@@ -68,7 +68,7 @@ def summarise(name, stamps, gen):
                 all_steps_s=[round(s, 3) for s in steps])
 
 
-def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine):
+def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine, batching="random"):
     from accelerate import Accelerator
 
     from rewdistill.train.rl_loop import train_rl
@@ -78,7 +78,7 @@ def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine):
     critic = reward_model(rm_path).float() if algo == "ppo" else None  # critic from the RM, as in the rl stage
     cfg = RLCfg(algo=algo, steps=steps + 1, rollout_batch=PROMPTS, group_size=GROUP, minibatch=PROMPTS * GROUP,
                 ppo_epochs=1, lr=LR, kl_coef=BETA, max_new_tokens=MAX_NEW, temperature=1.0, unfinished_penalty=None,
-                watch_every=0)
+                watch_every=0, batching=batching)
     clock = Clock(rollout.generate)
     rollout.generate = clock
     stamps, gen, seen = [time.perf_counter()], [], [0.0]
@@ -90,11 +90,13 @@ def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine):
 
     try:
         stamps[0] = time.perf_counter()
-        train_rl(policy, ref, critic, tok, prompts, cfg, reward_fn=make_rm_reward(reward_model(rm_path)),
+        train_rl(policy, ref, critic, tok, prompts, cfg,
+                 reward_fn=make_rm_reward(reward_model(rm_path), packed=batching == "question"),
                  accelerator=Accelerator(cpu=True), seed=0, log=lambda row: None, on_step=on_step, engine=engine)
     finally:
         rollout.generate = clock.fn
-    label = f"rewdistill {algo}" + (" (hf generate)" if engine == "hf" else "")
+    label = f"rewdistill {algo}" + (" (hf generate)" if engine == "hf" else "") + (
+        " (question batching)" if batching == "question" else "")
     return summarise(label, stamps, gen)
 
 
@@ -151,6 +153,7 @@ def main() -> None:
 
     rows = [run_trl(args.policy, rm, prompts, args.steps),
             run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "fast"),
+            run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "fast", "question"),
             run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "hf"),
             run_rewdistill(args.policy, rm, prompts, args.steps, "ppo", "fast")]
     base = rows[0]["seconds_per_step"]

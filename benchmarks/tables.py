@@ -289,12 +289,15 @@ def rl_step_table(names: list[str], link) -> str:
                             f"; {w['prompts_per_step']} prompts x {w['group']} responses, <= {w['max_new_tokens']} "
                             f"new tokens, KL {w['beta']}, lr {w['lr']}; median of {d['rows'][0]['steps_timed']} steps; "
                             f"TRL {d['trl']}, torch {d['torch']}, {d['threads']} threads"))
-    header, rows = ["trainer"], [[r["trainer"]] for r in runs[0]["rows"]]
+    trainers = list(dict.fromkeys(r["trainer"] for d in runs for r in d["rows"]))  # a JSON may lack a newer row
+    header, rows = ["trainer"], [[t] for t in trainers]
     for i, d in enumerate(runs, 1):
         header += [f"({i}) s / step", f"({i}) generation", f"({i}) rest", f"({i}) TRL ÷ this"]
-        for row, r in zip(rows, d["rows"]):
-            row += [f"{r['seconds_per_step']:.3f}", f"{r['generation_s']:.3f}", f"{r['other_s']:.3f}",
-                    f"{r['trl_over_this']:.2f}x"]
+        by_name = {r["trainer"]: r for r in d["rows"]}
+        for row, t in zip(rows, trainers):
+            r = by_name.get(t)
+            row += ["–"] * 4 if r is None else [f"{r['seconds_per_step']:.3f}", f"{r['generation_s']:.3f}",
+                                                 f"{r['other_s']:.3f}", f"{r['trl_over_this']:.2f}x"]
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(header, rows)
 
 

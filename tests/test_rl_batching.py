@@ -10,7 +10,7 @@ import torch
 from accelerate import Accelerator
 
 from rewdistill.config import RLCfg
-from rewdistill.models.load import load_causal_lm, load_prompt_format
+from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model
 from rewdistill.models.packed import pack_pairs, to_padded
 from rewdistill.models.reward import LikelihoodRM
 from rewdistill.train.rewards import make_rm_reward
@@ -79,11 +79,16 @@ def test_packed_policy_logprobs_and_entropies_equal_padded(rollouts):
     assert torch.allclose(got_ent, want_ent * m, atol=1e-5)
 
 
-def test_packed_likelihood_reward_equals_padded(rollouts):
+@pytest.mark.parametrize("kind", ["likelihood", "scalar"])
+def test_packed_reward_model_scores_equal_padded(rollouts, kind):
     _, ro = rollouts
-    rm = LikelihoodRM(load_causal_lm("zoo:teacher").eval(), scale=2.0, bias=-0.5)  # same tokenizer as the student
+    if kind == "likelihood":
+        rm = LikelihoodRM(load_causal_lm("zoo:teacher").eval(), scale=2.0, bias=-0.5)  # the student's tokenizer
+    else:
+        torch.manual_seed(1)
+        rm = load_reward_model("zoo:student").eval()  # a seeded random head
     padded, packed = make_rm_reward(rm)(ro["random"]), make_rm_reward(rm, packed=True)(ro["random"])
-    assert padded.shape == (12,) and torch.allclose(padded, packed, atol=1e-5)
+    assert padded.shape == (12,) and padded.std() > 0 and torch.allclose(padded, packed, atol=1e-5)
 
 
 def test_one_minibatch_update_is_the_same_with_either_batching(rollouts):
@@ -118,3 +123,25 @@ def test_grpo_trains_with_question_batching():
              seed=0, log=logged.append)
     assert [r["step"] for r in logged] == [1, 2] and all(r["skipped"] == 0 for r in logged)
     assert any((a - b).abs().max() > 0 for a, b in zip(p0, policy.parameters()))
+
+
+def test_the_update_packs_minibatches_of_whole_groups(rollouts, monkeypatch):
+    """Question batching: minibatches of 8 from groups of 4 are two whole groups, so each packs into two rows."""
+    import rewdistill.train.updates as updates
+
+    policy, ro = rollouts
+    rows = []
+
+    def spy(prompt_ids, resp_ids):
+        b = updates.pack_rollout.__wrapped__(prompt_ids, resp_ids)
+        rows.append((b.ids.shape[0], b.n_pairs))
+        return b
+
+    spy.__wrapped__ = updates.pack_rollout
+    monkeypatch.setattr(updates, "pack_rollout", spy)
+    opt = torch.optim.SGD(copy.deepcopy(policy).parameters(), lr=0.0)
+    cfg = RLCfg(group_size=4, ppo_epochs=2, batching="question", temperature=2.0)
+    r = ro["random"]
+    actor_update(copy.deepcopy(policy), opt, r, torch.zeros_like(r.resp_mask), cfg, Accelerator(cpu=True), seed=1,
+                 minibatch=8)
+    assert sorted(rows) == sorted([(2, 8), (1, 4)] * 2)  # 12 responses per epoch: 8 (two groups), then 4 (one)

@@ -25,7 +25,7 @@ from rewdistill.algo.losses import masked_mean
 from rewdistill.algo.voting import weighted_vote_shares
 from rewdistill.models.forward import token_logprobs, token_scores
 from rewdistill.models.prompt import PromptFormat
-from rewdistill.models.reward import is_likelihood, score_pairs
+from rewdistill.models.reward import is_likelihood, packed_scores, score_pairs
 from rewdistill.train.rollout import Rollout, Scores, build_batch, pack_rollout, rollout_token_lists
 
 SOURCES = ["rm", "rm-vote", "pseudo-label", "hybrid", "teacher-judge", "teacher-kl", "rm+teacher-kl", "gold"]
@@ -35,14 +35,14 @@ def make_rm_reward(reward_model, rm_fmt: PromptFormat | None = None, prompts: li
                    packed: bool = False) -> Callable[[Rollout], torch.Tensor]:
     """Reward-model score of each response (either kind). With `rm_fmt` (a reward model on another tokenizer) prompt
     and response texts are re-tokenised for it, as in reward-model training. `packed` (rl.batching question): a
-    same-tokenizer likelihood reward model reads each group in one row, its prompt computed once."""
+    same-tokenizer reward model reads each group in one row, its prompt computed once."""
 
     @torch.no_grad()
     def fn(ro: Rollout) -> torch.Tensor:
+        device = next(reward_model.parameters()).device
+        if rm_fmt is None and packed:  # same tokenizer, each group one packed row (either kind)
+            return packed_scores(reward_model, pack_rollout(*rollout_token_lists(ro)).to(device)).float().cpu()
         if rm_fmt is None and is_likelihood(reward_model):  # same tokenizer: the rollout's own tokens
-            device = next(reward_model.parameters()).device
-            if packed:
-                return reward_model(pack_rollout(*rollout_token_lists(ro)).to(device)).float().cpu()
             resp = torch.cat([torch.zeros_like(ro.mask[:, : ro.P]), ro.resp_mask.to(ro.mask.dtype)], 1)  # (B, P+T)
             return reward_model(ro.ids.to(device), ro.mask.to(device), resp.to(device)).float().cpu()
         if rm_fmt is None:
