@@ -11,6 +11,9 @@ model in the loss (TRL beta = rewdistill grpo kl_coef = 0.04), AdamW lr 1e-6. TR
 so GRPO is the like-for-like comparison; rewdistill's PPO (which also trains a critic) is timed as well.
 Each trainer runs `--steps` steps after one warm-up step; the table shows median seconds per step and the
 part spent generating (policy sampling) vs the rest (reference and reward scoring, loss, backward, optimiser).
+rewdistill's GRPO runs with random batching (padded rows) and with `rl.batching question` (each group one packed
+row: its prompt computed once in the update, the reference and the reward model; here the one minibatch is the
+whole rollout, so both see the same responses).
 
 `--profile OUT.json`: instead of timing, run TRL's GRPO and rewdistill's GRPO each under cProfile and write their
 top functions by own time (the schema of benchmarks/profile_stages.py, one "stage" per trainer; cProfile's overhead

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 from functools import partial
 from pathlib import Path
@@ -473,6 +474,35 @@ def sweep_table(name: str, link) -> str:
     return sweep_caption(name, link) + "\n\n" + table(["variant", *(c for c, _ in cols)], body, right_from=99)
 
 
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value), as `rewdistill ablate` reports them."""
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def seeds_table(names: list[str], option: str, link) -> str:
+    """Validation sweeps of one option over seeds (one JSONL per task, rows with overrides `seed` and `option`):
+    per task and value of the option, the RL student per seed and its mean ± std, beside the SFT student's."""
+    body = []
+    for name in names:
+        rows = sweep_rows(name)
+        task = field(rows, "task") or name
+        values = list(dict.fromkeys(r["overrides"].get(option, "default") for r in rows))
+        first: dict[int, float] = {}  # seed -> the first value's RL student
+        for v in values:
+            mine = sorted(((int(r["overrides"].get("seed", 0)), r) for r in rows
+                           if r["overrides"].get(option, "default") == v), key=lambda x: x[0])
+            rl = [100 * r["rl"] for _, r in mine]
+            first = first or {s: x for (s, _), x in zip(mine, rl)}
+            diff = [f"{x - first[s]:+.1f}" for (s, _), x in zip(mine, rl) if s in first]
+            body.append([task, f"`{v}`", " / ".join(str(s) for s, _ in mine),
+                         " / ".join(f"{x:.1f}" for x in rl), "{:.1f} ± {:.1f}".format(*mean_std(rl)),
+                         " / ".join(diff) if v != values[0] else "–", " / ".join(pct(r["sft"]) for _, r in mine)])
+    captions = "\n".join(f"- {sweep_caption(n, link)}" for n in names)
+    return captions + "\n\n" + table(["task", option, "seeds", "RL student per seed (%)", "mean ± std",
+                                        "vs the first row, per seed (points)", "SFT student per seed (%)"], body,
+                                       right_from=3)
+
+
 def guard_table(name: str, link) -> str:
     """`benchmarks/guard_check.py`: the gold-free selection check against gold on its own questions and on the
     watch's questions."""
@@ -593,6 +623,8 @@ TABLES = {
     "rl-recipe-arith": partial(sweep_table, "rl_recipe_validation_tiny-arith.jsonl"),
     "rl-recipe-choice": partial(sweep_table, "rl_recipe_validation_tiny-choice.jsonl"),
     "rl-recipe2-arith": partial(sweep_table, "rl_recipe2_validation_tiny-arith.jsonl"),
+    "rl-levers3-arith": partial(sweep_table, "rl_levers3_validation_tiny-arith.jsonl"),
+    "rl-levers3-choice": partial(sweep_table, "rl_levers3_validation_tiny-choice.jsonl"),
     "rl-recipe2-choice": partial(sweep_table, "rl_recipe2_validation_tiny-choice.jsonl"),
     "ablation-issue24-rmvote": partial(ablation_report, ISSUE24_RMVOTE),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
@@ -643,6 +675,10 @@ TABLES = {
                                                      "batching_check_rm_tiny-choice.json"]),
     "stage-time-sft-compile": partial(stage_time_table, ["stage_time_sft_compile_tiny-choice.json"]),
     "stage-time-rm-batching": partial(stage_time_table, ["stage_time_rm_batching_tiny-choice.json"]),
+    "stage-time-rl-batching": partial(stage_time_table, ["stage_time_rl_batching_tiny-arith.json",
+                                                         "stage_time_rl_batching_tiny-choice.json"]),
+    "rl-batching-seeds": partial(seeds_table, ["rl_batching_validation_tiny-arith.jsonl",
+                                               "rl_batching_validation_tiny-choice.jsonl"], "rl.batching"),
     "compile-check": partial(batching_check_table, ["compile_check_sft_tiny-arith.json",
                                                     "compile_check_sft_tiny-choice.json"]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),

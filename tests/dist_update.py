@@ -52,7 +52,7 @@ def main() -> None:
     keep[rows] = True
     labels = (torch.arange(len(ro.idx)) % 2).float()[keep]  # (b,) the reward model's targets
     ro, adv, returns = ro.subset(keep), adv[keep], returns[keep]
-    cfg = RLCfg(ppo_epochs=1, lr=1e-2, critic_lr=1e-2)
+    cfg = RLCfg(ppo_epochs=1, lr=1e-2, critic_lr=1e-2, batching="random")  # the rows are not groups of a prompt
     opt_p = torch.optim.SGD(policy.parameters(), lr=cfg.lr)  # SGD: the update is the gradient itself
     opt_c = torch.optim.SGD(critic.parameters(), lr=cfg.critic_lr)
     opt_r = torch.optim.SGD(rm.parameters(), lr=1e-2)

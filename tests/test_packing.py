@@ -139,6 +139,10 @@ def test_random_batching_is_left_out_of_the_stage_hashes():
     rm_q = stage_hashes(load_config(None, {"sft.batching": "random", "reward_model.batching": "question"}))
     assert sft_q["pseudo-label"] == base["pseudo-label"] and sft_q["sft"] != base["sft"]
     assert rm_q["student-sample"] == base["student-sample"] and rm_q["reward-model"] != base["reward-model"]
+    rl_r = stage_hashes(load_config(None, {"rl.batching": "random"}))
+    rl_q = stage_hashes(load_config(None, {"rl.batching": "question"}))
+    assert "batching" not in hashed(load_config(None, {"rl.batching": "random"}).rl)
+    assert rl_q["reward-model"] == rl_r["reward-model"] and rl_q["rl"] != rl_r["rl"]
 
 
 def test_a_process_gets_a_contiguous_share_of_a_batch_of_whole_questions():

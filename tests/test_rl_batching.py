@@ -33,6 +33,8 @@ def test_group_minibatches_hold_whole_groups_and_cover_the_rollout():
     for epoch in (batches[:2], batches[2:]):
         assert sorted(i for mb in epoch for i in mb) == list(range(B))
     assert [len(mb) for mb in _group_minibatches(B, 2, G, 1, seed=0)] == [3] * 4  # smaller than a group: one group
+    with pytest.raises(ValueError, match="not whole groups"):
+        next(_group_minibatches(10, 6, G, 1, seed=0))
     random_ones = [set(mb.tolist()) for mb in _minibatches(B, 6, 1, seed=0)]
     assert any(len({i // G for i in mb}) > 2 for mb in random_ones)  # what random batching does instead
 

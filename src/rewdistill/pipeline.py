@@ -57,7 +57,7 @@ def teacher_endpoint(c: Config) -> dict:
 
 
 LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("RewardModelCfg", "batching"): "random",
-          ("RewardModelCfg", "duplicates"): "keep", ("SFTCfg", "compile"): "off"}
+          ("RewardModelCfg", "duplicates"): "keep", ("SFTCfg", "compile"): "off", ("RLCfg", "batching"): "random"}
 
 
 def hashed(section) -> dict:
@@ -79,7 +79,7 @@ STAGES = [
     Stage("student-sample", student_sample.run, lambda c: [c.student_sample], ["student_samples.jsonl"]),
     Stage("reward-model", reward_model.run, lambda c: [hashed(c.reward_model), c.lora.model_dump(exclude={"student"})],
           ["reward_model", "reward_model_lora", "reward_model_metrics.jsonl"]),
-    Stage("rl", rl.run, lambda c: [c.rl.model_dump(exclude={"rounds"}), c.lora],
+    Stage("rl", rl.run, lambda c: [{k: v for k, v in hashed(c.rl).items() if k != "rounds"}, c.lora],
           ["student_rl", "student_rl_lora", "rl_metrics.jsonl", "rl_selection.json"]),
     Stage("evaluate", evaluate.run, lambda c: [c.task.n_test, c.models.student, c.evaluate],
           ["results.json", "report.md", "eval_samples.jsonl", "accuracy.png", "rl_curves.png"]),

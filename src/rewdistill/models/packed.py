@@ -113,7 +113,7 @@ def block_mask(model, batch: Packed) -> torch.Tensor:
         return torch.zeros(batch.mask.shape, dtype=dtype, device=batch.mask.device).masked_fill(
             ~batch.mask, torch.finfo(dtype).min)
     raise ValueError(f"question batching needs the model's attention to be sdpa or eager (it is {impl}); set "
-                     "sft.batching / reward_model.batching to random")
+                     "sft.batching / reward_model.batching / rl.batching to random")
 
 
 def packed_logprobs(model, batch: Packed, temperature: float = 1.0, with_entropy: bool = False):

@@ -43,6 +43,7 @@ from rewdistill.train.rewards import (
     remote_teacher_logprobs,
 )
 from rewdistill.train.rl_loop import ALGOS, train_rl
+from rewdistill.train.rollout import packs_groups
 from rewdistill.train.selection import Selection
 
 logger = logging.getLogger("rewdistill")
@@ -54,7 +55,7 @@ def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
     cfg, m = ctx.cfg.rl, ctx.cfg.models
     qids = [q["qid"] for q in questions]
     prompts = [q["prompt"] for q in questions]
-    packed = cfg.batching == "question"  # a same-tokenizer likelihood reward model reads each group in one row
+    packed = packs_groups(cfg)  # a same-tokenizer reward model reads each group in one row
 
     def extract(text: str, i: int):
         return ctx.extract(text, qids[i])

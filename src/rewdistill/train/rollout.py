@@ -91,6 +91,12 @@ def pack_rollout(prompt_ids: list[list[int]], resp_ids: list[list[int]]) -> Pack
     return pack_pairs(list(zip(prompt_ids, resp_ids)), 0, max_len=1 << 30)
 
 
+def packs_groups(cfg) -> bool:
+    """rl.batching question with groups of >= 2 responses: minibatches of whole groups, each group one packed row
+    (with one response per prompt there is no prompt to share, and padded rows are used)."""
+    return cfg.batching == "question" and cfg.group_size > 1
+
+
 class PromptCycle:
     """Endless shuffled passes over prompt indices; `take(k)` returns the next k."""
 
@@ -112,7 +118,7 @@ def sample_rollout(policy, ref, fmt: PromptFormat, prompts: list[str], encoded: 
     """group_size responses to each prompt in `idx`, with token log-probs under policy and reference.
 
     The fast engine returns each token's log-prob as it samples, so the policy needs no second forward pass. With
-    `cfg.batching` question the reference reads each group packed in one row (`pack_rollout`)."""
+    `packs_groups(cfg)` the reference reads each group packed in one row (`pack_rollout`)."""
     policy.eval()
     gens = generate(policy, fmt, [prompts[i] for i in idx], cfg.temperature, group_size,
                     cfg.max_new_tokens, len(idx) * group_size, seed=seed, engine=engine, logprobs=True)
@@ -126,7 +132,7 @@ def sample_rollout(policy, ref, fmt: PromptFormat, prompts: list[str], encoded: 
             logp[r, : len(g.logprobs)] = torch.tensor(g.logprobs)
     else:
         logp = token_logprobs(policy, ids, mask, P, cfg.temperature) * resp_mask  # (B, T)
-    if cfg.batching == "question":
+    if packs_groups(cfg):
         batch = pack_rollout([encoded[i] for i in resp_idx], [g.token_ids for g in gens]).to(device)
         ref_logp = to_padded(packed_logprobs(ref, batch, cfg.temperature), batch, resp_mask.shape[1])  # (B, T)
     else:

@@ -8,7 +8,7 @@ from rewdistill.models.forward import token_logprobs, token_scores
 from rewdistill.models.packed import packed_logprobs, to_padded
 from rewdistill.train.common import all_agree
 from rewdistill.train.guard import all_finite
-from rewdistill.train.rollout import Rollout, pack_rollout, rollout_token_lists
+from rewdistill.train.rollout import Rollout, pack_rollout, packs_groups, rollout_token_lists
 
 
 def tokens_per_process(mask: torch.Tensor, accelerator) -> torch.Tensor | None:
@@ -29,6 +29,8 @@ def _minibatches(B: int, size: int, epochs: int, seed: int):
 def _group_minibatches(B: int, size: int, group: int, epochs: int, seed: int):
     """Like `_minibatches`, but each minibatch holds whole groups (max(1, size // group) of them) of `group`
     adjacent responses, the groups in a fresh random order every epoch."""
+    if B % group:
+        raise ValueError(f"rl.batching question: {B} responses are not whole groups of rl.group_size {group}")
     n_groups, per = B // group, max(1, size // group)
     for e in range(epochs):
         perm = torch.randperm(n_groups, generator=torch.Generator().manual_seed(seed * 7919 + e))
@@ -50,13 +52,13 @@ def policy_logprobs(policy, ro: Rollout, mb: torch.Tensor, temperature: float, p
 def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, seed: int,
                  kl_loss_coef: float = 0.0, minibatch: int | None = None) -> dict[str, list[float]]:
     """Clipped surrogate on token advantages adv (B, T); with kl_loss_coef > 0 also + coef * k3 KL to the
-    reference in the loss (GRPO). `cfg.batching` question: minibatches of whole groups, each group one packed row
+    reference in the loss (GRPO). `packs_groups(cfg)`: minibatches of whole groups, each group one packed row
     (the groups of cfg.group_size responses must be adjacent, as `sample_rollout` returns them). Returns lists of
     per-minibatch stats."""
     policy.train()
     stats: dict[str, list[float]] = {}
     size = minibatch or cfg.minibatch
-    if cfg.batching == "question":
+    if packs_groups(cfg):
         pairs = rollout_token_lists(ro)
         batches = _group_minibatches(len(ro.ids), size, cfg.group_size, cfg.ppo_epochs, seed)
     else:
