@@ -128,6 +128,7 @@ def test_question_batching_trains_sft_and_reward_model(tmp_path, other_tokenizer
 
 def test_random_batching_is_left_out_of_the_stage_hashes():
     """Runs made before `batching` existed (random batching) keep their hashes; question batching reruns the stage."""
+    from rewdistill.config import section_hash
     from rewdistill.config_files import load_config
     from rewdistill.pipeline import hashed, stage_hashes
 
@@ -142,6 +143,12 @@ def test_random_batching_is_left_out_of_the_stage_hashes():
     rl_r = stage_hashes(load_config(None, {"rl.batching": "random"}))
     rl_q = stage_hashes(load_config(None, {"rl.batching": "question"}))
     assert "batching" not in hashed(load_config(None, {"rl.batching": "random"}).rl)
+    before = load_config(None, {"rl.batching": "random"})  # the rl hash as it was before rl.batching existed
+    assert rl_r["rl"] == section_hash(before.rl.model_dump(exclude={"rounds", "batching"}), before.lora,
+                                      rl_r["reward-model"])
+    ppo = {"rl.algo": "ppo", "rl.reward": "rm", "rl.group_size": "1"}  # one response per prompt: nothing packed
+    assert stage_hashes(load_config(None, {**ppo, "rl.batching": "question"}))["rl"] == \
+        stage_hashes(load_config(None, {**ppo, "rl.batching": "random"}))["rl"]
     assert rl_q["reward-model"] == rl_r["reward-model"] and rl_q["rl"] != rl_r["rl"]
 
 

@@ -128,7 +128,7 @@ def test_grpo_trains_with_question_batching():
 
 
 def test_the_update_packs_minibatches_of_whole_groups(rollouts, monkeypatch):
-    """Question batching: minibatches of 8 from groups of 4 are two whole groups, so each packs into two rows."""
+    """Question batching: minibatches of 8 from groups of 4 are two whole groups: 8 responses to 2 prompts."""
     import rewdistill.train.updates as updates
 
     policy, ro = rollouts
@@ -136,7 +136,7 @@ def test_the_update_packs_minibatches_of_whole_groups(rollouts, monkeypatch):
 
     def spy(prompt_ids, resp_ids):
         b = updates.pack_rollout.__wrapped__(prompt_ids, resp_ids)
-        rows.append((b.ids.shape[0], b.n_pairs))
+        rows.append((len({tuple(p) for p in prompt_ids}), b.n_pairs))  # (prompts, responses) packed together
         return b
 
     spy.__wrapped__ = updates.pack_rollout

@@ -170,8 +170,8 @@ class RLCfg(Section):
     rollout_batch: int = Field(16, ge=1, description="prompts per rollout")
     group_size: int = Field(8, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
     minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
-    batching: Batching = Field("question", description="question: whole groups per minibatch, each group one packed "
-                               "row (its prompt computed once; docs/rl.md); random: responses drawn independently")
+    batching: Batching = Field("question", description="question: minibatches of whole groups, packed by prompt (a "
+                               "prompt computed once per row; docs/rl.md); random: responses drawn independently")
     filter_groups: bool = Field(False, description="grpo / rloo: update only on prompts whose responses' rewards "
                                 "differ (DAPO's filter); groups that all score the same carry no signal")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")

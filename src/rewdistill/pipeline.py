@@ -28,6 +28,7 @@ from rewdistill.rundir import broadcast, run_dir_lock
 from rewdistill.sampling.rows import ShardDone
 from rewdistill.stages import evaluate, pseudo_label, reward_model, rl, sft, student_sample, teacher_sample
 from rewdistill.stages.common import Ctx
+from rewdistill.train.rollout import packs_groups
 
 logger = logging.getLogger("rewdistill")
 
@@ -79,7 +80,8 @@ STAGES = [
     Stage("student-sample", student_sample.run, lambda c: [c.student_sample], ["student_samples.jsonl"]),
     Stage("reward-model", reward_model.run, lambda c: [hashed(c.reward_model), c.lora.model_dump(exclude={"student"})],
           ["reward_model", "reward_model_lora", "reward_model_metrics.jsonl"]),
-    Stage("rl", rl.run, lambda c: [{k: v for k, v in hashed(c.rl).items() if k != "rounds"}, c.lora],
+    Stage("rl", rl.run, lambda c: [{k: v for k, v in hashed(c.rl).items()  # batching: only where it packs groups
+                                    if k != "rounds" and (k != "batching" or packs_groups(c.rl))}, c.lora],
           ["student_rl", "student_rl_lora", "rl_metrics.jsonl", "rl_selection.json"]),
     Stage("evaluate", evaluate.run, lambda c: [c.task.n_test, c.models.student, c.evaluate],
           ["results.json", "report.md", "eval_samples.jsonl", "accuracy.png", "rl_curves.png"]),

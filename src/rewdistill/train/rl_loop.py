@@ -37,7 +37,7 @@ from rewdistill.train import grpo, ppo, raft, rloo
 from rewdistill.train.checkpoint import peek
 from rewdistill.train.common import all_agree, global_mean, refresh_whole, shard_of
 from rewdistill.train.guard import Guard, all_finite
-from rewdistill.train.rollout import PromptCycle, Rollout, Scores, final_scores, sample_rollout
+from rewdistill.train.rollout import PromptCycle, Rollout, Scores, final_scores, packs_groups, sample_rollout
 from rewdistill.train.updates import actor_update, critic_update
 
 ALGOS = {"ppo": ppo, "grpo": grpo, "rloo": rloo, "raft": raft}
@@ -75,6 +75,11 @@ def train_rl(
     if cfg.rollout_batch % world or cfg.minibatch % world:
         raise RuntimeError(f"rl.rollout_batch ({cfg.rollout_batch}) and rl.minibatch ({cfg.minibatch}) must be "
                            f"multiples of the {world} processes (each takes an equal share)")
+    if packs_groups(cfg) and (cfg.minibatch // world) % G:
+        logging.getLogger("rewdistill").warning(
+            f"rl.batching question: a minibatch of {cfg.minibatch // world} responses per process is rounded to whole "
+            f"groups of {G} ({max(1, cfg.minibatch // world // G) * G}); set rl.minibatch to a multiple of "
+            f"{G * world} to keep it")
     opt_p = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
     sampler_copy = copy.deepcopy(policy) if is_fsdp(accelerator) else None  # whole weights to sample with (FSDP)
     policy, opt_p = accelerator.prepare(policy, opt_p)

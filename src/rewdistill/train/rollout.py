@@ -86,9 +86,10 @@ def rollout_token_lists(ro: Rollout) -> tuple[list[list[int]], list[list[int]]]:
 
 
 def pack_rollout(prompt_ids: list[list[int]], resp_ids: list[list[int]]) -> Packed:
-    """Responses packed one row per prompt (a group with its prompt computed once: `models.packed`); the row is not
-    capped, so a group of G responses is one row. Padding positions hold id 0 (masked, never read)."""
-    return pack_pairs(list(zip(prompt_ids, resp_ids)), 0, max_len=1 << 30)
+    """Responses packed by prompt (`models.packed`: a prompt computed once per row, its responses after it), rows
+    capped at twice the longest (prompt + response) so that attention over a row stays cheap when responses are long;
+    a group takes one row or more. Padding positions hold id 0 (masked, never read)."""
+    return pack_pairs(list(zip(prompt_ids, resp_ids)), 0)
 
 
 def packs_groups(cfg) -> bool:

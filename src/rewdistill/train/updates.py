@@ -38,12 +38,13 @@ def _group_minibatches(B: int, size: int, group: int, epochs: int, seed: int):
             yield (perm[lo : lo + per, None] * group + torch.arange(group)).reshape(-1)  # (per * group,)
 
 
-def policy_logprobs(policy, ro: Rollout, mb: torch.Tensor, temperature: float, pairs=None):
+def policy_logprobs(policy, ro: Rollout, mb: torch.Tensor, temperature: float, token_lists=None):
     """Log-probs and entropies (b, T) of minibatch `mb`'s response tokens under `policy`: on its padded rows, or
-    with `pairs` (the rollout's (prompt ids, response ids) lists) one packed row per group."""
-    if pairs is None:
+    with `token_lists` (the rollout's prompt ids and response ids: `rollout_token_lists`) packed by prompt."""
+    if token_lists is None:
         return token_logprobs(policy, ro.ids[mb], ro.mask[mb], ro.P, temperature, True)
-    batch = pack_rollout([pairs[0][i] for i in mb.tolist()], [pairs[1][i] for i in mb.tolist()]).to(ro.ids.device)
+    prompts, responses = token_lists
+    batch = pack_rollout([prompts[i] for i in mb.tolist()], [responses[i] for i in mb.tolist()]).to(ro.ids.device)
     logp, entropy = packed_logprobs(policy, batch, temperature, True)  # (N,) each
     width = ro.resp_mask.shape[1]
     return to_padded(logp, batch, width), to_padded(entropy, batch, width)
@@ -53,21 +54,21 @@ def actor_update(policy, opt, ro: Rollout, adv: torch.Tensor, cfg, accelerator, 
                  kl_loss_coef: float = 0.0, minibatch: int | None = None) -> dict[str, list[float]]:
     """Clipped surrogate on token advantages adv (B, T); with kl_loss_coef > 0 also + coef * k3 KL to the
     reference in the loss (GRPO). `packs_groups(cfg)`: minibatches of whole groups, each group one packed row
-    (the groups of cfg.group_size responses must be adjacent, as `sample_rollout` returns them). Returns lists of
-    per-minibatch stats."""
+    (the groups of cfg.group_size responses must be adjacent, as `sample_rollout` returns them; a minibatch is
+    rounded to whole groups, at least one). Returns lists of per-minibatch stats."""
     policy.train()
     stats: dict[str, list[float]] = {}
     size = minibatch or cfg.minibatch
     if packs_groups(cfg):
-        pairs = rollout_token_lists(ro)
+        token_lists = rollout_token_lists(ro)
         batches = _group_minibatches(len(ro.ids), size, cfg.group_size, cfg.ppo_epochs, seed)
     else:
-        pairs, batches = None, _minibatches(len(ro.ids), size, cfg.ppo_epochs, seed)
+        token_lists, batches = None, _minibatches(len(ro.ids), size, cfg.ppo_epochs, seed)
     for mb in batches:
         mb = mb.to(ro.ids.device)
         with accelerator.accumulate(policy):  # one optimiser step per minibatch (sync flag set for this step)
             with accelerator.autocast():
-                new_logp, entropy = policy_logprobs(policy, ro, mb, cfg.temperature, pairs)  # (b, T) each
+                new_logp, entropy = policy_logprobs(policy, ro, mb, cfg.temperature, token_lists)  # (b, T) each
             m = ro.resp_mask[mb]
             n_tok = tokens_per_process(m, accelerator)
             loss, st = ppo_policy_loss(new_logp, ro.logp[mb], adv[mb], m, cfg.clip, n_tok)
