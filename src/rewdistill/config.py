@@ -31,10 +31,8 @@ class TaskCfg(Section):
                              "teacher also answers and pseudo-labels, so that the rl stage can choose its checkpoint "
                              "without gold")
     n_validation: int = Field(200, ge=1, description="file tasks without a validation file: rows carved out of train")
-    n_heldout: int = Field(1000, ge=1, description="file tasks with no train file (e.g. MMLU-Pro): rows of test kept "
-                           "as test")
-    bad_rows: Literal["fail", "skip"] = Field("fail", description="a bad data row: fail (with file and line) or skip "
-                                              "and count")
+    n_heldout: int = Field(1000, ge=1, description="file tasks with no train file (e.g. MMLU-Pro): test rows kept")
+    bad_rows: Literal["fail", "skip"] = Field("fail", description="a bad data row: fail (file and line) or skip+count")
     num_fewshot: int = Field(0, ge=0, le=8, description="gsm8k: chain-of-thought exemplars in the prompt (fixed, "
                              "Wei et al.)")
     answer_mode: Literal["auto", "strict", "flexible"] = Field(
@@ -170,8 +168,8 @@ class RLCfg(Section):
     rollout_batch: int = Field(16, ge=1, description="prompts per rollout")
     group_size: int = Field(8, ge=1, description="responses per prompt in a rollout (grpo / rloo need >= 2)")
     minibatch: int = Field(32, ge=1, description="responses per optimisation minibatch")
-    batching: Batching = Field("question", description="question: minibatches of whole groups, packed by prompt (a "
-                               "prompt computed once per row; docs/rl.md); random: responses drawn independently")
+    batching: Batching = Field("question", description=BATCHING_HELP + " (docs/rl.md); with one response per prompt "
+                               "nothing is shared and rows are padded")
     filter_groups: bool = Field(False, description="grpo / rloo: update only on prompts whose responses' rewards "
                                 "differ (DAPO's filter); groups that all score the same carry no signal")
     ppo_epochs: int = Field(2, ge=1, description="optimisation passes over each rollout")

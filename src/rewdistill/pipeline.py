@@ -62,8 +62,7 @@ LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("
 
 
 def hashed(section) -> dict:
-    """A config section's fields for its stage hash, leaving out a later field (LEGACY) while it holds its old value (so
-    that runs made before it was added still resume and seed others)."""
+    """A section's fields for its stage hash, minus a later field (LEGACY) at its old value (older runs resume)."""
     name = type(section).__name__
     return {k: v for k, v in section.model_dump().items() if LEGACY.get((name, k), object()) != v}
 
@@ -91,9 +90,8 @@ ROUND_STAGES = ("student-sample", "reward-model", "rl")
 
 
 def check_until(until: str | None, rounds: int) -> None:
-    """Refuse, with one line, an `until` that names no stage of a run of `rounds` RL rounds. A stage name stops after
-    that stage (`rl`: after the last round's; student-sample, reward-model: in round 1); `<stage>@<r>` stops after
-    round r's student-sample, reward-model or rl (`rl@2`)."""
+    """Refuse, in one line, an `until` naming no stage of a run of `rounds` RL rounds. A stage name stops after that
+    stage (`rl`: the last round's; student-sample, reward-model: round 1's); `<stage>@<r>` after round r's (`rl@2`)."""
     if until is None:
         return
     name, at, r = until.partition("@")
