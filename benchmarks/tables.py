@@ -374,6 +374,26 @@ def sft_sweep_table(name: str, link) -> str:
     return caption + "\n\n" + table(["task", "setting", "SFT student, greedy (%)"], rows, right_from=2)
 
 
+def sft_seeds_table(name: str, link) -> str:
+    """`benchmarks/sft_sweep.py` over seeds: per task and setting, the SFT student's greedy validation accuracy per
+    seed and its mean ± std."""
+    rows_in = load(name)
+    caption = source(name, link, f"validation split, OMP_NUM_THREADS {field(rows_in, 'omp_num_threads')}; students "
+                     "trained elsewhere and only scored here say so in the JSON (`trained_by`)")
+    body = []
+    for task in dict.fromkeys(r["task"] for r in rows_in):
+        mine = [r for r in rows_in if r["task"] == task]
+        for setting in dict.fromkeys(json.dumps(r["overrides"], sort_keys=True) for r in mine):
+            rs = sorted((r for r in mine if json.dumps(r["overrides"], sort_keys=True) == setting),
+                        key=lambda r: r["seed"])
+            acc = [100 * r["sft"] for r in rs]
+            body.append([task, ", ".join(f"{k} {v}" for k, v in json.loads(setting).items()),
+                         " / ".join(str(r["seed"]) for r in rs), " / ".join(f"{x:.1f}" for x in acc),
+                         "{:.1f} ± {:.1f}".format(*mean_std(acc))])
+    return caption + "\n\n" + table(["task", "setting", "seeds", "SFT student per seed (%)", "mean ± std"], body,
+                                     right_from=2)
+
+
 def rm_data_table(names: list[str], link) -> str:
     """`benchmarks/rm_data_sweep.py`: the reward model's training rows, seconds and validation ranking, per variant."""
     caption = "; ".join(source(n, link, "validation split, seed 0") for n in names)
@@ -666,6 +686,7 @@ TABLES = {
                                        ("benchmarks/results/zoo_report_chain_teacher.json", "chain-built, before")]),
     "sft-epochs": partial(sft_sweep_table, "sft_epochs_validation.jsonl"),
     "sft-order": partial(sft_sweep_table, "sft_order_validation.jsonl"),
+    "sft-epochs-choice-seeds": partial(sft_seeds_table, "sft_epochs_choice_seeds_validation.jsonl"),
     "train-speed": partial(train_speed_table, ["train_speed_sft_compile_tiny-arith.json",
                                                "train_speed_sft_compile_tiny-choice.json",
                                                "train_speed_tiny-arith_head.json", "train_speed_tiny-arith.json",

@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from rewdistill.cli import main
-from rewdistill.config import Config, ConfigError, iter_fields
-from rewdistill.config_files import load_config
+from rewdistill.config import Config, ConfigError
+from rewdistill.config_files import iter_fields, load_config
 from rewdistill.pipeline import stage_hashes
 
 
@@ -211,3 +211,19 @@ def test_a_runs_config_yaml_read_back_keeps_every_stage_hash(task):
     cfg = load_config(None, {"task.name": task})
     back = Config.model_validate(yaml.safe_load(yaml.safe_dump(cfg.model_dump(), sort_keys=False)))
     assert stage_hashes(back) == stage_hashes(cfg)
+
+
+def test_sft_epochs_default_is_the_tasks_and_an_explicit_value_wins():
+    """sft.epochs null resolves per task (tiny-choice 10, chosen on validation; else 12) before any stage hash is
+    taken, so that tiny-arith runs made when the default was a plain 12 keep their hashes."""
+    from rewdistill.pipeline import stage_hashes
+
+    assert load_config(None, {}).sft.epochs == 12
+    assert load_config(None, {"task.name": "tiny-choice"}).sft.epochs == 10
+    assert load_config(None, {"task.name": "gsm8k"}).sft.epochs == 12
+    assert load_config(None, {"task.name": "tiny-choice", "sft.epochs": "12"}).sft.epochs == 12
+    assert load_config("tiny-arith", {"task.name": "tiny-choice"}).sft.epochs == 10  # the shipped YAML says null
+    assert stage_hashes(load_config(None, {})) == stage_hashes(load_config(None, {"sft.epochs": "12"}))
+    choice = stage_hashes(load_config(None, {"task.name": "tiny-choice"}))
+    assert choice == stage_hashes(load_config(None, {"task.name": "tiny-choice", "sft.epochs": "10"}))
+    assert choice != stage_hashes(load_config(None, {"task.name": "tiny-choice", "sft.epochs": "12"}))

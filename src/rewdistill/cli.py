@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from rewdistill.cli_runs import RUN_TOOLS, add_run_tools
-from rewdistill.config import Config, ConfigError, iter_fields
-from rewdistill.config_files import load_config, shipped_configs
+from rewdistill.config import Config, ConfigError
+from rewdistill.config_files import iter_fields, load_config, shipped_configs
 
 
 def _run_parser(sub) -> argparse.ArgumentParser:

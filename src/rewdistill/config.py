@@ -102,8 +102,12 @@ BATCHING_HELP = ("random: each batch draws responses independently; question: ea
                  "packed so that a prompt is computed once per row (faster, same loss; benchmarks/README.md)")
 
 
+SFT_EPOCHS = {"tiny-choice": 10}  # sft.epochs null: the task's own, where validation chose one (docs/rl.md)
+
+
 class SFTCfg(Section):
-    epochs: int = Field(12, ge=1, description="passes over the label-1 teacher responses (chosen: docs/rl.md)")
+    epochs: int | None = Field(None, ge=1, description="passes over the label-1 teacher responses; null: the task's "
+                               "(10 for tiny-choice, else 12; chosen on validation: docs/rl.md)")
     lr: float = Field(2e-3, gt=0, description="AdamW learning rate (linear warmup, cosine decay)")
     warmup_frac: float = Field(0.05, ge=0, le=1, description="fraction of steps spent warming up")
     batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
@@ -283,18 +287,14 @@ class Config(Section):
     lora: LoraCfg = LoraCfg()
     log: LogCfg = LogCfg()
 
+    @model_validator(mode="after")
+    def _task_defaults(self):
+        if self.sft.epochs is None:
+            self.sft.epochs = SFT_EPOCHS.get(self.task.name, 12)
+        return self
+
 
 def section_hash(*parts) -> str:
     """Stable short hash of config sections (pydantic models, dicts or strings)."""
     blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
-    """(dotted key, description, default) of every leaf option, for the CLI's help."""
-    for name, f in model.model_fields.items():
-        ann = f.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            yield from iter_fields(ann, f"{prefix}{name}.")
-        else:
-            yield f"{prefix}{name}", f.description or "", f.default

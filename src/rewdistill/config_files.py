@@ -143,3 +143,13 @@ def load_config(path: str | None, overrides: dict[str, str]) -> Config:
     for key, raw in overrides.items():
         set_dotted(data, key, parse_override(key, raw))
     return validate(data, source)
+
+
+def iter_fields(model: type[BaseModel] = Config, prefix: str = ""):
+    """(dotted key, description, default) of every leaf option, for the CLI's help."""
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from iter_fields(ann, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", f.description or "", f.default
