@@ -147,3 +147,24 @@ def test_the_update_packs_minibatches_of_whole_groups(rollouts, monkeypatch):
     actor_update(copy.deepcopy(policy), opt, r, torch.zeros_like(r.resp_mask), cfg, Accelerator(cpu=True), seed=1,
                  minibatch=8)
     assert sorted(rows) == sorted([(2, 8), (1, 4)] * 2)  # 12 responses per epoch: 8 (two groups), then 4 (one)
+
+
+def test_filter_groups_keeps_whole_groups_for_question_batching():
+    """rl.filter_groups drops the groups whose rewards are all equal: what is left is still whole groups, which the
+    question batching's minibatches need (a rollout that is not whole groups is refused)."""
+    policy, ref = load_causal_lm("zoo:student"), load_causal_lm("zoo:student")
+    fmt = load_prompt_format("zoo:student")
+    p0 = [p.detach().clone() for p in policy.parameters()]
+    cfg = RLCfg(steps=2, rollout_batch=2, group_size=4, minibatch=8, max_new_tokens=8, batching="question",
+                temperature=2.0, filter_groups=True, unfinished_penalty=None)  # 8 tokens: most are cut
+
+    def reward(ro):  # differs within the groups of prompts 0 and 2, constant for prompt 1: its group is dropped
+        return torch.tensor([ro.ids[i, ro.P:].float().mean().item() / 100 if k != 1 else 0.0
+                             for i, k in enumerate(ro.idx)])
+
+    logged = []
+    train_rl(policy, ref, None, fmt, PROMPTS, cfg, reward_fn=reward, accelerator=Accelerator(cpu=True), seed=0,
+             log=logged.append)
+    assert all(r["skipped"] == 0 for r in logged)
+    assert 0.5 in [r["mixed_frac"] for r in logged]  # prompt 1 came up (two steps of 2 cover the 3 prompts)
+    assert any((a - b).abs().max() > 0 for a, b in zip(p0, policy.parameters()))
