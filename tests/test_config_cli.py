@@ -216,8 +216,10 @@ def test_a_runs_config_yaml_read_back_keeps_every_stage_hash(task):
 def test_sft_epochs_default_is_the_tasks_and_an_explicit_value_wins():
     """sft.epochs null resolves per task (tiny-choice 10, chosen on validation; else 12) before any stage hash is
     taken, so that tiny-arith runs made when the default was a plain 12 keep their hashes."""
-    from rewdistill.pipeline import stage_hashes
+    from rewdistill.config import SFTCfg, TaskCfg
 
+    mine = SFTCfg()
+    assert Config(task=TaskCfg(name="tiny-choice"), sft=mine).sft.epochs == 10 and mine.epochs is None  # not changed
     assert load_config(None, {}).sft.epochs == 12
     assert load_config(None, {"task.name": "tiny-choice"}).sft.epochs == 10
     assert load_config(None, {"task.name": "gsm8k"}).sft.epochs == 12

@@ -103,10 +103,11 @@ def _config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     defaults = Config().model_dump()
     group = p.add_argument_group("config options (override the YAML file)")
-    for key, desc, _ in iter_fields():
+    for key, desc, default in iter_fields():
         value = defaults
         for part in key.split("."):
             value = value[part]
+        value = "null" if default is None else value  # null resolved per task (sft.epochs) shows as null
         group.add_argument(f"--{key}", dest=f"cfg:{key}", metavar="V", default=argparse.SUPPRESS,
                            help=f"{desc} (default: {value})")
     group.add_argument("--log.with", dest="cfg:log.trackers", metavar="V", default=argparse.SUPPRESS,

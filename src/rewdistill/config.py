@@ -289,8 +289,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _task_defaults(self):
-        if self.sft.epochs is None:
-            self.sft.epochs = SFT_EPOCHS.get(self.task.name, 12)
+        if self.sft.epochs is None:  # a copy: an SFTCfg the caller passed in stays as it was
+            self.sft = self.sft.model_copy(update={"epochs": SFT_EPOCHS.get(self.task.name, 12)})
         return self
 
 
