@@ -363,6 +363,11 @@ def profile_table(name: str, link, top: int = 6) -> str:
                                       rows, right_from=2)
 
 
+def sft_setting(r: dict) -> str:
+    """An `sft_sweep.py` row's overrides as the table's setting: 'sft.epochs 10, sft.lr 4e-3'."""
+    return ", ".join(f"{k} {v}" for k, v in r["overrides"].items())
+
+
 def sft_sweep_table(name: str, link) -> str:
     """`benchmarks/sft_sweep.py`: the SFT student's greedy validation accuracy by setting, per task."""
     rows_in = load(name)
@@ -370,7 +375,7 @@ def sft_sweep_table(name: str, link) -> str:
     caption = source(name, link, f"validation split, seed {' '.join(map(str, seeds))}, "
                      f"OMP_NUM_THREADS {field(rows_in, 'omp_num_threads')}; students trained elsewhere and only scored "
                      "here say so in the JSON (`trained_by`)")
-    rows = [[r["task"], ", ".join(f"{k} {v}" for k, v in r["overrides"].items()), pct(r["sft"])] for r in rows_in]
+    rows = [[r["task"], sft_setting(r), pct(r["sft"])] for r in rows_in]
     return caption + "\n\n" + table(["task", "setting", "SFT student, greedy (%)"], rows, right_from=2)
 
 
@@ -380,16 +385,15 @@ def sft_seeds_table(name: str, link) -> str:
     rows_in = load(name)
     caption = source(name, link, f"validation split, OMP_NUM_THREADS {field(rows_in, 'omp_num_threads')}; students "
                      "trained elsewhere and only scored here say so in the JSON (`trained_by`)")
+    groups: dict[tuple[str, str], list[dict]] = {}  # (task, setting) -> its rows, in first-seen order
+    for r in rows_in:
+        groups.setdefault((r["task"], sft_setting(r)), []).append(r)
     body = []
-    for task in dict.fromkeys(r["task"] for r in rows_in):
-        mine = [r for r in rows_in if r["task"] == task]
-        for setting in dict.fromkeys(json.dumps(r["overrides"], sort_keys=True) for r in mine):
-            rs = sorted((r for r in mine if json.dumps(r["overrides"], sort_keys=True) == setting),
-                        key=lambda r: r["seed"])
-            acc = [100 * r["sft"] for r in rs]
-            body.append([task, ", ".join(f"{k} {v}" for k, v in json.loads(setting).items()),
-                         " / ".join(str(r["seed"]) for r in rs), " / ".join(f"{x:.1f}" for x in acc),
-                         "{:.1f} ± {:.1f}".format(*mean_std(acc))])
+    for (task, setting), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        acc = [100 * r["sft"] for r in rs]
+        body.append([task, setting, " / ".join(str(r["seed"]) for r in rs), " / ".join(f"{x:.1f}" for x in acc),
+                     "{:.1f} ± {:.1f}".format(*mean_std(acc))])
     return caption + "\n\n" + table(["task", "setting", "seeds", "SFT student per seed (%)", "mean ± std"], body,
                                      right_from=2)
 
