@@ -67,8 +67,8 @@ def patched(mode: str):
     """Inside: `train.loop.grouped_shuffle` gives the mode's order, `train.sft.sft_loss` its rows; restored after."""
     shuffle, loss = loop.grouped_shuffle, sft_train.sft_loss
 
-    def padded_loss(model, pairs, pad_id, device, accelerator=None, packed=False, weights=None):
-        return loss(model, pairs, pad_id, device, accelerator, False, weights)
+    def padded_loss(model, pairs, pad_id, device, accelerator=None, packed=False, weights=None, suffix=False):
+        return loss(model, pairs, pad_id, device, accelerator, False, weights, suffix)
 
     if MODES[mode]["order"] == "pairs from one question":
         loop.grouped_shuffle = pairs_shuffle

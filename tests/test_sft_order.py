@@ -60,9 +60,9 @@ def test_each_mode_trains_in_its_order_and_rows(monkeypatch, tmp_path, other_tok
     seen = []
     real = sft_train.sft_loss
 
-    def spy(model, chunk, pad_id, device, accelerator=None, packed=False, weights=None):
+    def spy(model, chunk, pad_id, device, accelerator=None, packed=False, weights=None, suffix=False):
         seen.append(({tuple(p) for p, _ in chunk}, packed))
-        return real(model, chunk, pad_id, device, accelerator, packed, weights)
+        return real(model, chunk, pad_id, device, accelerator, packed, weights, suffix)
 
     monkeypatch.setattr(sft_train, "sft_loss", spy)
     shuffle = loop.grouped_shuffle

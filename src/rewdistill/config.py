@@ -18,9 +18,8 @@ class Section(BaseModel):
 
 
 class TaskCfg(Section):
-    name: Literal["tiny-arith", "tiny-choice", "gsm8k", "mmlu-pro", "jsonl"] = Field(
-        "tiny-arith",
-        description="task: tiny-arith / tiny-choice (shipped, generated), gsm8k, mmlu-pro, or jsonl (your own)")
+    name: Literal["tiny-arith", "tiny-choice", "gsm8k", "mmlu-pro", "jsonl"] = Field("tiny-arith", description=
+        "task: tiny-arith / tiny-choice (shipped, generated), gsm8k, mmlu-pro, or jsonl (your own)")
     path: str | None = Field(None, description="gsm8k / mmlu-pro / jsonl: a local JSONL/parquet file, or a directory "
                              "with train/validation/test files; null = the hub (needs `pip install datasets` and the "
                              "network)")
@@ -35,12 +34,11 @@ class TaskCfg(Section):
     bad_rows: Literal["fail", "skip"] = Field("fail", description="a bad data row: fail (file and line) or skip+count")
     num_fewshot: int = Field(0, ge=0, le=8, description="gsm8k: chain-of-thought exemplars in the prompt (fixed, "
                              "Wei et al.)")
-    answer_mode: Literal["auto", "strict", "flexible"] = Field(
-        "auto",
-        description="gsm8k: strict (#### N), flexible (last number), auto (#### N if present, else last number)")
+    answer_mode: Literal["auto", "strict", "flexible"] = Field("auto", description=
+        "gsm8k: strict (#### N), flexible (last number), auto (#### N if present, else last number)")
     answer_type: Literal["numeric", "choice", "text"] = Field("numeric", description="jsonl: how answers compare")
-    chat_template: Literal["auto", "on", "off"] = Field(
-        "auto", description="wrap prompts in the tokenizer's chat template: auto = when the tokenizer has one")
+    chat_template: Literal["auto", "on", "off"] = Field("auto", description="wrap prompts in the tokenizer's chat "
+                                                        "template: auto = when the tokenizer has one")
 
 
 class ModelsCfg(Section):
@@ -62,8 +60,7 @@ class ModelsCfg(Section):
 class OpenAICfg(Section):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="server root, up to and including /v1")
     model: str | None = Field(None, description="model name the server knows; null = models.teacher")
-    endpoint: Literal["chat", "completions"] = Field(
-        "chat", description="chat: /chat/completions (server applies the chat template); completions: raw prompt")
+    endpoint: Literal["chat", "completions"] = Field("chat", description="chat (server's template) / completions (raw)")
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key (the key "
                                     "itself never goes in a config, log or run directory)")
     concurrency: int = Field(8, ge=1, description="requests in flight at once")
@@ -121,6 +118,8 @@ class SFTCfg(Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
     compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
                                                   "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
+    forward: Literal["suffix", "full"] = Field("suffix", description="suffix: last layer and head only where a response"
+                                               " token is predicted (models/suffix.py); full: the model's forward")
 
 
 class RewardModelCfg(Section):
@@ -143,6 +142,7 @@ class RewardModelCfg(Section):
     batching: Batching = Field("random", description=BATCHING_HELP + "; question kept the validation ranking, but is "
                                "not reproducible at > 1 thread on CPU (docs/rl.md)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    forward: Literal["suffix", "full"] = Field("suffix", description="likelihood kind: as sft.forward")
 
 
 class RLCfg(Section):

@@ -57,8 +57,9 @@ def teacher_endpoint(c: Config) -> dict:
     return {}
 
 
-LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("RewardModelCfg", "batching"): "random",
-          ("RewardModelCfg", "duplicates"): "keep", ("SFTCfg", "compile"): "off", ("RLCfg", "batching"): "random"}
+LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("SFTCfg", "compile"): "off",
+          ("SFTCfg", "forward"): "full", ("RewardModelCfg", "batching"): "random", ("RewardModelCfg", "duplicates"):
+          "keep", ("RewardModelCfg", "forward"): "full", ("RLCfg", "batching"): "random"}
 
 
 def hashed(section) -> dict:
@@ -182,8 +183,7 @@ TRAIN_STAGES = {"sft", "reward-model", "rl"}  # run on every process of a multi-
 
 def run_pipeline(cfg: Config, run_dir: Path, until: str | None = None, force: bool = False,
                  shard: tuple[int, int] | None = None, merge: bool = False) -> dict:
-    """Run (or skip, when already done with the same config) every stage up to `until` (a stage name, or `rl@2`:
-    see `check_until`, which refuses any other before anything runs); returns the manifest.
+    """Run (or skip, when done with the same config) every stage up to `until` (`check_until`); return the manifest.
 
     A run directory made with another config is refused (its results would be overwritten) unless `force`,
     which reruns the changed stages and everything after them. A stage interrupted by a crash resumes: the

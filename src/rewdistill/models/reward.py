@@ -19,14 +19,23 @@ from torch import nn
 
 from rewdistill.models.forward import last_token_scores, position_ids
 from rewdistill.models.packed import Packed, mean_per_pair, packed_last_hidden, packed_logprobs
+from rewdistill.models.suffix import suffix_logprobs, usable
 
 KINDS = ("scalar", "likelihood")
 
 
-def mean_response_logprob(lm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+def mean_response_logprob(lm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor,
+                          suffix: bool = False) -> torch.Tensor:
     """Mean log-prob under `lm` of the tokens where `resp` is 1, each given everything before it.
 
-    ids, mask, resp: (B, L), any padding side; resp marks response tokens (never position 0). Returns (B,)."""
+    ids, mask, resp: (B, L), any padding side; resp marks response tokens (never position 0). Returns (B,).
+    `suffix`: through `models.suffix` (the last layer and head only at the response) where it applies: right-padded
+    rows, one contiguous response each, a bare Llama-family `lm`; the same means to float rounding."""
+    if suffix and bool(mask[:, 0].all()) and usable(lm):
+        lengths = resp.sum(1)  # (B,)
+        starts = resp.argmax(1)  # (B,) first response token
+        logp, valid = suffix_logprobs(lm, ids, mask, starts, lengths)  # (B, R) each
+        return logp.sum(1) / valid.sum(1).clamp(min=1)
     logits = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits[:, :-1].float()
     logp = torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None]).squeeze(-1)  # (B, L-1): predicts ids[:, 1:]
     w = resp[:, 1:].to(logp.dtype)  # (B, L-1)
@@ -57,10 +66,10 @@ class LikelihoodRM(nn.Module):
     def tie_weights(self, *args, **kwargs):
         return self.lm.tie_weights(*args, **kwargs)
 
-    def forward(self, ids, mask=None, resp=None) -> torch.Tensor:  # -> (B,); `ids` may be a Packed batch instead
+    def forward(self, ids, mask=None, resp=None, suffix=False) -> torch.Tensor:  # -> (B,); `ids` may be Packed
         if isinstance(ids, Packed):
             return self.scale * mean_per_pair(packed_logprobs(self.lm, ids), ids) + self.bias
-        return self.scale * mean_response_logprob(self.lm, ids, mask, resp) + self.bias
+        return self.scale * mean_response_logprob(self.lm, ids, mask, resp, suffix) + self.bias
 
     def stamp(self, scale: float | None = None, bias: float | None = None) -> None:
         """Write kind, scale and bias (this module's own, or the given values: gathered from a sharded copy) into the
@@ -109,11 +118,11 @@ def pair_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
     return ids, mask, resp
 
 
-def batch_scores(rm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor) -> torch.Tensor:
+def batch_scores(rm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, suffix: bool = False) -> torch.Tensor:
     """Scores of a padded batch (with grad when enabled): (B, L) -> (B,). Scalar: the head at the last real token
-    (right padding)."""
+    (right padding); likelihood with `suffix`: `mean_response_logprob`'s suffix path."""
     if is_likelihood(rm):
-        return rm(ids, mask, resp)
+        return rm(ids, mask, resp, suffix=suffix)
     return last_token_scores(rm, ids, mask)
 
 

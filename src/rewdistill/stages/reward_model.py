@@ -70,7 +70,7 @@ def run(ctx: Ctx) -> str:
         model, items, fmt.pad_id, loss=cfg.loss, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         accelerator=acc, seed=ctx.cfg.seed, log=ctx.metrics("reward_model", acc.is_main_process),
         ckpt=ctx.checkpoint("reward_model", acc), max_skips=ctx.cfg.reliability.max_nonfinite_skips,
-        batching=cfg.batching,
+        batching=cfg.batching, suffix=cfg.forward == "suffix",
     )
     save_reward_model(acc, model, tokenizer, ctx.round_path("reward_model"))
     pos = sum(row["label"] for row in rows)

@@ -30,7 +30,7 @@ def run(ctx: Ctx) -> str:
         warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay, accelerator=acc, seed=ctx.cfg.seed,
         log=ctx.metrics("sft", acc.is_main_process), ckpt=ctx.checkpoint("sft", acc),
         max_skips=ctx.cfg.reliability.max_nonfinite_skips, batching=cfg.batching, weights=weights,
-        compile=compile_wanted(cfg.compile, acc),
+        compile=compile_wanted(cfg.compile, acc), suffix=cfg.forward == "suffix",
     )
     save_pretrained(acc, model, fmt.tokenizer, ctx.path("student_sft"))
     n_finished = sum(r["finished"] for r in agree)

@@ -36,9 +36,11 @@ def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
     return pairs
 
 
-def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device, packed: bool = False):
+def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device, packed: bool = False,
+               suffix: bool = False):
     """Loss and stats of one micro-batch: `chunk` holds row indices (bce) or (chosen, rejected) pairs (bt);
-    `packed`: the responses to one prompt share a row (`models.packed`), same scores."""
+    `packed`: the responses to one prompt share a row (`models.packed`), same scores; `suffix`: a likelihood
+    model's scores through `models.suffix` where it applies, same scores to rounding."""
     if loss == "bt":
         pairs = [rows[c]["pair"] for c, _ in chunk] + [rows[r]["pair"] for _, r in chunk]
     else:
@@ -47,7 +49,7 @@ def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, dev
         scores = packed_scores(model, pack_pairs(pairs, pad_id).to(device))  # (B,) or (2P,)
     else:
         ids, mask, resp = pair_batch(pairs, pad_id)  # (B, T), or (2P, T) for pairs
-        scores = batch_scores(model, ids.to(device), mask.to(device), resp.to(device))  # (B,) or (2P,)
+        scores = batch_scores(model, ids.to(device), mask.to(device), resp.to(device), suffix)  # (B,) or (2P,)
     if loss == "bt":
         return bradley_terry_loss(scores[: len(chunk)], scores[len(chunk) :])
     labels = torch.tensor([rows[i]["label"] for i in chunk], device=scores.device)
@@ -88,6 +90,7 @@ def train_reward_model(
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
     batching: str = "random",  # random: items drawn independently; question: a question's items together, packed
+    suffix: bool = False,  # a likelihood model's scores through `models.suffix` (reward_model.forward suffix)
 ):
     """Reward-model training with `train.loop.fit`: 5% warm-up; each epoch shuffles the previous epoch's item order
     again (`batching` question: shuffles the questions, each question's items adjacent, and packs the batches).
@@ -104,7 +107,7 @@ def train_reward_model(
                            f"{accelerator.num_processes} processes (each takes an equal share of every batch)")
 
     def loss_of(model, chunk: list):  # chunk: row indices (bce) or (chosen, rejected) pairs (bt)
-        return batch_loss(model, rows, chunk, loss, pad_id, accelerator.device, packed)
+        return batch_loss(model, rows, chunk, loss, pad_id, accelerator.device, packed, suffix)
 
     packed = batching == "question"
     group_of = None

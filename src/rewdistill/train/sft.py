@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from rewdistill.models.packed import pack_pairs, packed_logprobs
+from rewdistill.models.suffix import suffix_logprobs, usable
 from rewdistill.train.common import sft_batch
 from rewdistill.train.loop import deterministic_if, fit
 
@@ -26,11 +27,24 @@ def weighted_token_mean(token_loss: torch.Tensor, labels: torch.Tensor, weights:
     return (token_loss * w).sum() / w.sum()
 
 
+def suffix_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device,
+                weights: list[float] | None = None) -> torch.Tensor:
+    """`sft_loss` on one process through `models.suffix` (the last layer and the head only where a response token is
+    predicted): the same mean (or weighted mean) of the response tokens' cross-entropy, to float rounding."""
+    ids, mask, _ = sft_batch(pairs, pad_id)  # (B, T) each
+    starts = torch.tensor([len(p) for p, _ in pairs], device=device)  # (B,)
+    lengths = torch.tensor([len(r) for _, r in pairs], device=device)  # (B,)
+    logp, valid = suffix_logprobs(model, ids.to(device), mask.to(device), starts, lengths)  # (B, R) each
+    w = valid.float() if weights is None else valid * torch.tensor(weights, device=device)[:, None].float()
+    return -(logp * w).sum() / w.sum()
+
+
 def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, device, accelerator=None,
-             packed: bool = False, weights: list[float] | None = None) -> torch.Tensor:
+             packed: bool = False, weights: list[float] | None = None, suffix: bool = False) -> torch.Tensor:
     """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs; `packed`: the
     responses to one prompt share a row and the prompt's computation (`models.packed`), same loss; `weights`: pair
-    i counts as weights[i] copies of itself (`weighted_token_mean`; one process).
+    i counts as weights[i] copies of itself (`weighted_token_mean`; one process); `suffix`: through `suffix_loss`
+    where `models.suffix.usable` says it applies (one process, a bare Llama-family model), else the model's forward.
 
     Over several processes each holds part of the batch: the loss is its token sum divided by the *global*
     token count (times the process count, which DDP's gradient average divides out), so every token weighs the
@@ -41,6 +55,11 @@ def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, devic
             return -logp.mean()
         n_global = accelerator.reduce(torch.tensor(float(len(logp)), device=device), "sum")
         return -logp.sum() / (n_global / accelerator.num_processes)
+    if suffix and (accelerator is None or accelerator.num_processes == 1) and usable(model):
+        if accelerator is None:
+            return suffix_loss(model, pairs, pad_id, device, weights)
+        with accelerator.autocast():  # mixed precision as the prepared model's forward would run it
+            return suffix_loss(model, pairs, pad_id, device, weights)
     ids, mask, labels = sft_batch(pairs, pad_id)  # (B, T) each; labels are -100 off the response
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
     if weights is not None:  # one process (train_sft refuses more)
@@ -73,6 +92,7 @@ def train_sft(
     batching: str = "random",  # random: pairs drawn independently; question: a prompt's responses together, packed
     weights: list[float] | None = None,  # per pair: how many copies of it the loss counts (sft.duplicates weight)
     compile: bool = False,  # torch.compile the forward and loss (sft.compile; `train.loop.compile_wanted`)
+    suffix: bool = False,  # the loss through `models.suffix` where it applies (sft.forward suffix)
 ):
     """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs (`batching` question: of the prompts,
     each prompt's responses adjacent, so that a batch holds whole questions and packs them). Returns the prepared
@@ -90,7 +110,8 @@ def train_sft(
 
     def batch_loss(model, chunk: list[int]):  # chunk: indices into `pairs`
         w = [weights[i] for i in chunk] if weights is not None else None
-        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator, packed, w), {}
+        return sft_loss(model, [pairs[i] for i in chunk], pad_id, accelerator.device, accelerator, packed, w,
+                        suffix), {}
 
     packed = batching == "question"
     group_of = (lambda i: tuple(pairs[i][0])) if packed else None  # pair index -> its prompt

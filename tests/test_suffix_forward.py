@@ -1,0 +1,126 @@
+"""models/suffix.py: response-token log-probs with the last layer and the head run only where a response token is
+predicted equal the full forward's (values and gradients, to float rounding) on Llama, Qwen2 (q/k/v bias) and
+Qwen3 (q/k norms) shapes with GQA; the SFT loss and the likelihood reward model's scores that use it equal their
+full-forward versions; and the cases it must not take (wrapped, compiled, attention dropout) fall back."""
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+from rewdistill.models.reward import LikelihoodRM, batch_scores, pair_batch
+from rewdistill.models.suffix import suffix_logprobs, usable
+from rewdistill.train.common import sft_batch
+from rewdistill.train.sft import sft_loss
+
+V, PAD = 50, 0
+
+
+def micro(kind: str, **extra):
+    torch.manual_seed(0)
+    common = dict(vocab_size=V, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=48, max_position_embeddings=128, pad_token_id=PAD, **extra)
+    if kind == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False))
+    if kind == "qwen3":
+        return Qwen3ForCausalLM(Qwen3Config(**common, head_dim=8))
+    return Qwen2ForCausalLM(Qwen2Config(**common))
+
+
+def random_pairs(n: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    rng = random.Random(seed)
+    return [([rng.randrange(1, V) for _ in range(rng.randint(1, 12))], [rng.randrange(1, V) for _ in
+             range(rng.randint(1, 9))]) for _ in range(n)]
+
+
+def full_logprobs(model, pairs):
+    """Reference: the model's own forward over every position, log-probs of each response token. (B, R)."""
+    ids, mask, _ = sft_batch(pairs, PAD)
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (B, T, V)
+    logp = F.log_softmax(logits[:, :-1], -1).gather(2, ids[:, 1:, None]).squeeze(-1)  # (B, T-1)
+    R = max(len(r) for _, r in pairs)
+    out = torch.zeros(len(pairs), R)
+    for b, (p, r) in enumerate(pairs):
+        out[b, : len(r)] = logp[b, len(p) - 1 : len(p) - 1 + len(r)]
+    return out
+
+
+def suffix_of(model, pairs):
+    ids, mask, _ = sft_batch(pairs, PAD)
+    starts = torch.tensor([len(p) for p, _ in pairs])
+    lengths = torch.tensor([len(r) for _, r in pairs])
+    return suffix_logprobs(model, ids, mask, starts, lengths)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+def test_suffix_logprobs_equal_the_full_forward(kind):
+    model = micro(kind).train()
+    assert usable(model)
+    pairs = random_pairs(7)
+    ref = full_logprobs(model, pairs)
+    got, valid = suffix_of(model, pairs)
+    assert valid.sum() == sum(len(r) for _, r in pairs)
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert (got[~valid] == 0).all()
+    # gradients through every weight, with the loss SFT takes (mean over response tokens)
+    g_ref = torch.autograd.grad(-ref.sum() / valid.sum(), list(model.parameters()))
+    g_got = torch.autograd.grad(-got.sum() / valid.sum(), list(model.parameters()))
+    for a, b in zip(g_ref, g_got):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_sft_loss_suffix_equals_full_with_and_without_weights():
+    model = micro("llama").train()
+    pairs = random_pairs(6, seed=1)
+    full = sft_loss(model, pairs, PAD, "cpu")
+    fast = sft_loss(model, pairs, PAD, "cpu", suffix=True)
+    assert torch.allclose(fast, full, atol=1e-6)
+    w = [1.0, 3.0, 1.0, 2.0, 1.0, 1.0]
+    assert torch.allclose(sft_loss(model, pairs, PAD, "cpu", weights=w, suffix=True),
+                          sft_loss(model, pairs, PAD, "cpu", weights=w), atol=1e-6)
+
+
+def test_likelihood_rm_suffix_scores_equal_full():
+    rm = LikelihoodRM(micro("qwen2"), scale=2.0, bias=-0.5)
+    ids, mask, resp = pair_batch(random_pairs(5, seed=2), PAD)
+    full = batch_scores(rm, ids, mask, resp)
+    fast = batch_scores(rm, ids, mask, resp, suffix=True)
+    assert torch.allclose(fast, full, atol=1e-5)
+    left = torch.cat([mask[:1] * 0, mask[1:]])  # a row without its first column real: not right-padded, falls back
+    assert torch.equal(batch_scores(rm, ids, left, resp, suffix=True), batch_scores(rm, ids, left, resp))
+
+
+def test_usable_refuses_what_it_cannot_reproduce():
+    model = micro("llama").train()
+    assert usable(model)
+    assert not usable(type("Wrapped", (), {"module": model})())  # DDP / FSDP 1 hold the model as .module
+    assert not usable(torch.compile(model))
+    assert not usable(micro("llama", attention_dropout=0.1).train())
+    assert usable(micro("llama", attention_dropout=0.1).eval())
+    flash = micro("llama")
+    flash.config._attn_implementation = "flex_attention"
+    assert not usable(flash)
+
+
+def test_train_sft_takes_the_suffix_path_when_asked(monkeypatch):
+    from accelerate import Accelerator
+
+    import rewdistill.train.sft as sft_module
+
+    calls = []
+    real = sft_module.suffix_logprobs
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sft_module, "suffix_logprobs", spy)
+    pairs = random_pairs(8, seed=3)
+    for suffix in (False, True):
+        logged = []
+        sft_module.train_sft(micro("llama"), pairs, PAD, epochs=2, lr=1e-2, batch_size=4, warmup_frac=0.0,
+                             weight_decay=0.0, accelerator=Accelerator(cpu=True), seed=0, log=logged.append,
+                             suffix=suffix)
+        assert len(calls) == (4 if suffix else 0)  # 2 epochs x 2 batches
+        assert logged[-1]["loss"] < logged[0]["loss"]
