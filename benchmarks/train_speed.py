@@ -5,14 +5,18 @@ TRL's SFTTrainer and RewardTrainer, on the same model, data, batch and sequence 
     python benchmarks/train_speed.py RUN_DIR [--questions 300] [--repeats 3] [--stages sft rm]
         [--out results/train_speed_<task>.json]
 
+`rewdistill random` is the loop with the model's full forward (`sft.forward` / `reward_model.forward` full, the
+default before 63e1fb0); `, suffix` rows run the last layer and the head only where a response token is predicted
+(`models/suffix.py`, the default since). `--trainers` keeps only the named rows (and each stage's baselines).
+
 RUN_DIR is a finished run (its teacher_labelled.jsonl and student_samples.jsonl are the data). The same random
 subset of its training questions feeds every trainer, one epoch each, fp32, batch 32 (SFT sequences; reward-model
 sequences for the pointwise loss, pairs for Bradley-Terry), AdamW; trainers run one after another, `--repeats`
 times in turn, and the median is kept. Tokens/s counts every real prompt + response token an epoch trains on
 (the same number for every trainer of a row), so padding and shared prompts are the trainers' own business.
 - SFT: the student base (`models.student`), loss on the response tokens. TRL gets input_ids and labels
-  (-100 on the prompt), pre-tokenised exactly as rewdistill tokenises them. `compiled` is `sft.compile` on (the
-  default on CPU); its clock includes compiling, which the inductor cache on disk shortens after the first repeat.
+  (-100 on the prompt), pre-tokenised exactly as rewdistill tokenises them. `compiled` is `sft.compile` on (full
+  forward, opt-in); its clock includes compiling, which the inductor cache on disk shortens after the first repeat.
 - Reward model: the teacher (`reward_model.init` teacher); rewdistill's default (likelihood score, pointwise BCE on
   the labels) and the paper's scalar head with Bradley-Terry pairs, against TRL's RewardTrainer on the same pairs
   (its sequence-classification head on the same teacher).
@@ -53,12 +57,12 @@ def quiet(row: dict) -> None:
     pass
 
 
-def ours_sft(student: str, pairs, pad: int, batching: str, lr: float, compile: bool = False):
+def ours_sft(student: str, pairs, pad: int, batching: str, lr: float, compile: bool = False, suffix: bool = False):
     def run():
         model = load_causal_lm(student)
         return clock(lambda: train_sft(model, pairs, pad, epochs=1, lr=lr, batch_size=BATCH, warmup_frac=0.05,
                                        weight_decay=0.01, accelerator=Accelerator(cpu=True), seed=0, log=quiet,
-                                       batching=batching, compile=compile))
+                                       batching=batching, compile=compile, suffix=suffix))
     return run
 
 
@@ -81,12 +85,12 @@ def trl_sft(student: str, pairs, pad: int, lr: float, tok):
     return run
 
 
-def ours_rm(teacher: str, items, pad: int, kind: str, loss: str, batching: str, lr: float):
+def ours_rm(teacher: str, items, pad: int, kind: str, loss: str, batching: str, lr: float, suffix: bool = False):
     def run():
         model = LikelihoodRM(load_causal_lm(teacher)) if kind == "likelihood" else load_reward_model(teacher)
         return clock(lambda: train_reward_model(model, items, pad, loss=loss, epochs=1, lr=lr, batch_size=BATCH,
                                                 accelerator=Accelerator(cpu=True), seed=0, log=quiet,
-                                                batching=batching))
+                                                batching=batching, suffix=suffix))
     return run
 
 
@@ -116,6 +120,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--stages", nargs="+", choices=["sft", "rm"], default=["sft", "rm"])
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--trainers", nargs="+", default=None, help="only these trainers (names as in the table; the "
+                    "stage's baseline and TRL rows are always kept)")
     args = ap.parse_args()
     torch.manual_seed(0)
     cfg = load_config(str(args.run / "config.yaml"), {})
@@ -136,12 +142,16 @@ def main() -> None:
     lr_sft, lr_rm = cfg.sft.lr, cfg.reward_model.lr
     trainers = {
         ("sft", "rewdistill random"): (ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft), "sft"),
+        ("sft", "rewdistill random, suffix"): (
+            ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft, suffix=True), "sft"),
         ("sft", "rewdistill random, compiled"): (
             ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft, compile=True), "sft"),
         ("sft", "rewdistill question"): (ours_sft(student, sft_pairs, sfmt.pad_id, "question", lr_sft), "sft"),
         ("sft", "TRL SFTTrainer"): (trl_sft(student, sft_pairs, sfmt.pad_id, lr_sft, sfmt.tokenizer), "sft"),
         ("rm", "rewdistill likelihood bce random"): (
             ours_rm(teacher, items, tfmt.pad_id, "likelihood", "bce", "random", lr_rm), "rm_bce"),
+        ("rm", "rewdistill likelihood bce random, suffix"): (
+            ours_rm(teacher, items, tfmt.pad_id, "likelihood", "bce", "random", lr_rm, suffix=True), "rm_bce"),
         ("rm", "rewdistill likelihood bce question"): (
             ours_rm(teacher, items, tfmt.pad_id, "likelihood", "bce", "question", lr_rm), "rm_bce"),
         ("rm", "rewdistill scalar bt random"): (
@@ -150,7 +160,10 @@ def main() -> None:
             ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "question", lr_rm), "rm_bt"),
         ("rm", "TRL RewardTrainer (bt)"): (trl_rm(teacher, items, bt_pairs, lr_rm, tfmt.tokenizer), "rm_bt"),
     }
-    trainers = {k: v for k, v in trainers.items() if k[0] in args.stages}
+    baselines = {"rewdistill random", "TRL SFTTrainer", "rewdistill likelihood bce random",
+                 "rewdistill scalar bt random", "TRL RewardTrainer (bt)"}
+    trainers = {k: v for k, v in trainers.items() if k[0] in args.stages
+                and (args.trainers is None or k[1] in baselines or k[1] in args.trainers)}
     seconds: dict = {k: [] for k in trainers}
     for rep in range(args.repeats):
         for key, (fn, _) in trainers.items():

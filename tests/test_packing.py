@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from rewdistill.models.forward import token_logprobs
 from rewdistill.models.load import load_causal_lm, load_reward_model
 from rewdistill.models.packed import block_mask, pack_pairs, packed_logprobs
-from rewdistill.models.reward import LikelihoodRM, batch_scores, packed_scores, pair_batch
+from rewdistill.models.reward import LikelihoodRM, batch_scores, packed_scores, pair_batch, score_pairs
 from rewdistill.train.loop import grouped_shuffle
 from rewdistill.train.reward_model import train_reward_model
 from rewdistill.train.sft import sft_loss, train_sft
@@ -82,6 +82,29 @@ def test_packed_reward_scores_equal_padded(tmp_path, other_tokenizer):
     assert torch.allclose(packed_scores(rm, b), batch_scores(rm, ids, mask, resp), atol=1e-5)
     head = load_reward_model(path).eval()  # scalar: the head at each response's last token
     assert torch.allclose(packed_scores(head, b), batch_scores(head, ids, mask, resp), atol=1e-5)
+
+
+def test_packed_score_pairs_equal_padded_in_the_callers_order(tmp_path, other_tokenizer, monkeypatch):
+    """score_pairs(packed=True), evaluation's scoring: pairs grouped by prompt and packed, scores back in the caller's
+    order, across batch boundaries; a pair with an empty response sends the call down the padded path."""
+    path = save_tiny("llama", other_tokenizer, tmp_path / "m")
+    rng = random.Random(0)
+    prompts = [[rng.randrange(5, 60) for _ in range(rng.randint(2, 9))] for _ in range(5)]
+    pairs = [(rng.choice(prompts), [rng.randrange(5, 60) for _ in range(rng.randint(1, 6))]) for _ in range(23)]
+    import rewdistill.models.reward as reward_module
+
+    packed_rows = []
+    real = reward_module.pack_pairs
+    monkeypatch.setattr(reward_module, "pack_pairs", lambda ps, pad: packed_rows.append(len(ps)) or real(ps, pad))
+    for rm in (LikelihoodRM(load_causal_lm(path), scale=2.0, bias=-1.0), load_reward_model(path)):
+        padded = score_pairs(rm, pairs, 0, batch_size=4)
+        assert not packed_rows
+        packed = score_pairs(rm, pairs, 0, batch_size=4, packed=True)
+        assert packed_rows == [4, 4, 4, 4, 4, 3]  # packing took place, 4 pairs a batch ...
+        assert torch.allclose(torch.tensor(packed), torch.tensor(padded), atol=1e-5)  # ... with the same scores
+        packed_rows.clear()
+        with_empty = pairs + [(prompts[0], [])]
+        assert score_pairs(rm, with_empty, 0, batch_size=4, packed=True) == score_pairs(rm, with_empty, 0, batch_size=4)
 
 
 def test_grouped_shuffle_keeps_a_question_together():

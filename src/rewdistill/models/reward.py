@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewdistill.models.forward import last_token_scores, position_ids
-from rewdistill.models.packed import Packed, mean_per_pair, packed_last_hidden, packed_logprobs
+from rewdistill.models.packed import Packed, mean_per_pair, pack_pairs, packed_last_hidden, packed_logprobs
 from rewdistill.models.suffix import suffix_logprobs, usable
 
 KINDS = ("scalar", "likelihood")
@@ -134,11 +134,28 @@ def packed_scores(rm, batch: Packed) -> torch.Tensor:
     return getattr(rm, "module", rm).score(packed_last_hidden(rm, batch)).squeeze(-1).float()
 
 
+def packs(rm) -> bool:
+    """Whether `rm`'s attention takes the block mask of a packed batch (`models.packed.block_mask`)."""
+    return getattr(getattr(rm, "module", rm).config, "_attn_implementation", None) in ("sdpa", "eager")
+
+
 @torch.no_grad()
-def score_pairs(rm, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int = 128) -> list[float]:
-    """Reward of each (prompt ids, response ids) pair."""
+def score_pairs(rm, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int = 128,
+                packed: bool = False) -> list[float]:
+    """Reward of each (prompt ids, response ids) pair. `packed` (where the model's attention allows): pairs grouped
+    by prompt, each batch packed (`models.packed`: a prompt computed once for the responses that share a row), the
+    same scores to float rounding; for scoring many responses per question (evaluation)."""
     rm.eval()
     device = next(rm.parameters()).device
+    if packed and packs(rm) and all(p and r for p, r in pairs):  # packing needs every prompt and response non-empty
+        order = sorted(range(len(pairs)), key=lambda i: (pairs[i][0], i))  # a prompt's responses adjacent
+        scores = [0.0] * len(pairs)
+        for lo in range(0, len(order), batch_size):
+            chunk = order[lo : lo + batch_size]
+            got = packed_scores(rm, pack_pairs([pairs[i] for i in chunk], pad).to(device)).float().tolist()
+            for i, sc in zip(chunk, got):
+                scores[i] = sc
+        return scores
     out: list[float] = []
     for lo in range(0, len(pairs), batch_size):
         ids, mask, resp = pair_batch(pairs[lo : lo + batch_size], pad)

@@ -68,7 +68,7 @@ def run(ctx: Ctx) -> str:
     rm = load_reward(rm_dir, ctx.device, m.dtype, m.trust_remote_code)
     test_prompts = {e.qid: p for e, p in zip(test, prompts)}
     judged = [s for s in samples if s["model"] in ("teacher_maj", "student_sft", "student_rl")]
-    scores = score_pairs(rm, fmt.pairs(test_prompts, judged), fmt.pad_id)
+    scores = score_pairs(rm, fmt.pairs(test_prompts, judged), fmt.pad_id, packed=True)
     for s, sc in zip(judged, scores):
         s["rm_score"] = sc
     correct = [int(s["correct"]) for s in judged]
@@ -81,12 +81,12 @@ def run(ctx: Ctx) -> str:
                                                                 ctx.cfg.seed * 7 + 1000, n=cfg.best_of_k,
                                                                 desc="eval best-of-K")]
         rows = [{"qid": e.qid, "text": t} for e, ts in zip(test, texts) for t in ts]
-        flat = iter(score_pairs(rm, fmt.pairs(test_prompts, rows), fmt.pad_id))
+        flat = iter(score_pairs(rm, fmt.pairs(test_prompts, rows), fmt.pad_id, packed=True))
         rank = ranking(task, test, [[(next(flat), t) for t in ts] for ts in texts])
         if m.teacher_backend == "hf":  # ... and the teacher's own likelihood on the same samples, for comparison
             t_fmt = ctx.prompt_format(m.teacher)
             judge = LikelihoodRM(ctx.causal_lm(m.teacher).eval())  # scale 1, bias 0: the mean token log-prob
-            flat = iter(score_pairs(judge, t_fmt.pairs(test_prompts, rows), t_fmt.pad_id))
+            flat = iter(score_pairs(judge, t_fmt.pairs(test_prompts, rows), t_fmt.pad_id, packed=True))
             rank_teacher = ranking(task, test, [[(next(flat), t) for t in ts] for ts in texts])
 
     # Diagnostic 3: the rl stage's reward-hacking watch (validation gold accuracy vs reward-model score), all rounds.
