@@ -125,7 +125,8 @@ def ablation_caption(paths: list[str], link) -> str:
         a = d["ablation"]
         cmd = re.sub(r" --(run-dir|out) \S+", "", d["command"])
         seeds = ", ".join(map(str, a["seeds"]))
-        lines.append(f"{a['task']}: " + source(p, link, f"seeds {seeds}, {a['split']} split") + f"; `{cmd}`")
+        note = f"; {d['note']}" if d.get("note") else ""
+        lines.append(f"{a['task']}: " + source(p, link, f"seeds {seeds}, {a['split']} split") + f"; `{cmd}`{note}")
     return bullets(lines)
 
 
@@ -638,6 +639,7 @@ ISSUE24 = ["ablation_issue24_tiny-arith.json", "ablation_issue24_tiny-choice.jso
 ISSUE24_E12 = ["ablation_issue24_e12_tiny-arith.json", "ablation_issue24_e12_tiny-choice.json"]
 ISSUE24_RMVOTE = ["ablation_issue24_rmvote_tiny-arith.json", "ablation_issue24_rmvote_tiny-choice.json"]
 ISSUE24_Q = ["ablation_issue24_q_tiny-arith.json", "ablation_issue24_q_tiny-choice.json"]
+ISSUE24_QF = ["ablation_issue24_q_full_tiny-arith.json", "ablation_issue24_q_full_tiny-choice.json"]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
@@ -692,6 +694,8 @@ TABLES = {
                                                          "default_run_time_tiny-choice_73cd226_e10_rmq.json",
                                                          "default_run_time_tiny-arith_18b442c.json",
                                                          "default_run_time_tiny-choice_18b442c.json"]),
+    "default-run-time-suffix": partial(pipeline_times, [f"default_run_time_tiny-{t}_{c}.json" for c in
+                                                        ("18b442c", "e397a85") for t in ("arith", "choice")]),
     "zoo-models": partial(zoo_models, [("src/rewdistill/models/zoo/zoo_report.json", "shipped"),
                                        ("benchmarks/results/zoo_report_chain_teacher.json", "chain-built, before")]),
     "sft-epochs": partial(sft_sweep_table, "sft_epochs_validation.jsonl"),
@@ -712,6 +716,8 @@ TABLES = {
                                                "rl_batching_validation_tiny-choice.jsonl"], "rl.batching"),
     "compile-check": partial(batching_check_table, ["compile_check_sft_tiny-arith.json",
                                                     "compile_check_sft_tiny-choice.json"]),
+    "suffix-check": partial(batching_check_table, [f"suffix_check_{s}_tiny-{t}.json" for s in ("sft", "rm")
+                                                   for t in ("arith", "choice")]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
     "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
                                                  "side_by_side_tiny-arith_c99bf8c.json"]),
