@@ -103,8 +103,23 @@ def test_packed_score_pairs_equal_padded_in_the_callers_order(tmp_path, other_to
         assert packed_rows == [4, 4, 4, 4, 4, 3]  # packing took place, 4 pairs a batch ...
         assert torch.allclose(torch.tensor(packed), torch.tensor(padded), atol=1e-5)  # ... with the same scores
         packed_rows.clear()
-        with_empty = pairs + [(prompts[0], [])]
+        with_empty = pairs + [(prompts[0], [])]  # an empty response: the padded path
         assert score_pairs(rm, with_empty, 0, batch_size=4, packed=True) == score_pairs(rm, with_empty, 0, batch_size=4)
+
+
+def test_packed_scoring_only_where_packing_keeps_the_scores(tmp_path, other_tokenizer):
+    """packs(): rotary-position families with full attention and SDPA / eager attention; a model whose positions
+    do not come from position_ids (GPT-2 here: learned, like ALiBi models it could differ) or a sliding window is
+    scored padded."""
+    from transformers import GPT2Config, GPT2LMHeadModel, MistralConfig, MistralForCausalLM
+
+    from rewdistill.models.reward import packs
+
+    assert packs(LikelihoodRM(load_causal_lm(save_tiny("llama", other_tokenizer, tmp_path / "m"))))
+    assert not packs(LikelihoodRM(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))))
+    windowed = MistralConfig(num_hidden_layers=1, hidden_size=16, num_attention_heads=2, num_key_value_heads=2,
+                             intermediate_size=32, vocab_size=50, sliding_window=4)
+    assert not packs(LikelihoodRM(MistralForCausalLM(windowed)))
 
 
 def test_grouped_shuffle_keeps_a_question_together():

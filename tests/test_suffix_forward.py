@@ -53,9 +53,24 @@ def suffix_of(model, pairs):
     return suffix_logprobs(model, ids, mask, starts, lengths)
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
-def test_suffix_logprobs_equal_the_full_forward(kind):
+@pytest.fixture
+def suffix_calls(monkeypatch):
+    """Counts suffix_logprobs calls made through train.sft and models.reward (so a silent fallback shows)."""
+    import rewdistill.models.reward as reward_module
+    import rewdistill.train.sft as sft_module
+
+    calls = []
+    for module in (sft_module, reward_module):
+        real = module.suffix_logprobs
+        monkeypatch.setattr(module, "suffix_logprobs", lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("kind,attn", [("llama", "sdpa"), ("qwen2", "sdpa"), ("qwen3", "sdpa"), ("llama", "eager"),
+                                       ("qwen3", "eager")])
+def test_suffix_logprobs_equal_the_full_forward(kind, attn):
     model = micro(kind).train()
+    model.config._attn_implementation = attn
     assert usable(model)
     pairs = random_pairs(7)
     ref = full_logprobs(model, pairs)
@@ -70,25 +85,39 @@ def test_suffix_logprobs_equal_the_full_forward(kind):
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_sft_loss_suffix_equals_full_with_and_without_weights():
+def test_sft_loss_suffix_equals_full_with_and_without_weights(suffix_calls):
     model = micro("llama").train()
     pairs = random_pairs(6, seed=1)
     full = sft_loss(model, pairs, PAD, "cpu")
+    assert not suffix_calls
     fast = sft_loss(model, pairs, PAD, "cpu", suffix=True)
+    assert suffix_calls == [1]
     assert torch.allclose(fast, full, atol=1e-6)
     w = [1.0, 3.0, 1.0, 2.0, 1.0, 1.0]
     assert torch.allclose(sft_loss(model, pairs, PAD, "cpu", weights=w, suffix=True),
                           sft_loss(model, pairs, PAD, "cpu", weights=w), atol=1e-6)
+    assert len(suffix_calls) == 2
+    empty_prompt = [([], [5, 6])] + pairs  # nothing predicts its first token: the full forward, as before
+    assert torch.equal(sft_loss(model, empty_prompt, PAD, "cpu", suffix=True),
+                       sft_loss(model, empty_prompt, PAD, "cpu"))
+    assert len(suffix_calls) == 2
 
 
-def test_likelihood_rm_suffix_scores_equal_full():
+def test_likelihood_rm_suffix_scores_equal_full(suffix_calls):
     rm = LikelihoodRM(micro("qwen2"), scale=2.0, bias=-0.5)
     ids, mask, resp = pair_batch(random_pairs(5, seed=2), PAD)
     full = batch_scores(rm, ids, mask, resp)
     fast = batch_scores(rm, ids, mask, resp, suffix=True)
+    assert suffix_calls == [1]
     assert torch.allclose(fast, full, atol=1e-5)
     left = torch.cat([mask[:1] * 0, mask[1:]])  # a row without its first column real: not right-padded, falls back
     assert torch.equal(batch_scores(rm, ids, left, resp, suffix=True), batch_scores(rm, ids, left, resp))
+    assert suffix_calls == [1]
+    empty = resp.clone()
+    empty[0] = 0  # a row with an empty response scores as in the full forward (0 tokens: the bias)
+    assert torch.allclose(batch_scores(rm, ids, mask, empty, suffix=True), batch_scores(rm, ids, mask, empty),
+                          atol=1e-5)
+    assert suffix_calls == [1, 1]
 
 
 def test_usable_refuses_what_it_cannot_reproduce():

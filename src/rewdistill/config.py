@@ -112,14 +112,14 @@ class SFTCfg(Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     batching: Batching = Field("random", description=BATCHING_HELP + "; not recommended for SFT: on the tiny tasks "
                                "the student learned far slower and collapsed on validation")
-    duplicates: Literal["keep", "drop", "weight"] = Field(
-        "keep", description="keep: every label-1 teacher response; drop: one copy of each distinct response per "
-        "question; weight: one copy, its loss times its count")
+    duplicates: Literal["keep", "drop", "weight"] = Field("keep", description="keep: every label-1 teacher response; "
+                                                          "drop / weight: one copy of each (weight: loss x its count)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
     compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
                                                   "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
     forward: Literal["suffix", "full"] = Field("suffix", description="suffix: last layer and head only where a response"
-                                               " token is predicted (models/suffix.py); full: the model's forward")
+                                               " token is predicted (models/suffix.py; random batching, one process, "
+                                               "not compiled); full: the model's forward")
 
 
 class RewardModelCfg(Section):

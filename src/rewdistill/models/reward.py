@@ -20,6 +20,7 @@ from torch import nn
 from rewdistill.models.forward import last_token_scores, position_ids
 from rewdistill.models.packed import Packed, mean_per_pair, pack_pairs, packed_last_hidden, packed_logprobs
 from rewdistill.models.suffix import suffix_logprobs, usable
+from rewdistill.sampling.fast import full_attention_family
 
 KINDS = ("scalar", "likelihood")
 
@@ -31,7 +32,7 @@ def mean_response_logprob(lm, ids: torch.Tensor, mask: torch.Tensor, resp: torch
     ids, mask, resp: (B, L), any padding side; resp marks response tokens (never position 0). Returns (B,).
     `suffix`: through `models.suffix` (the last layer and head only at the response) where it applies: right-padded
     rows, one contiguous response each, a bare Llama-family `lm`; the same means to float rounding."""
-    if suffix and bool(mask[:, 0].all()) and usable(lm):
+    if suffix and bool(mask[:, 0].all()) and not bool(resp[:, 0].any()) and usable(lm):
         lengths = resp.sum(1)  # (B,)
         starts = resp.argmax(1)  # (B,) first response token
         logp, valid = suffix_logprobs(lm, ids, mask, starts, lengths)  # (B, R) each
@@ -135,8 +136,10 @@ def packed_scores(rm, batch: Packed) -> torch.Tensor:
 
 
 def packs(rm) -> bool:
-    """Whether `rm`'s attention takes the block mask of a packed batch (`models.packed.block_mask`)."""
-    return getattr(getattr(rm, "module", rm).config, "_attn_implementation", None) in ("sdpa", "eager")
+    """Whether packing gives `rm`'s own scores: a rotary-position family with full attention (`sampling.fast`) whose
+    attention takes the block mask of a packed batch (`models.packed.block_mask`): SDPA or eager."""
+    cfg = getattr(getattr(rm, "module", rm), "config", None)
+    return full_attention_family(cfg) and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
 
 
 @torch.no_grad()

@@ -23,14 +23,17 @@ from rewdistill.sampling.fast import RMS_NAMES, base_model, supports
 
 
 def usable(model) -> bool:
-    """True when `suffix_logprobs` reproduces `model`'s forward: a bare (unwrapped, one process, not compiled)
-    fast-sampler architecture with SDPA or eager attention and no attention dropout while training."""
+    """True when `suffix_logprobs` reproduces `model`'s forward: a fast-sampler architecture (PEFT LoRA on it is
+    fine) with SDPA or eager attention and no attention dropout while training, on one process, not wrapped by DDP
+    or FSDP and not compiled."""
     if hasattr(model, "module") or hasattr(model, "_orig_mod"):  # DDP / FSDP 1 / torch.compile wrappers
         return False
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return False  # FSDP 2 shards in place: its hooks expect the root module's forward
+        return False
     m = base_model(model)
+    if type(m).__name__.startswith("FSDP"):  # FSDP 2 shards in place (class FSDP<Model>): its hooks need the root's
+        return False  # forward
     if not supports(m):
         return False
     cfg = m.config
@@ -53,9 +56,9 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
                     lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs of each row's response tokens ids[b, starts[b] : starts[b] + lengths[b]].
 
-    ids, mask: (B, T) right-padded; starts, lengths: (B,) with starts >= 1. Returns (logp, valid), both (B, R) with
-    R = max(lengths): logp[b, t] = log p(ids[b, starts[b] + t] | ids[b, :starts[b] + t]); valid marks t < lengths[b]
-    (logp is 0 elsewhere)."""
+    ids, mask: (B, T) right-padded; starts, lengths: (B,), starts >= 1 where lengths > 0. Returns (logp, valid),
+    both (B, R) with R = max(lengths): logp[b, t] = log p(ids[b, starts[b] + t] | ids[b, :starts[b] + t]); valid
+    marks t < lengths[b] (logp is 0 elsewhere)."""
     m = base_model(model)
     inner = m.model
     B, T = ids.shape
@@ -75,7 +78,7 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
 
     t = torch.arange(R, device=device)
     valid = t[None] < lengths[:, None]  # (B, R)
-    q_at = (starts[:, None] - 1 + t[None]).clamp(max=T - 1)  # (B, R) positions whose output predicts a token
+    q_at = (starts[:, None] - 1 + t[None]).clamp(0, T - 1)  # (B, R) positions whose output predicts a token
     last = inner.layers[-1]
     a = last.self_attn
     D = a.head_dim

@@ -25,20 +25,24 @@ def base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def supports(model) -> bool:
-    """True when the fast path reproduces this model's forward: a supported type with full attention everywhere."""
-    m = base_model(model)
-    cfg = getattr(m, "config", None)
+def full_attention_family(cfg) -> bool:
+    """A config of a supported type (rotary positions) with full attention in every layer (no sliding window)."""
     if cfg is None or getattr(cfg, "model_type", None) not in SUPPORTED:
         return False
     if (getattr(cfg, "use_sliding_window", False)
             or (cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None))):
         return False
-    layers = getattr(getattr(m, "model", None), "layers", None)
-    if not layers or not hasattr(m.model, "rotary_emb") or not hasattr(m, "lm_head"):
-        return False
     types = getattr(cfg, "layer_types", None)
     return not types or all(t == "full_attention" for t in types)
+
+
+def supports(model) -> bool:
+    """True when the fast path reproduces this model's forward: a supported type with full attention everywhere."""
+    m = base_model(model)
+    if not full_attention_family(getattr(m, "config", None)):
+        return False
+    layers = getattr(getattr(m, "model", None), "layers", None)
+    return bool(layers) and hasattr(m.model, "rotary_emb") and hasattr(m, "lm_head")
 
 
 class Layer:

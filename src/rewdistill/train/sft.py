@@ -55,7 +55,8 @@ def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, devic
             return -logp.mean()
         n_global = accelerator.reduce(torch.tensor(float(len(logp)), device=device), "sum")
         return -logp.sum() / (n_global / accelerator.num_processes)
-    if suffix and (accelerator is None or accelerator.num_processes == 1) and usable(model):
+    one = accelerator is None or accelerator.num_processes == 1
+    if suffix and one and all(p for p, _ in pairs) and usable(model):  # an empty prompt: nothing predicts token 0
         if accelerator is None:
             return suffix_loss(model, pairs, pad_id, device, weights)
         with accelerator.autocast():  # mixed precision as the prepared model's forward would run it
