@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rewdistill.models.family import full_attention_family
 from rewdistill.models.forward import last_token_scores, position_ids
 from rewdistill.models.packed import Packed, mean_per_pair, pack_pairs, packed_last_hidden, packed_logprobs
 from rewdistill.models.suffix import suffix_logprobs, usable
-from rewdistill.sampling.fast import full_attention_family
 
 KINDS = ("scalar", "likelihood")
 

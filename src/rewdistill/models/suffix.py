@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rewdistill.sampling.fast import RMS_NAMES, base_model, supports
+from rewdistill.models.family import RMS_NAMES, base_model, supports
 
 
 def usable(model) -> bool:

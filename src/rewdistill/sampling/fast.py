@@ -17,32 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SUPPORTED = ("llama", "mistral", "qwen2", "qwen3")
-
-
-def base_model(model):
-    """The HF *ForCausalLM under a PEFT wrapper (LoRA layers stay in place and are applied by the modules)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def full_attention_family(cfg) -> bool:
-    """A config of a supported type (rotary positions) with full attention in every layer (no sliding window)."""
-    if cfg is None or getattr(cfg, "model_type", None) not in SUPPORTED:
-        return False
-    if (getattr(cfg, "use_sliding_window", False)
-            or (cfg.model_type == "mistral" and getattr(cfg, "sliding_window", None))):
-        return False
-    types = getattr(cfg, "layer_types", None)
-    return not types or all(t == "full_attention" for t in types)
-
-
-def supports(model) -> bool:
-    """True when the fast path reproduces this model's forward: a supported type with full attention everywhere."""
-    m = base_model(model)
-    if not full_attention_family(getattr(m, "config", None)):
-        return False
-    layers = getattr(getattr(m, "model", None), "layers", None)
-    return bool(layers) and hasattr(m.model, "rotary_emb") and hasattr(m, "lm_head")
+from rewdistill.models.family import RMS_NAMES, SUPPORTED, base_model, full_attention_family, supports  # noqa: F401
 
 
 class Layer:
@@ -71,9 +46,6 @@ class Layer:
         """x (B, T, d) -> q (B, T, H, D), k, v (B, T, H_kv, D)."""
         a, shape = self.attn, (x.shape[0], x.shape[1], -1, self.head_dim)
         return a.q_proj(x).view(shape), a.k_proj(x).view(shape), a.v_proj(x).view(shape)
-
-
-RMS_NAMES = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm")
 
 
 def additive(allowed: torch.Tensor) -> torch.Tensor:
