@@ -101,17 +101,27 @@ def pack_pairs(pairs: list[tuple[list[int], list[int]]], pad: int, max_len: int 
                   torch.tensor(last), len(pairs))
 
 
-def block_mask(model, batch: Packed) -> torch.Tensor:
-    """The batch's mask as `model`'s attention takes a 4-D mask: boolean for SDPA, additive (0 or the dtype's
-    minimum) for eager attention, which adds it to the scores. Other kernels (flash attention, flex, remote code)
-    do not apply a custom 4-D mask as a block mask: refused, so that responses never silently see each other."""
+def model_mask(model, allowed: torch.Tensor) -> torch.Tensor | None:
+    """A boolean 4-D mask (query may attend to key) as `model`'s attention takes it: as it is for SDPA, additive (0
+    or the dtype's minimum) for eager attention, which adds it to the scores; None for any other kernel (flash
+    attention, flex, remote code), which does not apply a custom 4-D mask."""
     impl = getattr(getattr(model, "module", model).config, "_attn_implementation", None)
     if impl == "sdpa":
-        return batch.mask
+        return allowed
     if impl == "eager":
         dtype = next(model.parameters()).dtype
-        return torch.zeros(batch.mask.shape, dtype=dtype, device=batch.mask.device).masked_fill(
-            ~batch.mask, torch.finfo(dtype).min)
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed,
+                                                                                           torch.finfo(dtype).min)
+    return None
+
+
+def block_mask(model, batch: Packed) -> torch.Tensor:
+    """The batch's mask as `model`'s attention takes it (`model_mask`). Other kernels are refused, so that responses
+    never silently see each other."""
+    mask = model_mask(model, batch.mask)
+    if mask is not None:
+        return mask
+    impl = getattr(getattr(model, "module", model).config, "_attn_implementation", None)
     raise ValueError(f"question batching needs the model's attention to be sdpa or eager (it is {impl}); set "
                      "sft.batching / reward_model.batching / rl.batching to random")
 

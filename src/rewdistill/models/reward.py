@@ -31,7 +31,8 @@ def mean_response_logprob(lm, ids: torch.Tensor, mask: torch.Tensor, resp: torch
 
     ids, mask, resp: (B, L), any padding side; resp marks response tokens (never position 0). Returns (B,).
     `suffix`: through `models.suffix` (the last layer and head only at the response) where it applies: right-padded
-    rows, one contiguous response each, a bare Llama-family `lm`; the same means to float rounding."""
+    rows, one contiguous response each, a Llama-family `lm` (`models.suffix.usable`); the same means to float
+    rounding."""
     if suffix and bool(mask[:, 0].all()) and not bool(resp[:, 0].any()) and usable(lm):
         lengths = resp.sum(1)  # (B,)
         starts = resp.argmax(1)  # (B,) first response token
@@ -136,7 +137,7 @@ def packed_scores(rm, batch: Packed) -> torch.Tensor:
 
 
 def packs(rm) -> bool:
-    """Whether packing gives `rm`'s own scores: a rotary-position family with full attention (`sampling.fast`) whose
+    """Whether packing gives `rm`'s own scores: a rotary-position family with full attention (`models.family`) whose
     attention takes the block mask of a packed batch (`models.packed.block_mask`): SDPA or eager."""
     cfg = getattr(getattr(rm, "module", rm), "config", None)
     return full_attention_family(cfg) and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from rewdistill.models.family import RMS_NAMES, base_model, supports
+from rewdistill.models.packed import model_mask
 
 
 def usable(model) -> bool:
@@ -69,9 +70,7 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
     cos, sin = inner.rotary_emb(h, pos)  # (B, T, D)
     keys_ok = mask.bool()  # (B, T)
     causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()  # (T, T)
-    full = (causal[None] & keys_ok[:, None, :])[:, None]  # (B, 1, T, T); pad queries see earlier real keys
-    attn_mask = full if m.config._attn_implementation == "sdpa" else torch.zeros(
-        full.shape, dtype=h.dtype, device=device).masked_fill(~full, torch.finfo(h.dtype).min)
+    attn_mask = model_mask(m, (causal[None] & keys_ok[:, None, :])[:, None])  # (B, 1, T, T); pads see real keys
     for layer in inner.layers[:-1]:
         h = layer(h, attention_mask=attn_mask, position_ids=pos, position_embeddings=(cos, sin))
         h = h[0] if isinstance(h, tuple) else h

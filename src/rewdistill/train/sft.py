@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from rewdistill.models.forward import pad_right
 from rewdistill.models.packed import pack_pairs, packed_logprobs
 from rewdistill.models.suffix import suffix_logprobs, usable
 from rewdistill.train.common import sft_batch
@@ -31,7 +32,7 @@ def suffix_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, de
                 weights: list[float] | None = None) -> torch.Tensor:
     """`sft_loss` on one process through `models.suffix` (the last layer and the head only where a response token is
     predicted): the same mean (or weighted mean) of the response tokens' cross-entropy, to float rounding."""
-    ids, mask, _ = sft_batch(pairs, pad_id)  # (B, T) each
+    ids, mask = pad_right([p + r for p, r in pairs], pad_id)  # (B, T) each
     starts = torch.tensor([len(p) for p, _ in pairs], device=device)  # (B,)
     lengths = torch.tensor([len(r) for _, r in pairs], device=device)  # (B,)
     logp, valid = suffix_logprobs(model, ids.to(device), mask.to(device), starts, lengths)  # (B, R) each
@@ -44,7 +45,8 @@ def sft_loss(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, devic
     """Mean cross-entropy over the response tokens of a batch of (prompt_ids, response_ids) pairs; `packed`: the
     responses to one prompt share a row and the prompt's computation (`models.packed`), same loss; `weights`: pair
     i counts as weights[i] copies of itself (`weighted_token_mean`; one process); `suffix`: through `suffix_loss`
-    where `models.suffix.usable` says it applies (one process, a bare Llama-family model), else the model's forward.
+    where `models.suffix.usable` says it applies (one process, a Llama-family model, non-empty prompts), else the
+    model's forward.
 
     Over several processes each holds part of the batch: the loss is its token sum divided by the *global*
     token count (times the process count, which DDP's gradient average divides out), so every token weighs the
