@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from rewdistill.models.forward import token_logprobs
 from rewdistill.models.load import load_causal_lm, load_reward_model
-from rewdistill.models.packed import block_mask, pack_pairs, packed_logprobs
+from rewdistill.models.packed import block_mask, pack_pairs, packed_logprobs, plan_rows
 from rewdistill.models.reward import LikelihoodRM, batch_scores, packed_scores, pair_batch, score_pairs
 from rewdistill.train.loop import grouped_shuffle
 from rewdistill.train.reward_model import train_reward_model
@@ -43,6 +43,43 @@ def test_pack_pairs_caps_rows_and_keeps_every_token():
     b = pack_pairs(PAIRS, pad=0, max_len=6)  # 3 + 2, then + 3 > 6: new row 3 + 3, then + 1 > 6: a third row
     assert b.ids.shape[0] == 4
     assert sorted(b.tgt.tolist()) == sorted(t for _, r in PAIRS for t in r)
+
+
+def reference_mask(pairs, width, plan):
+    """The block mask written out with loops, one row of `plan` (prompt, pair indices) at a time."""
+    mask = torch.zeros((len(plan), width, width), dtype=torch.bool)
+    for row, (p, idx) in enumerate(plan):
+        n = len(p)
+        for q in range(n):
+            mask[row, q, : q + 1] = True  # the prompt, causally
+        at = n
+        for i in idx:
+            for t in range(len(pairs[i][1])):
+                mask[row, at + t, :n] = True  # a response token sees the prompt and its own earlier tokens
+                mask[row, at + t, at : at + t + 1] = True
+            at += len(pairs[i][1])
+        for q in range(at, width):
+            mask[row, q, q] = True  # padding sees itself only
+    return mask
+
+
+def test_pack_pairs_mask_and_indices_match_loops_on_random_batches():
+    rng = random.Random(0)
+    for case in range(60):
+        prompts = [[rng.randrange(1, 50) for _ in range(rng.randrange(1, 9))] for _ in range(rng.randrange(1, 4))]
+        pairs = [(rng.choice(prompts), [rng.randrange(1, 50) for _ in range(rng.randrange(1, 7))])
+                 for _ in range(rng.randrange(1, 10))]
+        cap = rng.choice([None, 6, 12])
+        b = pack_pairs(pairs, pad=0, max_len=cap)
+        plan = plan_rows(pairs, cap or 2 * max(len(p) + len(r) for p, r in pairs))
+        width = b.ids.shape[1]
+        assert torch.equal(b.mask[:, 0], reference_mask(pairs, width, plan)), case
+        flat_ids = b.ids.reshape(-1)
+        for i, (p, r) in enumerate(pairs):  # each token's target, and the position that predicts it holds the
+            toks = (b.seq == i).nonzero()[:, 0]  # token before it (the prompt's last token for the first)
+            assert b.tgt[toks].tolist() == r, case
+            assert flat_ids[b.src[toks]].tolist() == [p[-1], *r[:-1]], case
+            assert flat_ids[b.last[i]].item() == r[-1], case
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])

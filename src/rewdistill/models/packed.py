@@ -14,6 +14,7 @@ carries the block structure (transformers passes 4-D masks through to the attent
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -59,46 +60,55 @@ def plan_rows(pairs: list[tuple[list[int], list[int]]], max_len: int) -> list[tu
 def pack_pairs(pairs: list[tuple[list[int], list[int]]], pad: int, max_len: int | None = None) -> Packed:
     """Pack (prompt ids, response ids) pairs with shared prompts (module docstring). Rows are capped at `max_len`
     tokens (default: twice the longest pair) so that attention over a row stays cheap; a prompt with more
-    responses than fit gets several rows. Every prompt and every response must be non-empty."""
+    responses than fit gets several rows. Every prompt and every response must be non-empty.
+
+    Token lists are built in Python, the (R, T, T) mask in a few tensor operations from each position's segment:
+    0 for the prompt, k for the row's k-th response, a negative number of its own for each padding position."""
     if any(not p or not r for p, r in pairs):
         raise ValueError("pack_pairs: an empty prompt or response (nothing would predict its first token)")
     if max_len is None:
         max_len = 2 * max(len(p) + len(r) for p, r in pairs)
     plan = plan_rows(pairs, max_len)
     width = max(len(p) + sum(len(pairs[i][1]) for i in idx) for p, idx in plan)
-    ids = torch.full((len(plan), width), pad, dtype=torch.long)
-    pos = torch.zeros((len(plan), width), dtype=torch.long)
-    mask = torch.zeros((len(plan), width, width), dtype=torch.bool)
-    src = [0] * sum(len(r) for _, r in pairs)
-    tgt = [0] * len(src)
-    seq = [0] * len(src)
-    last = [0] * len(pairs)
     offset = [0] * len(pairs)  # where each pair's tokens start in the flat (N,) order (pair order)
     for i in range(1, len(pairs)):
         offset[i] = offset[i - 1] + len(pairs[i - 1][1])
+    n_tok = offset[-1] + len(pairs[-1][1])
+    src, tgt, seq, last = [0] * n_tok, [0] * n_tok, [0] * n_tok, [0] * len(pairs)
+    ids, pos, seg = [], [], []  # (R * T,) flat, row after row
     for row, (p, idx) in enumerate(plan):
-        n = len(p)
-        ids[row, :n] = torch.tensor(p, dtype=torch.long)
-        pos[row, :n] = torch.arange(n)
-        mask[row, :n, :n] = torch.ones(n, n, dtype=torch.bool).tril()
+        n, base = len(p), row * width
+        r_ids, r_pos, r_seg = list(p), list(range(n)), [0] * n
         at = n
-        for i in idx:
+        for k, i in enumerate(idx, start=1):
             r = pairs[i][1]
-            m = len(r)
-            ids[row, at : at + m] = torch.tensor(r, dtype=torch.long)
-            pos[row, at : at + m] = torch.arange(n, n + m)
-            mask[row, at : at + m, :n] = True  # the prompt
-            mask[row, at : at + m, at : at + m] = torch.ones(m, m, dtype=torch.bool).tril()  # itself, causally
-            for t in range(m):  # token t of the response is predicted at the prompt's last token (t = 0) or t - 1
-                k = offset[i] + t
-                src[k] = row * width + (n - 1 if t == 0 else at + t - 1)
-                tgt[k], seq[k] = r[t], i
-            last[i] = row * width + at + m - 1
+            m, o = len(r), offset[i]
+            r_ids += r
+            r_pos += range(n, n + m)
+            r_seg += [k] * m
+            # token t of the response is predicted at the prompt's last token (t = 0) or at token t - 1
+            src[o : o + m] = [base + n - 1, *range(base + at, base + at + m - 1)]
+            tgt[o : o + m] = r
+            seq[o : o + m] = [i] * m
+            last[i] = base + at + m - 1
             at += m
-        for t in range(at, width):  # padding attends to itself only (a query that sees nothing gives NaN)
-            mask[row, t, t] = True
-    return Packed(ids, pos, mask[:, None], torch.tensor(src), torch.tensor(tgt), torch.tensor(seq),
-                  torch.tensor(last), len(pairs))
+        fill = width - at
+        ids += r_ids + [pad] * fill
+        pos += r_pos + [0] * fill
+        seg += r_seg + list(range(-at - 1, -width - 1, -1))  # padding: a segment of its own (-1 - position)
+    shape = (len(plan), width)
+    seg_t = longs(seg).view(shape)  # (R, T)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()  # (T, T)
+    key, query = seg_t[:, None, :], seg_t[:, :, None]  # (R, 1, T), (R, T, 1)
+    # a real token sees the prompt and its own response, padding only itself (a query that sees nothing gives NaN)
+    sees = causal & (((key == 0) & (query >= 0)) | (key == query))  # (R, T, T)
+    return Packed(longs(ids).view(shape), longs(pos).view(shape), sees[:, None], longs(src), longs(tgt), longs(seq),
+                  longs(last), len(pairs))
+
+
+def longs(values: list[int]) -> torch.Tensor:
+    """A flat list of ints as an int64 tensor (through `array`: several times faster than torch.tensor on a list)."""
+    return torch.frombuffer(array("q", values), dtype=torch.long) if values else torch.zeros(0, dtype=torch.long)
 
 
 def model_mask(model, allowed: torch.Tensor) -> torch.Tensor | None:

@@ -75,12 +75,19 @@ class KVCache:
         return view
 
     def keep(self, rows: torch.Tensor, used: int) -> None:
-        """Keep only `rows` (indices into the current batch); only the first `used` positions are copied."""
+        """Keep only `rows` (indices into the current batch); only the first `used` positions are copied. With no
+        more rows than the buffers hold (finished rows dropped), in place: the kept rows move to the front and the
+        buffers become views of it (a fresh buffer of the whole cache every time cost more than the copy)."""
+        n = len(rows)
         for buffers in (self.k, self.v):
             for i, buf in enumerate(buffers):
-                fresh = torch.empty((len(rows),) + buf.shape[1:], dtype=buf.dtype, device=buf.device)
-                fresh[:, :, :used] = buf[rows, :, :used]
-                buffers[i] = fresh
+                if n <= buf.shape[0]:
+                    buf[:n, :, :used] = buf[rows, :, :used]  # the right side is gathered first: no overlap
+                    buffers[i] = buf[:n]
+                else:  # more rows than the buffers: a prompt's cache copied to its n samples
+                    fresh = torch.empty((n,) + buf.shape[1:], dtype=buf.dtype, device=buf.device)
+                    fresh[:, :, :used] = buf[rows, :, :used]
+                    buffers[i] = fresh
 
 
 def attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float,
@@ -182,16 +189,20 @@ def decode_batch(model, prompts: list[list[int]], temperature: float, max_new_to
     length = torch.full((B,), max_new_tokens, dtype=torch.long, device=device)  # (B,) tokens emitted
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)  # (b,) buffer rows already finished
+    neg = additive(valid)  # (b, L) 0 on real keys, -inf elsewhere; a column opens as its token is written
     for t in range(max_new_tokens):
         logits = m.lm_head(h).float()  # (b, V)
         if temperature == 0:
             tok = logits.argmax(-1)
+            lp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0] if want_logprobs else None
         else:
-            tok = torch.multinomial(F.softmax(logits / temperature, dim=-1), 1)[:, 0]
+            scaled = logits / temperature
+            tok = torch.multinomial(F.softmax(scaled, dim=-1), 1)[:, 0]
+            lp = F.log_softmax(scaled, dim=-1).gather(1, tok[:, None])[:, 0] if want_logprobs else None
+        # every row of the batch writes; a finished row's writes land past its length and are never read
+        out[alive, t] = tok
         if want_logprobs:
-            lp = F.log_softmax(logits / (temperature or 1.0), dim=-1).gather(1, tok[:, None])[:, 0]
-            logps[alive[~done], t] = lp[~done]
-        out[alive[~done], t] = tok[~done]
+            logps[alive, t] = lp
         ends = torch.isin(tok, stop_t) & ~done
         if ends.any():
             length[alive[ends]] = t + 1
@@ -202,11 +213,11 @@ def decode_batch(model, prompts: list[list[int]], temperature: float, max_new_to
         if int(done.sum()) * 8 >= len(done):  # compact: finished rows would cost compute every step
             keep = (~done).nonzero()[:, 0]
             cache.keep(keep, P + t)
-            alive, valid, next_pos, tok, done = alive[keep], valid[keep], next_pos[keep], tok[keep], done[keep]
+            alive, neg, next_pos, tok, done = alive[keep], neg[keep], next_pos[keep], tok[keep], done[keep]
         col = P + t
-        valid[:, col] = True
+        neg[:, col] = 0.0
         h = m.model.embed_tokens(tok[:, None])  # (b, 1, d)
-        step_mask = additive(valid[:, None, None, : col + 1])  # (b, 1, 1, col+1)
+        step_mask = neg[:, None, None, : col + 1]  # (b, 1, 1, col+1)
         h = forward_step(m, layers, h, cache, col, cos_t[next_pos][:, None], sin_t[next_pos][:, None], step_mask)
         next_pos = next_pos + 1
     out, length, finished = out.cpu(), length.cpu(), finished.cpu()
