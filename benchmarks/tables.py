@@ -640,6 +640,7 @@ ISSUE24_E12 = ["ablation_issue24_e12_tiny-arith.json", "ablation_issue24_e12_tin
 ISSUE24_RMVOTE = ["ablation_issue24_rmvote_tiny-arith.json", "ablation_issue24_rmvote_tiny-choice.json"]
 ISSUE24_Q = ["ablation_issue24_q_tiny-arith.json", "ablation_issue24_q_tiny-choice.json"]
 ISSUE24_QF = ["ablation_issue24_q_full_tiny-arith.json", "ablation_issue24_q_full_tiny-choice.json"]
+ISSUE24_S = ["ablation_issue24_s_tiny-arith.json", "ablation_issue24_s_tiny-choice.json"]
 CHAIN_ABLATIONS = [f"ablation-tiny-{t}{s}.json" for s in ("_before_chunk_seeding", "_before_fast_sampler", "")
                    for t in ("arith", "choice")]
 TABLES = {
@@ -655,7 +656,9 @@ TABLES = {
     "rl-recipe2-choice": partial(sweep_table, "rl_recipe2_validation_tiny-choice.jsonl"),
     "ablation-issue24-rmvote": partial(ablation_report, ISSUE24_RMVOTE),
     "guard-issue24-arith": partial(guard_table, "issue24_guard_validation_tiny-arith.json"),
-    "readme-results": partial(ablation_means, ISSUE24_QF),
+    "readme-results": partial(ablation_means, ISSUE24_S),
+    "ablation-issue24-s": partial(ablation_report, ISSUE24_S),
+    "ranking-issue24-s": partial(ablation_ranking, ISSUE24_S),
     "ablation-issue24-q": partial(ablation_report, ISSUE24_QF),
     "ranking-issue24-q": partial(ablation_ranking, ISSUE24_Q),
     "ablation-issue24": partial(ablation_report, ISSUE24),
