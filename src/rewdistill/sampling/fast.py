@@ -192,17 +192,12 @@ def decode_batch(model, prompts: list[list[int]], temperature: float, max_new_to
     neg = additive(valid)  # (b, L) 0 on real keys, -inf elsewhere; a column opens as its token is written
     for t in range(max_new_tokens):
         logits = m.lm_head(h).float()  # (b, V)
-        if temperature == 0:
-            tok = logits.argmax(-1)
-            lp = F.log_softmax(logits, dim=-1).gather(1, tok[:, None])[:, 0] if want_logprobs else None
-        else:
-            scaled = logits / temperature
-            tok = torch.multinomial(F.softmax(scaled, dim=-1), 1)[:, 0]
-            lp = F.log_softmax(scaled, dim=-1).gather(1, tok[:, None])[:, 0] if want_logprobs else None
+        scaled = logits / temperature if temperature else logits
+        tok = scaled.argmax(-1) if temperature == 0 else torch.multinomial(F.softmax(scaled, dim=-1), 1)[:, 0]
         # every row of the batch writes; a finished row's writes land past its length and are never read
         out[alive, t] = tok
         if want_logprobs:
-            logps[alive, t] = lp
+            logps[alive, t] = F.log_softmax(scaled, dim=-1).gather(1, tok[:, None])[:, 0]
         ends = torch.isin(tok, stop_t) & ~done
         if ends.any():
             length[alive[ends]] = t + 1
