@@ -158,7 +158,7 @@ def test_unknown_task_name_is_echoed_one_line_exit_2(tmp_path, capsys):
 def test_yaml_boolean_in_a_file_is_named_with_a_hint(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("sft:\n  mixed_precision: no\n")
-    with pytest.raises(ConfigError, match=r"sft.mixed_precision: False is not one of no, bf16, fp16 .*quote"):
+    with pytest.raises(ConfigError, match=r"sft.mixed_precision: False is not one of auto, no, bf16, fp16 .*quote"):
         load_config(str(f), {})
 
 

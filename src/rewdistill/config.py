@@ -46,7 +46,8 @@ class ModelsCfg(Section):
     student: str = Field("zoo:student", description="student base: HF hub id, local directory or zoo:<name>")
     device: str = Field("auto", description="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="weights dtype for sampling and frozen models: auto = bf16 on GPU, fp32 on CPU")
+        "auto", description="weights dtype for sampling and frozen models: auto = bf16 on GPU and on a CPU with AMX "
+        "(models/precision.py), fp32 on other CPUs")
     trust_remote_code: bool = Field(False, description="allow model repos to run their own code (off: safe)")
     teacher_backend: Literal["hf", "vllm", "openai"] = Field(
         "hf", description="how the teacher samples and judges: hf (transformers, local), vllm (pip install vllm), "
@@ -114,7 +115,9 @@ class SFTCfg(Section):
                                "the student learned far slower and collapsed on validation")
     duplicates: Literal["keep", "drop", "weight"] = Field("keep", description="keep: every label-1 teacher response; "
                                                           "drop / weight: one copy of each (weight: loss x its count)")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX (its bf16 matrix products run "
+        "~5x fp32; attention stays fp32: models/precision.py), else no")
     compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
                                                   "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
     forward: Literal["suffix", "full"] = Field("suffix", description="suffix: last layer and head only where a response"
@@ -141,7 +144,9 @@ class RewardModelCfg(Section):
                                                 "response) (as good on validation, 2.4x faster: docs/rl.md); keep: all")
     batching: Batching = Field("random", description=BATCHING_HELP + "; question kept the validation ranking, but is "
                                "not reproducible at > 1 thread on CPU (docs/rl.md)")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX (its bf16 matrix products run "
+        "~5x fp32; attention stays fp32: models/precision.py), else no")
     forward: Literal["suffix", "full"] = Field("suffix", description="likelihood kind: as sft.forward")
 
 
@@ -214,7 +219,8 @@ class RLCfg(Section):
         "answers (rl.select_samples per question, every selection question, no vote-share cut)")
     select_samples: int = Field(4, ge=0, description="policy samples (T = 1) per selection question for the "
                                 "teacher_vote score; 0 = not computed")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "no", description="accelerate mixed precision (auto: bf16 on a CPU with AMX, else no)")
 
     @model_validator(mode="after")
     def _groups(self):

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from rewdistill.models.precision import cpu_has_amx
 from rewdistill.models.prompt import PromptFormat, PromptFormatError
 
 ZOO_DIR = Path(__file__).parent / "zoo"
@@ -46,9 +47,11 @@ def resolve(path: str) -> str:
 
 
 def pick_dtype(name: str, device: str) -> torch.dtype:
-    """`auto` -> bf16 on CUDA, fp32 elsewhere; else the named dtype."""
+    """`auto` -> bf16 on CUDA and on a CPU with AMX (`models.precision.cpu_has_amx`), fp32 elsewhere; else the
+    named dtype."""
     if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        fast_bf16 = device.startswith("cuda") or (device == "cpu" and cpu_has_amx())
+        return torch.bfloat16 if fast_bf16 else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from rewdistill.models.family import RMS_NAMES, base_model, supports
 from rewdistill.models.packed import model_mask
+from rewdistill.models.precision import sdpa
 
 
 def usable(model) -> bool:
@@ -96,7 +97,7 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
     groups = q.shape[1] // k.shape[1]
     if groups > 1:
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=sees[:, None], scale=a.scaling)  # (B, H, R, D)
+    out = sdpa(q, k, v, attn_mask=sees[:, None], scale=a.scaling)  # (B, H, R, D)
     h_q = h.gather(1, q_at[:, :, None].expand(B, R, h.shape[-1]))  # (B, R, d)
     h_q = h_q + a.o_proj(out.transpose(1, 2).reshape(B, R, -1))
     h_q = h_q + last.mlp(last.post_attention_layernorm(h_q))

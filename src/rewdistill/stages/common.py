@@ -17,6 +17,7 @@ from rewdistill import labels as L
 from rewdistill.config import Config
 from rewdistill.io import MetricsLog, read_jsonl
 from rewdistill.launch import use_launched_engine
+from rewdistill.models import precision
 from rewdistill.models.load import load_causal_lm, load_prompt_format, resolve
 from rewdistill.models.prompt import PromptFormat
 from rewdistill.sampling.backends import HFSampler, VLLMSampler
@@ -86,7 +87,11 @@ class Ctx:
                           self.stage_hash)
 
     def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
-        """A fresh Accelerator for one stage (stages may differ in precision and accumulation)."""
+        """A fresh Accelerator for one stage (stages may differ in precision and accumulation); `auto` precision
+        resolved for this device (`models.precision`)."""
+        mixed_precision = precision.resolve(mixed_precision, self.device)
+        if mixed_precision == "bf16" and self.device == "cpu":
+            precision.keep_cpu_attention_fp32()
         AcceleratorState._reset_state()  # keeps the process group; drops the previous stage's settings
         GradientState._reset_state()
         set_seed(self.cfg.seed)
