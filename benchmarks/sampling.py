@@ -20,7 +20,9 @@ how much of the machine's matrix throughput the tokens use.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -35,6 +37,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from rewdistill.models.load import load_causal_lm, load_prompt_format
 from rewdistill.sampling.hf import generate
 from rewdistill.tasks import get_task
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 # (model, prompts, samples per prompt, batch size, temperature, max new tokens)
 WORKLOADS = [
@@ -67,11 +71,12 @@ def random_100m(tok):
     return LlamaForCausalLM(cfg).eval()
 
 
-def matmul_limit_gflops(device: str, seconds: float = 0.5) -> float:
-    """Best fp32 GFLOP/s of square matrix products (n = 256 .. 2048) on `device`, with the threads torch uses."""
+def matmul_limit_gflops(device: str, seconds: float = 0.5, dtype=torch.float32) -> float:
+    """Best GFLOP/s of square matrix products (n = 256 .. 2048) in `dtype` on `device`, with the threads torch
+    uses."""
     best = 0.0
     for n in (256, 512, 1024, 2048):
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         for _ in range(3):
             a @ b
         reps, t0 = 0, time.perf_counter()
@@ -104,13 +109,18 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default="benchmarks/results/sampling.json", help="JSON output path")
     ap.add_argument("--only", nargs="+", help="run only these models' workloads (names as in the table)")
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], choices=list(DTYPES),
+                    help="weights dtype of both engines (each workload runs once per dtype; the pipeline's "
+                    "models.dtype auto is bfloat16 on a CPU with AMX and on GPUs)")
     args = ap.parse_args()
-    limit = matmul_limit_gflops(args.device)
-    print(f"fp32 matmul limit: {limit:.0f} GFLOP/s", flush=True)
+    limits = {name: matmul_limit_gflops(args.device, dtype=DTYPES[name]) for name in ["float32", *args.dtypes]}
+    limit = limits["float32"]
+    for name, value in limits.items():
+        print(f"{name} matmul limit: {value:.0f} GFLOP/s", flush=True)
     task = get_task("tiny-arith")
     questions = [task.prompt(e) for e in task.load("train")[:256]]
     rows, models, sources = [], {}, {}
-    for name, n_prompts, n, batch, temp, max_new in WORKLOADS:
+    for (name, n_prompts, n, batch, temp, max_new), dtype in itertools.product(WORKLOADS, args.dtypes):
         if args.only and name not in args.only:
             continue
         if name == "smollm2-135m" and smollm2_path() is None:
@@ -127,6 +137,10 @@ def main() -> None:
                 sources[name] = "random init, seed 0" if name == "random-100m" else f"shipped zoo ({name})"
             models[name] = (model.to(args.device), tok)
         model, tok = models[name]
+        if dtype != "float32":  # a converted copy; the fp32 original stays for the next workload
+            if (name, dtype) not in models:
+                models[(name, dtype)] = (copy.deepcopy(model).to(DTYPES[dtype]), tok)
+            model = models[(name, dtype)][0]
         params = sum(p.numel() for p in model.parameters())
         prompts = questions[:n_prompts]
 
@@ -142,29 +156,32 @@ def main() -> None:
                 speed[engine].append(sum(len(g.token_ids) for g in gens) / secs)
         med = {e: statistics.median(v) for e, v in speed.items()}
         flops_per_token = 2 * matmul_params(model)  # in the matrix products of one decoded token
-        row = dict(model=name, source=sources[name], params_m=round(params / 1e6, 1), prompts=n_prompts, n=n,
-                   batch=batch, temperature=temp, max_new_tokens=max_new, hf_tok_s=round(med["hf"]),
-                   fast_tok_s=round(med["fast"]),
+        row = dict(model=name, source=sources[name], dtype=dtype, params_m=round(params / 1e6, 1),
+                   prompts=n_prompts, n=n, batch=batch, temperature=temp, max_new_tokens=max_new,
+                   hf_tok_s=round(med["hf"]), fast_tok_s=round(med["fast"]),
                    ratio=round(med["fast"] / med["hf"], 2), greedy_identical=f"{same}/{len(greedy['hf'])}",
                    runs_tok_s={e: [round(x) for x in v] for e, v in speed.items()},
                    matmul_params_m=round(flops_per_token / 2e6, 2),
                    hf_share_of_limit=round(flops_per_token * med["hf"] / 1e9 / limit, 3),
-                   fast_share_of_limit=round(flops_per_token * med["fast"] / 1e9 / limit, 3))
+                   fast_share_of_limit=round(flops_per_token * med["fast"] / 1e9 / limit, 3),
+                   fast_share_of_dtype_limit=round(flops_per_token * med["fast"] / 1e9 / limits[dtype], 3))
         rows.append(row)
-        print(f"{name:12s} {row['params_m']:6.1f}M {n_prompts:4d}x{n} b={batch:<4d} hf {row['hf_tok_s']:6d} tok/s  "
+        print(f"{name:12s} {dtype:8s} {row['params_m']:6.1f}M {n_prompts:4d}x{n} b={batch:<4d} "
+              f"hf {row['hf_tok_s']:6d} tok/s  "
               f"fast {row['fast_tok_s']:6d} tok/s  x{row['ratio']:.2f}  {row['fast_share_of_limit']:.0%} of limit  "
               f"greedy same {row['greedy_identical']}",
               flush=True)
-    print("\n| model | params | prompts x n | batch | T | max new | HF generate tok/s | rewdistill tok/s | ratio "
-          "| greedy identical |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    print("\n| model | dtype | params | prompts x n | batch | T | max new | HF generate tok/s | rewdistill tok/s "
+          "| ratio | greedy identical |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['params_m']}M | {r['prompts']} x {r['n']} | {r['batch']} | {r['temperature']} | "
-              f"{r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | **{r['ratio']:.2f}x** | "
-              f"{r['greedy_identical']} |")
+        print(f"| {r['model']} | {r['dtype']} | {r['params_m']}M | {r['prompts']} x {r['n']} | {r['batch']} | "
+              f"{r['temperature']} | {r['max_new_tokens']} | {r['hf_tok_s']} | {r['fast_tok_s']} | "
+              f"**{r['ratio']:.2f}x** | {r['greedy_identical']} |")
     commit = git_commit()
     out = {"date": time.strftime("%Y-%m-%d"), "commit": commit, "device": args.device,
            "torch_threads": torch.get_num_threads(), "matmul_limit_gflops": round(limit, 1),
+           "matmul_limit_gflops_by_dtype": {k: round(v, 1) for k, v in limits.items()},
            "teacher": f"zoo:teacher; zoo:student (as shipped at {commit})",
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "torch": torch.__version__,

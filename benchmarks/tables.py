@@ -270,14 +270,20 @@ def sampling_table(name: str, link) -> str:
     share = "matmul_limit_gflops" in d  # since the limit is measured in the same run: each engine's share of it
     if share:
         where += f"; fp32 matrix-product limit {d['matmul_limit_gflops']:.0f} GFLOP/s, measured in the same run"
-    rows = [[f"`{r['model']}`", f"{r['params_m']}M", f"{r['prompts']} x {r['n']}", r["batch"], r["max_new_tokens"],
-             r["hf_tok_s"], r["fast_tok_s"], f"**{r['ratio']:.2f}x**", r["greedy_identical"]]
+    dtypes = "matmul_limit_gflops_by_dtype" in d  # since the weights' dtype is a column: the limit in that dtype too
+    if dtypes:
+        where += "".join(f"; {k} limit {v:.0f} GFLOP/s" for k, v in d["matmul_limit_gflops_by_dtype"].items()
+                         if k != "float32")
+    rows = [[f"`{r['model']}`"] + ([r["dtype"]] if dtypes else [])
+            + [f"{r['params_m']}M", f"{r['prompts']} x {r['n']}", r["batch"], r["max_new_tokens"],
+               r["hf_tok_s"], r["fast_tok_s"], f"**{r['ratio']:.2f}x**", r["greedy_identical"]]
             + ([f"{r['hf_share_of_limit']:.0%}", f"{r['fast_share_of_limit']:.0%}"] if share else [])
             for r in d["rows"]]
     sources = list(dict.fromkeys(r["source"] for r in d["rows"] if "source" in r))
     caption = source(name, link, where) + "".join(f"; `{r['model']}` from {s}" for r in d["rows"][:1] for s in sources)
-    header = ["model", "params", "prompts x n", "batch", "max new", "HF `generate` tok/s", "rewdistill tok/s", "ratio",
-              "greedy identical"] + (["HF share of limit", "rewdistill share of limit"] if share else [])
+    header = ["model"] + (["weights"] if dtypes else []) + [
+        "params", "prompts x n", "batch", "max new", "HF `generate` tok/s", "rewdistill tok/s", "ratio",
+        "greedy identical"] + (["HF share of fp32 limit", "rewdistill share of fp32 limit"] if share else [])
     return caption + "\n\n" + table(header, rows, right_from=1)
 
 
@@ -315,9 +321,11 @@ def train_speed_table(names: list[str], link) -> str:
         for r in d["rows"]:
             rows.append([f"({i}) {r['stage']}", r["trainer"], f"{r['tokens_per_s']}",
                          f"{r['x_vs_rewdistill_random']:.2f}x",
-                         f"{r['x_vs_trl']:.2f}x" if r["x_vs_trl"] is not None else "–"])
+                         f"{r['x_vs_trl']:.2f}x" if r["x_vs_trl"] is not None else "–",
+                         f"{r['x_vs_trl_bf16']:.2f}x" if r.get("x_vs_trl_bf16") is not None else "–"])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
-        ["", "trainer", "tokens / s", "÷ rewdistill random batching", "÷ TRL"], rows, right_from=2)
+        ["", "trainer", "tokens / s", "÷ rewdistill random batching", "÷ TRL (fp32)", "÷ TRL bf16"], rows,
+        right_from=2)
 
 
 def side_by_side_table(names: list[str], link) -> str:
@@ -435,6 +443,26 @@ def batching_check_table(names: list[str], link) -> str:
                          "yes" if s["within_one_seed_std"] else "**no**"])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
         ["", "change", "metric", "without", "with", "per seed", "within one seed-std"], rows, right_from=3)
+
+
+def precision_check_table(names: list[str], link) -> str:
+    """`benchmarks/precision_check.py`: whole default runs before and after a change, validation accuracy of the SFT
+    and RL students and of the teacher, per seed and mean ± std."""
+    lines, rows = [], []
+    for i, n in enumerate(names, 1):
+        d = load(n)
+        first, *later = d["labels"]
+        lines.append(source(n, link, f"{d['task']}, validation, {d['note']}"))
+        for m, name in (("student_sft", "SFT student"), ("student_rl", "RL student"), ("teacher_greedy", "teacher")):
+            for label in d["labels"]:
+                s = d["summary"][label][m]
+                per_seed = " / ".join(pct(r[m]) for r in sorted(d["rows"], key=lambda r: r["seed"])
+                                      if r["side"] == label)
+                ok = "–" if label == first else ("yes" if d["within_one_std_of_first"][label][m] else "**no**")
+                rows.append([f"({i}) {d['task']}", name, label, f"{pct(s['mean'])} ± {pct(s['std'])}", per_seed, ok])
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
+        ["", "greedy accuracy of", "side", "mean ± std (%)", "per seed (%)", "within one seed-std of the first"],
+        rows, right_from=3)
 
 
 def stage_time_table(names: list[str], link) -> str:

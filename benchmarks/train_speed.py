@@ -10,9 +10,9 @@ default before 63e1fb0); `, suffix` rows run the last layer and the head only wh
 (`models/suffix.py`, the default since). `--trainers` keeps only the named rows (and each stage's baselines).
 
 RUN_DIR is a finished run (its teacher_labelled.jsonl and student_samples.jsonl are the data). The same random
-subset of its training questions feeds every trainer, one epoch each, fp32, batch 32 (SFT sequences; reward-model
-sequences for the pointwise loss, pairs for Bradley-Terry), AdamW; trainers run one after another, `--repeats`
-times in turn, and the median is kept. Tokens/s counts every real prompt + response token an epoch trains on
+subset of its training questions feeds every trainer, one epoch each, fp32 weights, batch 32 (SFT sequences;
+reward-model sequences for the pointwise loss, pairs for Bradley-Terry), AdamW; trainers run one after another,
+`--repeats` times in turn, and the median is kept. Tokens/s counts every real prompt + response token an epoch trains on
 (the same number for every trainer of a row), so padding and shared prompts are the trainers' own business.
 - SFT: the student base (`models.student`), loss on the response tokens. TRL gets input_ids and labels
   (-100 on the prompt), pre-tokenised exactly as rewdistill tokenises them. `compiled` is `sft.compile` on (full
@@ -20,6 +20,9 @@ times in turn, and the median is kept. Tokens/s counts every real prompt + respo
 - Reward model: the teacher (`reward_model.init` teacher); rewdistill's default (likelihood score, pointwise BCE on
   the labels) and the paper's scalar head with Bradley-Terry pairs, against TRL's RewardTrainer on the same pairs
   (its sequence-classification head on the same teacher).
+- `, bf16` rows: bf16 autocast, weights and optimiser fp32 (rewdistill: `mixed_precision bf16`, the `auto` default on
+  a CPU with AMX, its attention kept in fp32; TRL: its `bf16=True`, transformers' stock attention). `x_vs_trl` is
+  against TRL at fp32, `x_vs_trl_bf16` against TRL's bf16 row.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import random
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -40,6 +44,7 @@ from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 from rewdistill.config_files import load_config
 from rewdistill.io import read_jsonl
 from rewdistill.models.load import load_causal_lm, load_prompt_format, load_reward_model, resolve
+from rewdistill.models.precision import keep_cpu_attention_fp32
 from rewdistill.models.reward import LikelihoodRM
 from rewdistill.train.reward_model import make_pairs, train_reward_model
 from rewdistill.train.sft import train_sft
@@ -57,16 +62,33 @@ def quiet(row: dict) -> None:
     pass
 
 
-def ours_sft(student: str, pairs, pad: int, batching: str, lr: float, compile: bool = False, suffix: bool = False):
+@contextmanager
+def ours_precision(mixed: str):
+    """rewdistill's stages under `mixed` precision: bf16 on CPU keeps the attention in fp32 (models/precision.py),
+    restored afterwards so that TRL's rows run transformers' stock attention."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    stock = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    if mixed == "bf16":
+        keep_cpu_attention_fp32()
+    try:
+        yield Accelerator(cpu=True, mixed_precision=mixed)
+    finally:
+        ALL_ATTENTION_FUNCTIONS["sdpa"] = stock
+
+
+def ours_sft(student: str, pairs, pad: int, batching: str, lr: float, compile: bool = False, suffix: bool = False,
+             mixed: str = "no"):
     def run():
         model = load_causal_lm(student)
-        return clock(lambda: train_sft(model, pairs, pad, epochs=1, lr=lr, batch_size=BATCH, warmup_frac=0.05,
-                                       weight_decay=0.01, accelerator=Accelerator(cpu=True), seed=0, log=quiet,
-                                       batching=batching, compile=compile, suffix=suffix))
+        with ours_precision(mixed) as acc:
+            return clock(lambda: train_sft(model, pairs, pad, epochs=1, lr=lr, batch_size=BATCH, warmup_frac=0.05,
+                                           weight_decay=0.01, accelerator=acc, seed=0, log=quiet,
+                                           batching=batching, compile=compile, suffix=suffix))
     return run
 
 
-def trl_sft(student: str, pairs, pad: int, lr: float, tok):
+def trl_sft(student: str, pairs, pad: int, lr: float, tok, bf16: bool = False):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -78,23 +100,25 @@ def trl_sft(student: str, pairs, pad: int, lr: float, tok):
             args = SFTConfig(output_dir=out, use_cpu=True, per_device_train_batch_size=BATCH, num_train_epochs=1,
                              learning_rate=lr, warmup_steps=0.05, weight_decay=0.01, adam_beta2=0.98,
                              lr_scheduler_type="cosine", max_grad_norm=1.0, logging_steps=10_000, report_to=[],
-                             save_strategy="no", seed=0, bf16=False, dataloader_num_workers=0, max_length=None,
+                             save_strategy="no", seed=0, bf16=bf16, dataloader_num_workers=0, max_length=None,
                              disable_tqdm=True)
             trainer = SFTTrainer(model=load_causal_lm(student), args=args, train_dataset=data, processing_class=tok)
             return clock(trainer.train)
     return run
 
 
-def ours_rm(teacher: str, items, pad: int, kind: str, loss: str, batching: str, lr: float, suffix: bool = False):
+def ours_rm(teacher: str, items, pad: int, kind: str, loss: str, batching: str, lr: float, suffix: bool = False,
+            mixed: str = "no"):
     def run():
         model = LikelihoodRM(load_causal_lm(teacher)) if kind == "likelihood" else load_reward_model(teacher)
-        return clock(lambda: train_reward_model(model, items, pad, loss=loss, epochs=1, lr=lr, batch_size=BATCH,
-                                                accelerator=Accelerator(cpu=True), seed=0, log=quiet,
-                                                batching=batching, suffix=suffix))
+        with ours_precision(mixed) as acc:
+            return clock(lambda: train_reward_model(model, items, pad, loss=loss, epochs=1, lr=lr, batch_size=BATCH,
+                                                    accelerator=acc, seed=0, log=quiet, batching=batching,
+                                                    suffix=suffix))
     return run
 
 
-def trl_rm(teacher: str, items, bt_pairs, lr: float, tok):
+def trl_rm(teacher: str, items, bt_pairs, lr: float, tok, bf16: bool = False):
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -105,7 +129,7 @@ def trl_rm(teacher: str, items, bt_pairs, lr: float, tok):
         with tempfile.TemporaryDirectory() as out:
             args = RewardConfig(output_dir=out, use_cpu=True, per_device_train_batch_size=BATCH, num_train_epochs=1,
                                 learning_rate=lr, warmup_steps=0.05, weight_decay=0.01, max_grad_norm=1.0,
-                                logging_steps=10_000, report_to=[], save_strategy="no", seed=0, bf16=False,
+                                logging_steps=10_000, report_to=[], save_strategy="no", seed=0, bf16=bf16,
                                 dataloader_num_workers=0, max_length=None, disable_tqdm=True)
             trainer = RewardTrainer(model=load_reward_model(teacher), args=args, train_dataset=data,
                                     processing_class=tok)
@@ -148,6 +172,10 @@ def main() -> None:
             ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft, compile=True), "sft"),
         ("sft", "rewdistill question"): (ours_sft(student, sft_pairs, sfmt.pad_id, "question", lr_sft), "sft"),
         ("sft", "TRL SFTTrainer"): (trl_sft(student, sft_pairs, sfmt.pad_id, lr_sft, sfmt.tokenizer), "sft"),
+        ("sft", "rewdistill random, suffix, bf16"): (
+            ours_sft(student, sft_pairs, sfmt.pad_id, "random", lr_sft, suffix=True, mixed="bf16"), "sft"),
+        ("sft", "TRL SFTTrainer, bf16"): (
+            trl_sft(student, sft_pairs, sfmt.pad_id, lr_sft, sfmt.tokenizer, bf16=True), "sft"),
         ("rm", "rewdistill likelihood bce random"): (
             ours_rm(teacher, items, tfmt.pad_id, "likelihood", "bce", "random", lr_rm), "rm_bce"),
         ("rm", "rewdistill likelihood bce random, suffix"): (
@@ -159,6 +187,13 @@ def main() -> None:
         ("rm", "rewdistill scalar bt question"): (
             ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "question", lr_rm), "rm_bt"),
         ("rm", "TRL RewardTrainer (bt)"): (trl_rm(teacher, items, bt_pairs, lr_rm, tfmt.tokenizer), "rm_bt"),
+        ("rm", "rewdistill likelihood bce random, suffix, bf16"): (
+            ours_rm(teacher, items, tfmt.pad_id, "likelihood", "bce", "random", lr_rm, suffix=True, mixed="bf16"),
+            "rm_bce"),
+        ("rm", "rewdistill scalar bt random, bf16"): (
+            ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "random", lr_rm, mixed="bf16"), "rm_bt"),
+        ("rm", "TRL RewardTrainer (bt), bf16"): (
+            trl_rm(teacher, items, bt_pairs, lr_rm, tfmt.tokenizer, bf16=True), "rm_bt"),
     }
     baselines = {"rewdistill random", "TRL SFTTrainer", "rewdistill likelihood bce random",
                  "rewdistill scalar bt random", "TRL RewardTrainer (bt)"}
@@ -182,6 +217,9 @@ def main() -> None:
         trl = same["TRL SFTTrainer"] if r["stage"] == "sft" else same["TRL RewardTrainer (bt)"]
         r["x_vs_rewdistill_random"] = round(base["median_s"] / r["median_s"], 2)
         r["x_vs_trl"] = round(trl["median_s"] / r["median_s"], 2) if "bce" not in r["trainer"] else None
+        trl_bf16 = same.get(trl["trainer"] + ", bf16")  # TRL with its own bf16 switch (autocast), when it ran
+        if trl_bf16 and "bce" not in r["trainer"]:
+            r["x_vs_trl_bf16"] = round(trl_bf16["median_s"] / r["median_s"], 2)
     out = {"date": time.strftime("%Y-%m-%d"), "task": cfg.task.name, "run": str(args.run), "questions": len(keep),
            "sft_sequences": len(sft_pairs), "rm_sequences": len(items), "rm_pairs": len(bt_pairs), "batch": BATCH,
            "commit": git_commit(), "teacher": teacher_of(args.run), "device": "cpu",

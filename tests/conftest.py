@@ -24,6 +24,22 @@ MICRO = [
 ]
 
 
+# fp32 everywhere, whatever `auto` means on this machine (bf16 on a CPU with AMX): for the tests that recompute a
+# stage's numbers in fp32 or compare processes / batchings to float rounding
+FP32 = ["--models.dtype", "float32", "--sft.mixed_precision", "no", "--reward_model.mixed_precision", "no"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test starts with accelerate's process-wide state unset: a stage's Accelerator (bf16 under `auto` precision
+    on a CPU with AMX) would otherwise set the precision of every later `Accelerator(cpu=True)` in the process."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    yield
+
+
 def _corpus():
     out = []
     for name in ["tiny-arith", "tiny-choice"]:

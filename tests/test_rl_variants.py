@@ -20,7 +20,7 @@ from rewdistill.models.load import load_causal_lm, load_prompt_format
 from rewdistill.train.rewards import make_hybrid_reward, make_match_reward, make_teacher_judge_reward, make_vote_reward
 from rewdistill.train.rl_loop import train_rl
 from rewdistill.train.rollout import Rollout
-from tests.conftest import MICRO, save_tiny
+from tests.conftest import FP32, MICRO, save_tiny
 
 MICRO_Q: list[str] = []  # MICRO with the Qwen2 student, filled by `base_run`
 
@@ -115,9 +115,9 @@ def base_run(tmp_path_factory, tiny_qwen_student):
     """A micro run up to the reward model, with a Qwen2 student whose tokenizer is not the teacher's; each
     test copies it and runs only the rl stage."""
     d = tmp_path_factory.mktemp("base")
-    assert main(["run", "--run-dir", str(d), *MICRO, "--models.student", tiny_qwen_student,
+    assert main(["run", "--run-dir", str(d), *MICRO, *FP32, "--models.student", tiny_qwen_student,
                  "--until", "reward-model"]) == 0
-    MICRO_Q[:] = [*MICRO, "--models.student", tiny_qwen_student]
+    MICRO_Q[:] = [*MICRO, *FP32, "--models.student", tiny_qwen_student]  # rewards recomputed here in fp32
     return d
 
 

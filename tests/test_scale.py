@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from rewdistill.cli import main
-from tests.conftest import MICRO
+from tests.conftest import FP32, MICRO
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-DIST = [*MICRO, "--sft.epochs", "2", "--reward_model.epochs", "2", "--rl.steps", "3", "--rl.rollout_batch", "4",
+DIST = [*MICRO, *FP32, "--sft.epochs", "2", "--reward_model.epochs", "2", "--rl.steps", "3", "--rl.rollout_batch", "4",
         "--rl.minibatch", "2"]  # global batches: sft 4, reward model 4, rl 4 prompts (2 per process with 2)
 
 

@@ -87,7 +87,8 @@ def whole_weights():
             os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = saved
 
 
-def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+def load_causal_lm(path: str, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
+    """A causal LM on `device` in `dtype` (`pick_dtype`; float32 unless asked: the stages pass `models.dtype`)."""
     try:
         with whole_weights():
             model = AutoModelForCausalLM.from_pretrained(
@@ -98,7 +99,7 @@ def load_causal_lm(path: str, device: str = "cpu", dtype: str = "auto", trust_re
     return model.to(device)
 
 
-def load_reward_model(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+def load_reward_model(path: str, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
     """A sequence classifier with one output: the reward model (or a causal LM to initialise one)."""
     try:
         with whole_weights():

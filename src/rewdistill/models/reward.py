@@ -97,7 +97,7 @@ def kind_of(path: str) -> str:
         return "scalar"  # let the scalar loader give its one-line error
 
 
-def load_reward(path: str, device: str = "cpu", dtype: str = "auto", trust_remote_code: bool = False):
+def load_reward(path: str, device: str = "cpu", dtype: str = "float32", trust_remote_code: bool = False):
     """A saved reward model of either kind, on `device`."""
     from rewdistill.models.load import load_causal_lm, load_reward_model
 

@@ -124,7 +124,10 @@ def run(ctx: Ctx) -> str:
     start_dir = sft_dir if r == 1 else str(ctx.round_path("student_rl", r - 1))
     fmt = ctx.prompt_format(sft_dir)
     policy = ctx.causal_lm(start_dir, "float32")
-    ref = ctx.causal_lm(sft_dir)
+    # on CPU the reference and the reward model run at the policy's precision, whatever models.dtype: the KL to the
+    # reference is exact (0 at the first step), and their passes are a small part of an RL step there
+    frozen = "float32" if ctx.device == "cpu" else m.dtype
+    ref = ctx.causal_lm(sft_dir, frozen)
     rm_fmt = ctx.prompt_format(rm_dir)
     rm_reads_policy_tokens = fmt.same_tokens(rm_fmt)
     acc = ctx.accelerator(cfg.mixed_precision)
@@ -133,7 +136,7 @@ def run(ctx: Ctx) -> str:
     rm = None  # loaded once: the reward (rm, hybrid) and the watch share it
     if cfg.reward in ("rm", "hybrid", "rm+teacher-kl") or (cfg.reward == "rm-vote" and cfg.vote_weights == "rm") \
             or watching:
-        rm = load_reward(rm_dir, ctx.device, m.dtype, m.trust_remote_code).eval()
+        rm = load_reward(rm_dir, ctx.device, frozen, m.trust_remote_code).eval()
     critic = None
     if ALGOS[cfg.algo].NEEDS_CRITIC:  # PPO's critic starts from a scalar reward model on the policy's tokens
         critic_init = rm_dir if rm_reads_policy_tokens and kind_of(rm_dir) == "scalar" else sft_dir
