@@ -13,9 +13,8 @@ Each trainer runs `--steps` steps after one warm-up step; the table shows median
 part spent generating (policy sampling) vs the rest (reference and reward scoring, loss, backward, optimiser).
 rewdistill's GRPO runs with random batching (padded rows) and with `rl.batching question` (each group one packed
 row: its prompt computed once in the update, the reference and the reward model; here the one minibatch is the
-whole rollout, so both see the same responses). `--bf16` adds TRL with its `bf16=True` (autocast) and rewdistill's
-GRPO with the reference and the reward model in bf16 (the pipeline's `models.dtype` auto on a CPU with AMX; the
-policy trains in fp32 as `rl.mixed_precision` no keeps it).
+whole rollout, so both see the same responses). `--bf16` adds TRL with its `bf16=True` (autocast), to compare
+with TRL's faster setting where bf16 is fast (rewdistill's RL stays fp32 on CPU: docs/tasks-and-backends.md).
 
 `--profile OUT.json`: instead of timing, run TRL's GRPO and rewdistill's GRPO each under cProfile and write their
 top functions by own time (the schema of benchmarks/profile_stages.py, one "stage" per trainer; cProfile's overhead
@@ -44,9 +43,9 @@ from rewdistill.train.rewards import make_rm_reward
 PROMPTS, GROUP, MAX_NEW, BETA, LR = 8, 8, 64, 0.04, 1e-6
 
 
-def reward_model(path, dtype="float32"):
+def reward_model(path):
     torch.manual_seed(0)  # the same random head for both trainers when it is initialised from the policy
-    return load_reward_model(path, dtype=dtype).eval()
+    return load_reward_model(path).eval()
 
 
 class Clock:
@@ -73,13 +72,13 @@ def summarise(name, stamps, gen):
                 all_steps_s=[round(s, 3) for s in steps])
 
 
-def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine, batching="random", frozen="float32"):
+def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine, batching="random"):
     from accelerate import Accelerator
 
     from rewdistill.train.rl_loop import train_rl
 
     tok = load_prompt_format(policy_path)
-    policy, ref = load_causal_lm(policy_path), load_causal_lm(policy_path, dtype=frozen)  # the stage's models.dtype
+    policy, ref = load_causal_lm(policy_path), load_causal_lm(policy_path)
     critic = reward_model(rm_path).float() if algo == "ppo" else None  # critic from the RM, as in the rl stage
     cfg = RLCfg(algo=algo, steps=steps + 1, rollout_batch=PROMPTS, group_size=GROUP, minibatch=PROMPTS * GROUP,
                 ppo_epochs=1, lr=LR, kl_coef=BETA, max_new_tokens=MAX_NEW, temperature=1.0, unfinished_penalty=None,
@@ -96,13 +95,12 @@ def run_rewdistill(policy_path, rm_path, prompts, steps, algo, engine, batching=
     try:
         stamps[0] = time.perf_counter()
         train_rl(policy, ref, critic, tok, prompts, cfg,
-                 reward_fn=make_rm_reward(reward_model(rm_path, frozen), packed=batching == "question"),
+                 reward_fn=make_rm_reward(reward_model(rm_path), packed=batching == "question"),
                  accelerator=Accelerator(cpu=True), seed=0, log=lambda row: None, on_step=on_step, engine=engine)
     finally:
         rollout.generate = clock.fn
     label = f"rewdistill {algo}" + (" (hf generate)" if engine == "hf" else "") + (
-        " (question batching)" if batching == "question" else "") + (
-        f", reference and reward model {frozen}" if frozen != "float32" else "")
+        " (question batching)" if batching == "question" else "")
     return summarise(label, stamps, gen)
 
 
@@ -148,8 +146,7 @@ def main() -> None:
                     "a sequence classifier initialised from the policy with a seeded random head")
     ap.add_argument("--out", default="benchmarks/results/rl_step.json", help="JSON output path")
     ap.add_argument("--profile", type=Path, default=None, help="profile the two GRPO trainers into this JSON")
-    ap.add_argument("--bf16", action="store_true", help="also time TRL with bf16=True and rewdistill's GRPO with the "
-                    "reference and reward model in bf16 (models.dtype auto on a CPU with AMX)")
+    ap.add_argument("--bf16", action="store_true", help="also time TRL with bf16=True (autocast)")
     args = ap.parse_args()
     rm = args.reward_model or args.policy
     task = get_task("tiny-arith")
@@ -165,8 +162,7 @@ def main() -> None:
             run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "hf"),
             run_rewdistill(args.policy, rm, prompts, args.steps, "ppo", "fast")]
     if args.bf16:
-        rows += [run_trl(args.policy, rm, prompts, args.steps, bf16=True),
-                 run_rewdistill(args.policy, rm, prompts, args.steps, "grpo", "fast", "question", "bfloat16")]
+        rows.append(run_trl(args.policy, rm, prompts, args.steps, bf16=True))
     base = rows[0]["seconds_per_step"]
     for r in rows:
         r["trl_over_this"] = round(base / r["seconds_per_step"], 2)

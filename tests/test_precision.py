@@ -80,3 +80,18 @@ def test_an_sft_step_under_cpu_bf16_autocast_keeps_fp32_weights_and_learns():
                if p.grad is not None)
     opt.step()
     assert suffix_loss(model, pairs, 0, "cpu").item() < fp32
+
+
+def test_auto_precision_run_keeps_rl_exact_on_cpu(tmp_path, monkeypatch):
+    """A micro run with `auto` precision as on a CPU with AMX (forced here, so that any CPU runs the bf16 path):
+    bf16 sampling, SFT and reward-model training under bf16 autocast; RL's reference stays at the policy's fp32, so
+    the KL to it at the first step, before any update, is 0."""
+    from rewdistill.cli import main
+    from rewdistill.io import read_jsonl
+    from tests.conftest import MICRO
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(load, "cpu_has_amx", lambda: True)
+    assert main(["run", "--run-dir", str(tmp_path / "r"), *MICRO, "--until", "rl"]) == 0
+    steps = [r for r in read_jsonl(tmp_path / "r" / "rl_metrics.jsonl") if "kl" in r]
+    assert steps and steps[0]["kl"] == pytest.approx(0.0, abs=1e-5)
