@@ -7,10 +7,11 @@ teacher), seed by seed, before and after (here: `auto` precision, bf16 on a CPU 
 Each side is a label and finished runs, one per seed (e.g. the `rm` variant of each seed of `rewdistill ablate`).
 A run evaluated on the validation split (`--evaluate.split validation`) is read as it is. With `--reevaluate DIR`,
 a run evaluated on the test split is evaluated again on validation: its stages before `evaluate` are copied into
-DIR/<label>_<seed> (`pipeline.seed_from`, nothing retrained) and the evaluate stage runs there with the code on
+DIR/<label>_<parent>_<run> (`pipeline.seed_from`, nothing retrained) and the evaluate stage runs there with the code on
 PYTHONPATH (run it from a checkout of the commit that trained the runs, so that evaluation is that commit's too).
 The test split is never read. The JSON holds every seed, each side's mean and std, and whether each later side's
-mean moved by less than one seed-std of the first side (the acceptance of the speed issue).
+mean moved by less than one seed-std of the first side (the acceptance of the speed issue; students only: the
+teacher is one model, its greedy accuracy has no seed-std).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from provenance import git_commit, teacher_of  # noqa: E402
 
 from rewdistill.io import read_json  # noqa: E402
 
-METRICS = ["student_sft", "student_rl", "teacher_greedy"]
+STUDENTS = ["student_sft", "student_rl"]
+METRICS = [*STUDENTS, "teacher_greedy"]
 
 
 def validation_results(run: Path, label: str, work: Path | None) -> dict:
@@ -71,7 +73,7 @@ def main() -> None:
     stats = {label: {k: summary([r[k] for r in rows if r["side"] == label]) for k in METRICS} for label in sides}
     first = next(iter(sides))
     within = {label: {k: abs(stats[label][k]["mean"] - stats[first][k]["mean"]) <= stats[first][k]["std"]
-                      for k in METRICS} for label in list(sides)[1:]}
+                      for k in STUDENTS} for label in list(sides)[1:]}  # the teacher is one model: no seed-std
     out = {"date": time.strftime("%Y-%m-%d"), "task": task, "split": "validation", "labels": list(sides),
            "commit": git_commit(), "teacher": teacher_of(sides[first][0]), "note": args.note, "rows": rows,
            "summary": stats, "within_one_std_of_first": within,

@@ -458,7 +458,8 @@ def precision_check_table(names: list[str], link) -> str:
                 s = d["summary"][label][m]
                 per_seed = " / ".join(pct(r[m]) for r in sorted(d["rows"], key=lambda r: r["seed"])
                                       if r["side"] == label)
-                ok = "–" if label == first else ("yes" if d["within_one_std_of_first"][label][m] else "**no**")
+                within = d["within_one_std_of_first"].get(label, {}).get(m)
+                ok = "–" if within is None else ("yes" if within else "**no**")
                 rows.append([f"({i}) {d['task']}", name, label, f"{pct(s['mean'])} ± {pct(s['std'])}", per_seed, ok])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
         ["", "greedy accuracy of", "side", "mean ± std (%)", "per seed (%)", "within one seed-std of the first"],
