@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 
 from rewdistill.config_files import load_config
@@ -202,6 +203,8 @@ def main() -> None:
     seconds: dict = {k: [] for k in trainers}
     for rep in range(args.repeats):
         for key, (fn, _) in trainers.items():
+            AcceleratorState._reset_state()  # each trainer sets its own precision (accelerate's state is per process)
+            GradientState._reset_state()
             seconds[key].append(fn())  # each runner builds its model / trainer untimed, then clocks the training
             print(f"repeat {rep}: {key[1]:40s} {seconds[key][-1]:7.2f} s", flush=True)
     rows = []
