@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--reevaluate", type=Path, default=None, help="work directory for runs evaluated on test")
     ap.add_argument("--note", default="", help="how the runs were made (commits, commands, threads)")
+    ap.add_argument("--commit", default=None, help="the commit the later sides' runs were made at (default: this "
+                    "checkout's); the teacher is named as shipped there")
     args = ap.parse_args()
     if len(args.side) < 2 or any(len(s) < 2 for s in args.side):
         raise SystemExit("--side: give at least two sides, each a label then its runs")
@@ -74,8 +76,10 @@ def main() -> None:
     first = next(iter(sides))
     within = {label: {k: abs(stats[label][k]["mean"] - stats[first][k]["mean"]) <= stats[first][k]["std"]
                       for k in STUDENTS} for label in list(sides)[1:]}  # the teacher is one model: no seed-std
+    measured = args.commit or git_commit()
+    teacher = (teacher_of(sides[first][0]) or "").replace(f"as shipped at {git_commit()}", f"as shipped at {measured}")
     out = {"date": time.strftime("%Y-%m-%d"), "task": task, "split": "validation", "labels": list(sides),
-           "commit": git_commit(), "teacher": teacher_of(sides[first][0]), "note": args.note, "rows": rows,
+           "commit": measured, "teacher": teacher, "note": args.note, "rows": rows,
            "summary": stats, "within_one_std_of_first": within,
            "command": "python benchmarks/precision_check.py " + " ".join(sys.argv[1:])}
     args.out.write_text(json.dumps(out, indent=1) + "\n")

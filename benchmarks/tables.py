@@ -245,9 +245,16 @@ def task_of(d: dict) -> str:
     return m.group(1) if m and m.groups() else (m.group(0) if m else "tiny-arith")
 
 
+def one_run(p: str) -> dict:
+    """A default-run JSON (`pipeline_time.py`), or one run of a side-by-side JSON: `FILE#base` / `FILE#new`."""
+    name, _, part = p.partition("#")
+    d = load(name)
+    return {**d, "command": f"--task {d['task']}", **d[part]} if part else d
+
+
 def pipeline_times(paths: list[str], link) -> str:
-    """Wall time per stage of single default runs, one column per JSON."""
-    runs = [load(p) for p in paths]
+    """Wall time per stage of single default runs, one column per JSON (or per run of a side-by-side JSON)."""
+    runs = [one_run(p) for p in paths]
     stages = list(dict.fromkeys(s for d in runs for s in d["stage_seconds"]))
     rows = [["task", *(task_of(d) for d in runs)],
             ["teacher", *(f"`{d.get('teacher', 'not recorded')}`" for d in runs)],
@@ -257,7 +264,7 @@ def pipeline_times(paths: list[str], link) -> str:
     rows += [["**total wall**", *(f"**{d['wall_seconds']:.0f} ({minutes(d['wall_seconds'])})**" for d in runs)],
              ["test accuracy SFT → RL (%)", *(f"{pct(d['accuracy']['student_sft'])} → "
                                               f"{pct(d['accuracy']['student_rl'])}" for d in runs)]]
-    return table(["", *(f"[`{p}`]({link(p)})" for p in paths)], rows, right_from=1)
+    return table(["", *(f"[`{p}`]({link(p.partition('#')[0])})" for p in paths)], rows, right_from=1)
 
 
 # ---- benchmarks: sampling engines, one RL step
@@ -707,6 +714,7 @@ TABLES = {
     "rl-defaults-choice": partial(sweep_table, "rl_sweep_validation_tiny-choice.jsonl"),
     "sampling-cpu": partial(sampling_table, "sampling.json"),
     "sampling-smollm2": partial(sampling_table, "sampling_smollm2.json"),
+    "sampling-bf16": partial(sampling_table, "sampling_bf16.json"),
     "sampling-h200": partial(sampling_table, "sampling_h200.json"),
     "rl-step": partial(rl_step_table, ["rl_step_head.json", "rl_step_sft.json", "rl_step.json"]),
     "pipeline-time": partial(pipeline_times, ["pipeline_time_before_fast_sampler.json", "pipeline_time.json",
@@ -726,6 +734,10 @@ TABLES = {
                                                          "default_run_time_tiny-choice_73cd226_e10_rmq.json",
                                                          "default_run_time_tiny-arith_18b442c.json",
                                                          "default_run_time_tiny-choice_18b442c.json"]),
+    "default-run-time-bf16": partial(pipeline_times, ["default_run_time_tiny-arith_e397a85.json",
+                                                      "side_by_side_tiny-arith_7cc99d2.json#new",
+                                                      "default_run_time_tiny-choice_e397a85.json",
+                                                      "default_run_time_tiny-choice_7cc99d2.json"]),
     "default-run-time-suffix": partial(pipeline_times, [f"default_run_time_tiny-{t}_{c}.json" for c in
                                                         ("18b442c", "e397a85") for t in ("arith", "choice")]),
     "zoo-models": partial(zoo_models, [("src/rewdistill/models/zoo/zoo_report.json", "shipped"),
@@ -748,12 +760,15 @@ TABLES = {
                                                          "stage_time_rl_batching_tiny-choice.json"]),
     "rl-batching-seeds": partial(seeds_table, ["rl_batching_validation_tiny-arith.jsonl",
                                                "rl_batching_validation_tiny-choice.jsonl"], "rl.batching"),
+    "precision-check": partial(precision_check_table, ["precision_check_tiny-arith.json",
+                                                        "precision_check_tiny-choice.json"]),
     "compile-check": partial(batching_check_table, ["compile_check_sft_tiny-arith.json",
                                                     "compile_check_sft_tiny-choice.json"]),
     "suffix-check": partial(batching_check_table, [f"suffix_check_{s}_tiny-{t}.json" for s in ("sft", "rm")
                                                    for t in ("arith", "choice")]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
-    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
+    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith_7cc99d2.json",
+                                                 "side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
                                                  "side_by_side_tiny-arith_c99bf8c.json"]),
     "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
     "profile-rl-step": partial(profile_table, "profile_rl_step.json", top=10),
