@@ -92,6 +92,25 @@ def test_auto_precision_run_keeps_rl_exact_on_cpu(tmp_path, monkeypatch):
 
     monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
     monkeypatch.setattr(load, "cpu_has_amx", lambda: True)
+    resolved, real = [], precision.resolve
+    monkeypatch.setattr(precision, "resolve", lambda *a: resolved.append(real(*a)) or resolved[-1])
     assert main(["run", "--run-dir", str(tmp_path / "r"), *MICRO, "--until", "rl"]) == 0
+    assert resolved[-3:] == ["bf16", "bf16", "no"]  # the accelerators of sft, reward-model, rl
     steps = [r for r in read_jsonl(tmp_path / "r" / "rl_metrics.jsonl") if "kl" in r]
     assert steps and steps[0]["kl"] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_stage_hashes_hold_the_resolved_precision(monkeypatch, amx):
+    """`auto` is hashed as it resolves: where it means `no`, runs made before `auto` (mixed_precision no) resume;
+    where it means bf16, an fp32 run is not continued in bf16. Several processes: no (not verified in bf16)."""
+    from rewdistill.config import Config
+    from rewdistill.pipeline import stage_hashes
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    auto = stage_hashes(Config.model_validate({"models": {"device": "cpu"}}))
+    old = stage_hashes(Config.model_validate({"models": {"device": "cpu"}, "sft": {"mixed_precision": "no"},
+                                              "reward_model": {"mixed_precision": "no"}}))
+    assert (auto["sft"] == old["sft"]) is (not amx) and (auto["reward-model"] == old["reward-model"]) is (not amx)
+    assert auto["teacher-sample"] == old["teacher-sample"]
+    assert precision.resolve("auto", "cpu", 2) == "no"

@@ -116,8 +116,8 @@ class SFTCfg(Section):
     duplicates: Literal["keep", "drop", "weight"] = Field("keep", description="keep: every label-1 teacher response; "
                                                           "drop / weight: one copy of each (weight: loss x its count)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX (its bf16 matrix products run "
-        "~5x fp32; attention stays fp32: models/precision.py), else no")
+        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX, one process (fast bf16 "
+        "matrix products; attention stays fp32: models/precision.py), else no")
     compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
                                                   "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
     forward: Literal["suffix", "full"] = Field("suffix", description="suffix: last layer and head only where a response"
@@ -145,8 +145,8 @@ class RewardModelCfg(Section):
     batching: Batching = Field("random", description=BATCHING_HELP + "; question kept the validation ranking, but is "
                                "not reproducible at > 1 thread on CPU (docs/rl.md)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX (its bf16 matrix products run "
-        "~5x fp32; attention stays fp32: models/precision.py), else no")
+        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX, one process (fast bf16 "
+        "matrix products; attention stays fp32: models/precision.py), else no")
     forward: Literal["suffix", "full"] = Field("suffix", description="likelihood kind: as sft.forward")
 
 

@@ -24,6 +24,8 @@ from rewdistill.artifacts import fingerprint, problems
 from rewdistill.config import Config, ConfigError, section_hash
 from rewdistill.io import read_json, write_json, write_text_atomic
 from rewdistill.launch import check_engine
+from rewdistill.models.precision import processes, run_device
+from rewdistill.models.precision import resolve as resolve_precision
 from rewdistill.rundir import broadcast, run_dir_lock
 from rewdistill.sampling.rows import ShardDone
 from rewdistill.stages import evaluate, pseudo_label, reward_model, rl, sft, student_sample, teacher_sample
@@ -62,10 +64,15 @@ LEGACY = {("SFTCfg", "batching"): "random", ("SFTCfg", "duplicates"): "keep", ("
           "keep", ("RewardModelCfg", "forward"): "full", ("RLCfg", "batching"): "random"}
 
 
-def hashed(section) -> dict:
-    """A section's fields for its stage hash, minus a later field (LEGACY) at its old value (older runs resume)."""
+def hashed(section, device: str = "auto") -> dict:
+    """A section's fields for its stage hash, minus a later field (LEGACY) at its old value (older runs resume);
+    `mixed_precision` auto as it resolves here (`models.precision.resolve`): `no` where older runs had it, so they
+    resume, and a run is not continued in another precision on another machine."""
     name = type(section).__name__
-    return {k: v for k, v in section.model_dump().items() if LEGACY.get((name, k), object()) != v}
+    fields = section.model_dump()
+    if fields.get("mixed_precision") == "auto":
+        fields["mixed_precision"] = resolve_precision("auto", run_device(device), processes())
+    return {k: v for k, v in fields.items() if LEGACY.get((name, k), object()) != v}
 
 
 STAGES = [
@@ -75,12 +82,14 @@ STAGES = [
           ["questions.jsonl", "teacher_samples.jsonl", "selection_questions.jsonl", "selection_samples.jsonl"]),
     Stage("pseudo-label", pseudo_label.run, lambda c: [c.pseudo_label],
           ["labels.jsonl", "teacher_labelled.jsonl", "pseudo_label_stats.json", "selection_labels.jsonl"]),
-    Stage("sft", sft.run, lambda c: [c.models.student, hashed(c.sft), c.lora.model_dump(exclude={"reward_model"})],
+    Stage("sft", sft.run, lambda c: [c.models.student, hashed(c.sft, c.models.device),
+                                     c.lora.model_dump(exclude={"reward_model"})],
           ["student_sft", "student_sft_lora", "sft_metrics.jsonl"]),
     Stage("student-sample", student_sample.run, lambda c: [c.student_sample], ["student_samples.jsonl"]),
-    Stage("reward-model", reward_model.run, lambda c: [hashed(c.reward_model), c.lora.model_dump(exclude={"student"})],
+    Stage("reward-model", reward_model.run, lambda c: [hashed(c.reward_model, c.models.device),
+                                                       c.lora.model_dump(exclude={"student"})],
           ["reward_model", "reward_model_lora", "reward_model_metrics.jsonl"]),
-    Stage("rl", rl.run, lambda c: [{k: v for k, v in hashed(c.rl).items()  # batching: only where it packs groups
+    Stage("rl", rl.run, lambda c: [{k: v for k, v in hashed(c.rl, c.models.device).items()  # batching: where it packs
                                     if k != "rounds" and (k != "batching" or packs_groups(c.rl))}, c.lora],
           ["student_rl", "student_rl_lora", "rl_metrics.jsonl", "rl_selection.json"]),
     Stage("evaluate", evaluate.run, lambda c: [c.task.n_test, c.models.student, c.evaluate],

@@ -1,10 +1,10 @@
 """Mixed precision for the training stages: what `auto` means, and attention kept in fp32 under CPU autocast.
 
-`auto` is bf16 autocast on a CPU with AMX tiles (Intel Sapphire Rapids and later), where a bf16 matrix product runs
-about 5x faster than fp32 (measured on the 2-core machines of this project: ~1,800 vs ~330 GFLOP/s at the tiny
-models' shapes), and no precision change anywhere else (a CPU without AMX emulates bf16 and runs it slower; the
-GPU configs ask for bf16 explicitly). Weights, gradients and the optimiser stay fp32; only the matrix products
-read bf16 copies (torch.autocast).
+`auto` is bf16 autocast on a CPU with AMX tiles (Intel Sapphire Rapids and later), in one process, where a bf16
+matrix product runs several times faster than fp32 (the 2-core machines of this project:
+benchmarks/results/sampling_bf16.json, `matmul_limit_gflops_by_dtype`), and no precision change anywhere else (a
+CPU without AMX has no fast bf16 products; the GPU configs ask for bf16 explicitly). Weights, gradients and the
+optimiser stay fp32; only the matrix products read bf16 copies (torch.autocast).
 
 CPU autocast also lowers scaled_dot_product_attention to bf16, whose CPU kernel (flash attention) is several
 times slower in bf16 than in fp32 at these shapes, its backward most of all (a student SFT step: 92 ms with the
@@ -14,6 +14,8 @@ attention in bf16, 61 ms with it in fp32, 71 ms all fp32). So under CPU autocast
 original unchanged).
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +27,22 @@ def cpu_has_amx() -> bool:
     return bool(probe is not None and probe())
 
 
-def resolve(mixed_precision: str, device: str) -> str:
-    """The accelerate mixed-precision mode for a stage: `auto` -> bf16 on a CPU with AMX, else no; others as given."""
+def processes() -> int:
+    """How many processes this run has (torchrun and accelerate launch set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE") or 1)
+
+
+def run_device(device: str) -> str:
+    """`models.device` as the stages use it: auto -> cuda when available, else cpu."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def resolve(mixed_precision: str, device: str, n_processes: int = 1) -> str:
+    """The accelerate mixed-precision mode for a stage: `auto` -> bf16 on a CPU with AMX in a single process (several
+    CPU processes under bf16 autocast, DDP or FSDP, are not verified), else no; others as given."""
     if mixed_precision != "auto":
         return mixed_precision
-    return "bf16" if device == "cpu" and cpu_has_amx() else "no"
+    return "bf16" if device == "cpu" and n_processes == 1 and cpu_has_amx() else "no"
 
 
 def _autocast_on(t: torch.Tensor) -> bool:

@@ -89,7 +89,7 @@ class Ctx:
     def accelerator(self, mixed_precision: str, grad_accum: int = 1) -> Accelerator:
         """A fresh Accelerator for one stage (stages may differ in precision and accumulation); `auto` precision
         resolved for this device (`models.precision`)."""
-        mixed_precision = precision.resolve(mixed_precision, self.device)
+        mixed_precision = precision.resolve(mixed_precision, self.device, precision.processes())
         if mixed_precision == "bf16" and self.device == "cpu":
             precision.keep_cpu_attention_fp32()
         AcceleratorState._reset_state()  # keeps the process group; drops the previous stage's settings

@@ -49,6 +49,13 @@ from rewdistill.train.selection import Selection
 logger = logging.getLogger("rewdistill")
 
 
+
+def frozen_dtype(ctx: Ctx) -> str:
+    """The dtype of RL's frozen models (reference, reward model, teacher): on CPU the policy's fp32, whatever
+    models.dtype says (the KL to the reference is exact, 0 at the first step; their passes are a small part of an RL
+    step there); elsewhere models.dtype."""
+    return "float32" if ctx.device == "cpu" else ctx.cfg.models.dtype
+
 def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
     """The reward function of `rl.reward` over `questions` (rm: the loaded reward model; rm_fmt: None when it reads
     the policy's own tokens, else its prompt format)."""
@@ -73,10 +80,11 @@ def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
     if cfg.reward == "pseudo-label":
         return make_match_reward(pseudo, extract)
     if cfg.reward == "teacher-judge":
-        return make_teacher_judge_reward(ctx.causal_lm(m.teacher).eval(), ctx.prompt_format(m.teacher), prompts)
+        teacher = ctx.causal_lm(m.teacher, frozen_dtype(ctx)).eval()
+        return make_teacher_judge_reward(teacher, ctx.prompt_format(m.teacher), prompts)
     if cfg.reward in ("teacher-kl", "rm+teacher-kl"):
         if m.teacher_backend == "hf":
-            teacher_lp = local_teacher_logprobs(ctx.causal_lm(m.teacher).eval())
+            teacher_lp = local_teacher_logprobs(ctx.causal_lm(m.teacher, frozen_dtype(ctx)).eval())
         else:  # vllm's prompt_logprobs, or a completions server with echo + logprobs
             teacher_lp = remote_teacher_logprobs(ctx.teacher_sampler(64, purpose="teacher_logprobs"))
         if cfg.reward == "teacher-kl":
@@ -124,9 +132,7 @@ def run(ctx: Ctx) -> str:
     start_dir = sft_dir if r == 1 else str(ctx.round_path("student_rl", r - 1))
     fmt = ctx.prompt_format(sft_dir)
     policy = ctx.causal_lm(start_dir, "float32")
-    # on CPU the reference and the reward model run at the policy's precision, whatever models.dtype: the KL to the
-    # reference is exact (0 at the first step), and their passes are a small part of an RL step there
-    frozen = "float32" if ctx.device == "cpu" else m.dtype
+    frozen = frozen_dtype(ctx)
     ref = ctx.causal_lm(sft_dir, frozen)
     rm_fmt = ctx.prompt_format(rm_dir)
     rm_reads_policy_tokens = fmt.same_tokens(rm_fmt)
