@@ -29,7 +29,8 @@ from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 
 from rewdistill.config import Config
 from rewdistill.config_files import load_config
-from rewdistill.pipeline import remove_outputs, run_pipeline, seed_from, stages_for
+from rewdistill.pipeline import remove_outputs, run_pipeline, seed_from
+from rewdistill.stage_list import stages_for
 
 
 def where(func: tuple) -> str:

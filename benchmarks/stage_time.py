@@ -27,7 +27,8 @@ from provenance import git_commit, teacher_of  # noqa: E402
 
 from rewdistill.config_files import load_config  # noqa: E402
 from rewdistill.io import read_json, write_json  # noqa: E402
-from rewdistill.pipeline import run_pipeline, seed_from, stages_for  # noqa: E402
+from rewdistill.pipeline import run_pipeline, seed_from  # noqa: E402
+from rewdistill.stage_list import stages_for  # noqa: E402
 
 
 def overrides(items: list[str]) -> dict[str, str]:

@@ -7,7 +7,7 @@ import yaml
 from rewdistill.cli import main
 from rewdistill.config import Config, ConfigError
 from rewdistill.config_files import iter_fields, load_config
-from rewdistill.pipeline import stage_hashes
+from rewdistill.stage_list import stage_hashes
 
 
 def test_yaml_then_overrides(tmp_path):

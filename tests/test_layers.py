@@ -20,7 +20,7 @@ LAYERS = [
     ("sampling", ["sampling"]),
     ("train", ["train", "labels"]),
     ("diagnostics", ["diagnostics"]),  # reads gold: nothing that trains may import it
-    ("stages", ["stages", "pipeline", "rundir", "report", "compare", "cards", "tracking"]),
+    ("stages", ["stages", "pipeline", "stage_list", "rundir", "report", "compare", "cards", "tracking"]),
     ("faces", ["cli", "cli_runs", "ablate", "grade", "hub", "__init__"]),
 ]
 FACES = {"faces"}

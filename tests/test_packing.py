@@ -203,9 +203,8 @@ def test_question_batching_trains_sft_and_reward_model(tmp_path, other_tokenizer
 
 def test_random_batching_is_left_out_of_the_stage_hashes():
     """Runs made before `batching` existed (random batching) keep their hashes; question batching reruns the stage."""
-    from rewdistill.config import section_hash
     from rewdistill.config_files import load_config
-    from rewdistill.pipeline import hashed, stage_hashes
+    from rewdistill.stage_list import hashed, section_hash, stage_hashes
 
     cfg = load_config(None, {"sft.batching": "random", "reward_model.batching": "random"})
     assert "batching" not in hashed(cfg.sft) and "batching" not in hashed(cfg.reward_model)

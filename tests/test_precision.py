@@ -105,7 +105,7 @@ def test_stage_hashes_hold_the_resolved_precision(monkeypatch, amx):
     """`auto` is hashed as it resolves: where it means `no`, runs made before `auto` (mixed_precision no) resume;
     where it means bf16, an fp32 run is not continued in bf16. Several processes: no (not verified in bf16)."""
     from rewdistill.config import Config
-    from rewdistill.pipeline import stage_hashes
+    from rewdistill.stage_list import stage_hashes
 
     monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
     auto = stage_hashes(Config.model_validate({"models": {"device": "cpu"}}))

@@ -39,7 +39,7 @@ def test_reward_model_trains_on_each_distinct_response_once_by_default_and_on_al
 def test_reward_model_duplicates_keep_is_left_out_of_the_hash_and_drop_reruns_the_reward_model():
     """Runs made before `reward_model.duplicates` existed (every row kept) keep their stage hashes."""
     from rewdistill.config_files import load_config
-    from rewdistill.pipeline import hashed, stage_hashes
+    from rewdistill.stage_list import hashed, stage_hashes
 
     keep = load_config(None, {"reward_model.duplicates": "keep"})
     assert "duplicates" not in hashed(keep.reward_model)

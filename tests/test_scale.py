@@ -74,7 +74,7 @@ def launch(run_dir, n: int, *extra):
 
 def copy_before(src, dst, stage: str):
     """A copy of run `src` whose manifest keeps only the stages before `stage` (so `stage` runs next)."""
-    from rewdistill.pipeline import STAGE_NAMES
+    from rewdistill.stage_list import STAGE_NAMES
 
     shutil.copytree(src, dst)
     m = json.loads((dst / "manifest.json").read_text())

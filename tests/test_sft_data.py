@@ -42,7 +42,7 @@ def test_sft_stage_trains_on_each_distinct_response_once_with_drop(tmp_path, mon
 def test_duplicates_keep_is_left_out_of_the_sft_hash_and_drop_reruns_sft():
     """Runs made before `sft.duplicates` existed (every response kept) keep their stage hashes."""
     from rewdistill.config_files import load_config
-    from rewdistill.pipeline import hashed, stage_hashes
+    from rewdistill.stage_list import hashed, stage_hashes
 
     keep = load_config(None, {"sft.duplicates": "keep"})
     assert "duplicates" not in hashed(keep.sft)

@@ -115,7 +115,7 @@ def _config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_names() -> list[str]:
-    from rewdistill.pipeline import STAGE_NAMES
+    from rewdistill.stage_list import STAGE_NAMES
 
     return STAGE_NAMES
 
@@ -159,7 +159,8 @@ def cmd_run(args) -> int:
     cfg = load_config(args.config, _overrides(args))
     run_dir = Path(args.run_dir or f"runs/{cfg.task.name}-seed{cfg.seed}")
 
-    from rewdistill.pipeline import check_until, run_pipeline
+    from rewdistill.pipeline import run_pipeline
+    from rewdistill.stage_list import check_until
 
     check_until(args.until, cfg.rl.rounds)  # a bad --until: one line, exit 2, before anything runs
     from rewdistill.report import format_table

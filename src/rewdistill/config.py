@@ -2,8 +2,6 @@
 reads YAML files and CLI overrides into it)."""
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -96,6 +94,9 @@ class PseudoLabelCfg(Section):
 
 
 Batching = Literal["random", "question"]
+Precision = Literal["auto", "no", "bf16", "fp16"]
+PRECISION_HELP = ("accelerate mixed precision; auto: bf16 on a CPU with AMX, one process (fast bf16 matrix products; "
+                  "attention stays fp32: models/precision.py), else no")
 BATCHING_HELP = ("random: each batch draws responses independently; question: each batch holds whole questions, "
                  "packed so that a prompt is computed once per row (faster, same loss; benchmarks/README.md)")
 
@@ -115,9 +116,7 @@ class SFTCfg(Section):
                                "the student learned far slower and collapsed on validation")
     duplicates: Literal["keep", "drop", "weight"] = Field("keep", description="keep: every label-1 teacher response; "
                                                           "drop / weight: one copy of each (weight: loss x its count)")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX, one process (fast bf16 "
-        "matrix products; attention stays fp32: models/precision.py), else no")
+    mixed_precision: Precision = Field("auto", description=PRECISION_HELP)
     compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
                                                   "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
     forward: Literal["suffix", "full"] = Field("suffix", description="suffix: last layer and head only where a response"
@@ -144,9 +143,7 @@ class RewardModelCfg(Section):
                                                 "response) (as good on validation, 2.4x faster: docs/rl.md); keep: all")
     batching: Batching = Field("random", description=BATCHING_HELP + "; question kept the validation ranking, but is "
                                "not reproducible at > 1 thread on CPU (docs/rl.md)")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "auto", description="accelerate mixed precision; auto: bf16 on a CPU with AMX, one process (fast bf16 "
-        "matrix products; attention stays fp32: models/precision.py), else no")
+    mixed_precision: Precision = Field("auto", description=PRECISION_HELP)
     forward: Literal["suffix", "full"] = Field("suffix", description="likelihood kind: as sft.forward")
 
 
@@ -219,8 +216,7 @@ class RLCfg(Section):
         "answers (rl.select_samples per question, every selection question, no vote-share cut)")
     select_samples: int = Field(4, ge=0, description="policy samples (T = 1) per selection question for the "
                                 "teacher_vote score; 0 = not computed")
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
-        "no", description="accelerate mixed precision (auto: bf16 on a CPU with AMX, else no)")
+    mixed_precision: Precision = Field("no", description=PRECISION_HELP)
 
     @model_validator(mode="after")
     def _groups(self):
@@ -298,9 +294,3 @@ class Config(Section):
         if self.sft.epochs is None:  # a copy: an SFTCfg the caller passed in stays as it was
             self.sft = self.sft.model_copy(update={"epochs": SFT_EPOCHS.get(self.task.name, 12)})
         return self
-
-
-def section_hash(*parts) -> str:
-    """Stable short hash of config sections (pydantic models, dicts or strings)."""
-    blob = json.dumps([p.model_dump() if isinstance(p, BaseModel) else p for p in parts], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
