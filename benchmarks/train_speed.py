@@ -7,7 +7,8 @@ TRL's SFTTrainer and RewardTrainer, on the same model, data, batch and sequence 
 
 `rewdistill random` is the loop with the model's full forward (`sft.forward` / `reward_model.forward` full, the
 default before 63e1fb0); `, suffix` rows run the last layer and the head only where a response token is predicted
-(`models/suffix.py`, the default since). `--trainers` keeps only the named rows (and each stage's baselines).
+(`models/suffix.py`, the default since; for the scalar head, the last layer at the last token only: the default since
+the 2026-12-07 session). `--trainers` keeps only the named rows (and each stage's baselines).
 
 RUN_DIR is a finished run (its teacher_labelled.jsonl and student_samples.jsonl are the data). The same random
 subset of its training questions feeds every trainer, one epoch each, fp32 weights, batch 32 (SFT sequences;
@@ -193,6 +194,10 @@ def main() -> None:
             "rm_bce"),
         ("rm", "rewdistill scalar bt random, bf16"): (
             ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "random", lr_rm, mixed="bf16"), "rm_bt"),
+        ("rm", "rewdistill scalar bt random, suffix"): (
+            ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "random", lr_rm, suffix=True), "rm_bt"),
+        ("rm", "rewdistill scalar bt random, suffix, bf16"): (
+            ours_rm(teacher, items, tfmt.pad_id, "scalar", "bt", "random", lr_rm, suffix=True, mixed="bf16"), "rm_bt"),
         ("rm", "TRL RewardTrainer (bt), bf16"): (
             trl_rm(teacher, items, bt_pairs, lr_rm, tfmt.tokenizer, bf16=True), "rm_bt"),
     }

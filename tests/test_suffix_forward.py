@@ -120,6 +120,32 @@ def test_likelihood_rm_suffix_scores_equal_full(suffix_calls):
     assert suffix_calls == [1, 1]
 
 
+@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+def test_scalar_rm_suffix_scores_equal_full(kind, monkeypatch):
+    import rewdistill.models.reward as reward_module
+    from transformers import AutoModelForSequenceClassification
+
+    lm = micro(kind)
+    lm.config.num_labels = 1
+    rm = AutoModelForSequenceClassification.from_config(lm.config).train()  # a score head on the decoder
+    calls = []
+    real = reward_module.suffix_last_scores
+    monkeypatch.setattr(reward_module, "suffix_last_scores", lambda *a: calls.append(1) or real(*a))
+    assert usable(rm, "score") and not usable(rm)
+    ids, mask, resp = pair_batch(random_pairs(6, seed=4), PAD)  # rows of different lengths: the last token varies
+    full = batch_scores(rm, ids, mask, resp)
+    fast = batch_scores(rm, ids, mask, resp, suffix=True)
+    assert calls == [1]
+    assert torch.allclose(fast, full, atol=1e-5)
+    w = torch.randn(len(full))  # gradients through every weight, a loss weighing each row differently
+    for a, b in zip(torch.autograd.grad((w * full).sum(), list(rm.parameters())),
+                    torch.autograd.grad((w * fast).sum(), list(rm.parameters()))):
+        assert torch.allclose(a, b, atol=1e-5)
+    left = torch.cat([mask[:1] * 0, mask[1:]])  # not right-padded: the full forward
+    assert torch.equal(batch_scores(rm, ids, left, resp, suffix=True), batch_scores(rm, ids, left, resp))
+    assert calls == [1]
+
+
 def test_usable_refuses_what_it_cannot_reproduce():
     model = micro("llama").train()
     assert usable(model)

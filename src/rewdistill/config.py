@@ -144,7 +144,8 @@ class RewardModelCfg(Section):
     batching: Batching = Field("random", description=BATCHING_HELP + "; question kept the validation ranking, but is "
                                "not reproducible at > 1 thread on CPU (docs/rl.md)")
     mixed_precision: Precision = Field("auto", description=PRECISION_HELP)
-    forward: Literal["suffix", "full"] = Field("suffix", description="likelihood kind: as sft.forward")
+    forward: Literal["suffix", "full"] = Field("suffix", description="as sft.forward (scalar kind: the last layer at "
+                                               "the last token only)")
 
 
 class RLCfg(Section):

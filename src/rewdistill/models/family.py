@@ -21,13 +21,14 @@ def full_attention_family(cfg) -> bool:
     return not types or all(t == "full_attention" for t in types)
 
 
-def supports(model) -> bool:
-    """True when the fast path reproduces this model's forward: a supported type with full attention everywhere."""
+def supports(model, head: str = "lm_head") -> bool:
+    """True when the fast path reproduces this model's forward: a supported type with full attention everywhere, its
+    decoder at `.model` and its head at `.<head>` (lm_head; score: a sequence-classification model)."""
     m = base_model(model)
     if not full_attention_family(getattr(m, "config", None)):
         return False
     layers = getattr(getattr(m, "model", None), "layers", None)
-    return bool(layers) and hasattr(m.model, "rotary_emb") and hasattr(m, "lm_head")
+    return bool(layers) and hasattr(m.model, "rotary_emb") and hasattr(m, head)
 
 
 RMS_NAMES = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm")

@@ -20,7 +20,7 @@ from torch import nn
 from rewdistill.models.family import full_attention_family
 from rewdistill.models.forward import last_token_scores, position_ids
 from rewdistill.models.packed import Packed, mean_per_pair, pack_pairs, packed_last_hidden, packed_logprobs
-from rewdistill.models.suffix import suffix_logprobs, usable
+from rewdistill.models.suffix import suffix_last_scores, suffix_logprobs, usable
 
 KINDS = ("scalar", "likelihood")
 
@@ -122,9 +122,12 @@ def pair_batch(pairs: list[tuple[list[int], list[int]]], pad: int):
 
 def batch_scores(rm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, suffix: bool = False) -> torch.Tensor:
     """Scores of a padded batch (with grad when enabled): (B, L) -> (B,). Scalar: the head at the last real token
-    (right padding); likelihood with `suffix`: `mean_response_logprob`'s suffix path."""
+    (right padding); with `suffix` the last layer only there where `models.suffix.usable` says it applies
+    (`suffix_last_scores`); likelihood with `suffix`: `mean_response_logprob`'s suffix path."""
     if is_likelihood(rm):
         return rm(ids, mask, resp, suffix=suffix)
+    if suffix and bool(mask[:, 0].all()) and usable(rm, "score"):
+        return suffix_last_scores(rm, ids, mask)
     return last_token_scores(rm, ids, mask)
 
 

@@ -10,7 +10,8 @@ the final norm and the head there feed nothing the loss reads. So
                       start-1 .. start+n-2 of each row (those that predict its response tokens)
     norm, head:       those R positions only
 
-which on the tiny tasks (prompts ~70% of a sequence) skips about a third of the arithmetic. Every kept
+which on the tiny tasks (prompts ~70% of a sequence) skips about a third of the arithmetic. A scalar reward model
+(a head on the last real token) needs the last layer at that one position only (`suffix_last_scores`). Every kept
 position's prediction is the same function as in the full forward (tests/test_suffix_forward.py compares
 them); summation order differs, so results agree to float rounding, not bit for bit.
 """
@@ -24,10 +25,10 @@ from rewdistill.models.packed import model_mask
 from rewdistill.models.precision import sdpa
 
 
-def usable(model) -> bool:
-    """True when `suffix_logprobs` reproduces `model`'s forward: a fast-sampler architecture (PEFT LoRA on it is
-    fine) with SDPA or eager attention and no attention dropout while training, on one process, not wrapped by DDP
-    or FSDP and not compiled."""
+def usable(model, head: str = "lm_head") -> bool:
+    """True when `hidden_at` reproduces `model`'s forward: a fast-sampler architecture (PEFT LoRA on it is fine) with
+    SDPA or eager attention and no attention dropout while training, on one process, not wrapped by DDP or FSDP and
+    not compiled; its head at `.<head>` (lm_head: `suffix_logprobs`; score: `suffix_last_scores`)."""
     if hasattr(model, "module") or hasattr(model, "_orig_mod"):  # DDP / FSDP 1 / torch.compile wrappers
         return False
     dist = torch.distributed
@@ -36,7 +37,7 @@ def usable(model) -> bool:
     m = base_model(model)
     if type(m).__name__.startswith("FSDP"):  # FSDP 2 shards in place (class FSDP<Model>): its hooks need the root's
         return False  # forward
-    if not supports(m):
+    if not supports(m, head):
         return False
     cfg = m.config
     if getattr(cfg, "_attn_implementation", None) not in ("sdpa", "eager"):
@@ -54,17 +55,15 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
-def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor,
-                    lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of each row's response tokens ids[b, starts[b] : starts[b] + lengths[b]].
+def hidden_at(model, ids: torch.Tensor, mask: torch.Tensor, q_at: torch.Tensor) -> torch.Tensor:
+    """The final-norm hidden states at positions q_at of right-padded rows, the last decoder layer run only there.
 
-    ids, mask: (B, T) right-padded; starts, lengths: (B,), starts >= 1 where lengths > 0. Returns (logp, valid),
-    both (B, R) with R = max(lengths): logp[b, t] = log p(ids[b, starts[b] + t] | ids[b, :starts[b] + t]); valid
-    marks t < lengths[b] (logp is 0 elsewhere)."""
+    ids, mask: (B, T); q_at: (B, R) positions in 0 .. T-1. Returns (B, R, d): what the model's forward gives at those
+    positions (to float rounding), before its head."""
     m = base_model(model)
     inner = m.model
     B, T = ids.shape
-    R = int(lengths.max())
+    R = q_at.shape[1]
     device = ids.device
     pos = torch.arange(T, device=device).expand(B, T)  # (B, T) right padding: positions are the columns
     h = inner.embed_tokens(ids)  # (B, T, d)
@@ -76,9 +75,6 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
         h = layer(h, attention_mask=attn_mask, position_ids=pos, position_embeddings=(cos, sin))
         h = h[0] if isinstance(h, tuple) else h
 
-    t = torch.arange(R, device=device)
-    valid = t[None] < lengths[:, None]  # (B, R)
-    q_at = (starts[:, None] - 1 + t[None]).clamp(0, T - 1)  # (B, R) positions whose output predicts a token
     last = inner.layers[-1]
     a = last.self_attn
     D = a.head_dim
@@ -101,7 +97,28 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
     h_q = h.gather(1, q_at[:, :, None].expand(B, R, h.shape[-1]))  # (B, R, d)
     h_q = h_q + a.o_proj(out.transpose(1, 2).reshape(B, R, -1))
     h_q = h_q + last.mlp(last.post_attention_layernorm(h_q))
-    logits = m.lm_head(inner.norm(h_q)).float()  # (B, R, V)
+    return inner.norm(h_q)  # (B, R, d)
+
+
+def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor,
+                    lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of each row's response tokens ids[b, starts[b] : starts[b] + lengths[b]].
+
+    ids, mask: (B, T) right-padded; starts, lengths: (B,), starts >= 1 where lengths > 0. Returns (logp, valid),
+    both (B, R) with R = max(lengths): logp[b, t] = log p(ids[b, starts[b] + t] | ids[b, :starts[b] + t]); valid
+    marks t < lengths[b] (logp is 0 elsewhere)."""
+    T = ids.shape[1]
+    t = torch.arange(int(lengths.max()), device=ids.device)
+    valid = t[None] < lengths[:, None]  # (B, R)
+    q_at = (starts[:, None] - 1 + t[None]).clamp(0, T - 1)  # (B, R) positions whose output predicts a token
+    logits = base_model(model).lm_head(hidden_at(model, ids, mask, q_at)).float()  # (B, R, V)
     target = ids.gather(1, (q_at + 1).clamp(max=T - 1))  # (B, R)
     logp = torch.gather(F.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(-1)  # (B, R)
     return logp * valid, valid
+
+
+def suffix_last_scores(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A sequence-classification model's score of each right-padded row at its last real token, the last decoder
+    layer run only there (`models.forward.last_token_scores` to float rounding). (B, T) -> (B,)."""
+    last = (mask.long().sum(1) - 1)[:, None]  # (B, 1)
+    return base_model(model).score(hidden_at(model, ids, mask, last))[:, 0, 0].float()  # (B,)

@@ -39,8 +39,8 @@ def make_pairs(rows: list[dict], rng: random.Random) -> list[tuple[int, int]]:
 def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, device, packed: bool = False,
                suffix: bool = False):
     """Loss and stats of one micro-batch: `chunk` holds row indices (bce) or (chosen, rejected) pairs (bt);
-    `packed`: the responses to one prompt share a row (`models.packed`), same scores; `suffix`: a likelihood
-    model's scores through `models.suffix` where it applies, same scores to rounding."""
+    `packed`: the responses to one prompt share a row (`models.packed`), same scores; `suffix`: the scores
+    through `models.suffix` where it applies (`models.reward.batch_scores`), same scores to rounding."""
     if loss == "bt":
         pairs = [rows[c]["pair"] for c, _ in chunk] + [rows[r]["pair"] for _, r in chunk]
     else:
@@ -90,7 +90,7 @@ def train_reward_model(
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
     batching: str = "random",  # random: items drawn independently; question: a question's items together, packed
-    suffix: bool = False,  # a likelihood model's scores through `models.suffix` (reward_model.forward suffix)
+    suffix: bool = False,  # the scores through `models.suffix` (reward_model.forward suffix)
 ):
     """Reward-model training with `train.loop.fit`: 5% warm-up; each epoch shuffles the previous epoch's item order
     again (`batching` question: shuffles the questions, each question's items adjacent, and packs the batches).
