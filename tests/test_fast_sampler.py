@@ -125,6 +125,27 @@ def test_samples_follow_softmax_of_logits_over_temperature():
     assert tv(counts, at_t1) > 1.5 * noise, (tv(counts, at_t1), noise)
 
 
+def test_draw_follows_the_distribution_and_never_draws_a_zero(monkeypatch):
+    from rewdistill.sampling.fast import draw
+
+    torch.manual_seed(0)
+    probs = F.softmax(torch.randn(4, 30) * 2, -1)
+    probs[:, ::3] = 0.0  # tokens that must never come out, the first and the last among them
+    probs[:, 29] = 0.0
+    probs = probs / probs.sum(-1, keepdim=True)
+    rows = probs.repeat_interleave(5000, 0)  # (20000, 30): 5000 draws from each row's distribution
+    tok = draw(rows).view(4, 5000)
+    assert probs.gather(1, tok).min() > 0
+    for r in range(4):  # chi-square against the row's probabilities (27 degrees of freedom at most: 99.9% < 55.5)
+        seen = torch.bincount(tok[r], minlength=30).float()
+        want = probs[r] * 5000
+        on = want > 0
+        assert ((seen[on] - want[on]) ** 2 / want[on]).sum() < 55.5
+    edge = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # u rounded up to the row's sum: the last non-zero token
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(*a[:2]))  # u = 1.0: past the end of the cdf
+    assert draw(edge).tolist() == [1]
+
+
 def test_other_architectures_fall_back_to_generate(other_tokenizer):
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(other_tokenizer), n_embd=32, n_layer=1, n_head=2,
                                        pad_token_id=other_tokenizer.pad_token_id,

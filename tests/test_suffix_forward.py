@@ -122,8 +122,9 @@ def test_likelihood_rm_suffix_scores_equal_full(suffix_calls):
 
 @pytest.mark.parametrize("kind", ["llama", "qwen3"])
 def test_scalar_rm_suffix_scores_equal_full(kind, monkeypatch):
-    import rewdistill.models.reward as reward_module
     from transformers import AutoModelForSequenceClassification
+
+    import rewdistill.models.reward as reward_module
 
     lm = micro(kind)
     lm.config.num_labels = 1

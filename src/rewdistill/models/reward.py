@@ -148,10 +148,11 @@ def packs(rm) -> bool:
 
 @torch.no_grad()
 def score_pairs(rm, pairs: list[tuple[list[int], list[int]]], pad: int, batch_size: int = 128,
-                packed: bool = False) -> list[float]:
+                packed: bool = False, suffix: bool = False) -> list[float]:
     """Reward of each (prompt ids, response ids) pair. `packed` (where the model's attention allows): pairs grouped
     by prompt, each batch packed (`models.packed`: a prompt computed once for the responses that share a row), the
-    same scores to float rounding; for scoring many responses per question (evaluation)."""
+    same scores to float rounding; for scoring many responses per question (evaluation). `suffix`: as
+    `batch_scores` (unpacked batches)."""
     rm.eval()
     device = next(rm.parameters()).device
     if packed and packs(rm) and all(p and r for p, r in pairs):  # packing needs every prompt and response non-empty
@@ -166,5 +167,5 @@ def score_pairs(rm, pairs: list[tuple[list[int], list[int]]], pad: int, batch_si
     out: list[float] = []
     for lo in range(0, len(pairs), batch_size):
         ids, mask, resp = pair_batch(pairs[lo : lo + batch_size], pad)
-        out += batch_scores(rm, ids.to(device), mask.to(device), resp.to(device)).float().tolist()
+        out += batch_scores(rm, ids.to(device), mask.to(device), resp.to(device), suffix).float().tolist()
     return out

@@ -4,6 +4,7 @@ A likelihood reward model first gets its scale and bias from a logistic fit of t
 log-probs (one forward pass, no grad), so that training starts from the init's own ranking, calibrated."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -56,15 +57,17 @@ def batch_loss(model, rows: list[dict], chunk: list, loss: str, pad_id: int, dev
     return bce_reward_loss(scores, labels)
 
 
-def calibrate(model, rows: list[dict], pad_id: int, rng: random.Random,
-              n: int = 2048) -> None:
+def calibrate(model, rows: list[dict], pad_id: int, rng: random.Random, n: int = 2048, suffix: bool = False,
+              autocast=contextlib.nullcontext) -> None:
     """Set a likelihood reward model's scale and bias to the logistic fit of the labels on its mean log-probs, over
-    `n` rows drawn at random (two parameters need few)."""
+    `n` rows drawn at random (two parameters need few); scored as training scores them (`suffix`, the stage's
+    `autocast`)."""
     sample = rng.sample(rows, min(n, len(rows)))
     with torch.no_grad():
         model.scale.fill_(1.0)
         model.bias.fill_(0.0)
-        x = torch.tensor(score_pairs(model, [r["pair"] for r in sample], pad_id))  # (n,) mean log-probs
+        with autocast():
+            x = torch.tensor(score_pairs(model, [r["pair"] for r in sample], pad_id, suffix=suffix))  # (n,)
         y = torch.tensor([float(r["label"]) for r in sample])
         a, b = fit_logistic(x, y)
         if a <= 0:  # the init ranks label-0 answers higher: start from its likelihood as it is (scale 1); training
@@ -97,7 +100,7 @@ def train_reward_model(
     Returns the prepared (possibly wrapped) model; save it with `save_pretrained`."""
     rng = random.Random(seed)
     if is_likelihood(model):
-        calibrate(model, rows, pad_id, random.Random(seed + 1))
+        calibrate(model, rows, pad_id, random.Random(seed + 1), suffix=suffix, autocast=accelerator.autocast)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     items = make_pairs(rows, rng) if loss == "bt" else list(range(len(rows)))  # bt draws its pairs from `rng` first
     if not items:
