@@ -1,6 +1,7 @@
 """The fast sampling engine (sampling/fast.py) against transformers' generate: identical greedy outputs on the
 shipped models and on other Llama-family shapes (GQA, q/k/v bias, Qwen3's q/k norms, LoRA), correct log-probs,
 the right sampling distribution, seeds, order, and the fallback for architectures it does not handle."""
+import pytest
 import torch
 import torch.nn.functional as F
 from transformers import (
@@ -142,8 +143,29 @@ def test_draw_follows_the_distribution_and_never_draws_a_zero(monkeypatch):
         on = want > 0
         assert ((seen[on] - want[on]) ** 2 / want[on]).sum() < 55.5
     edge = torch.tensor([[0.5, 0.5, 0.0, 0.0]])  # u rounded up to the row's sum: the last non-zero token
-    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(*a[:2]))  # u = 1.0: past the end of the cdf
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones(*a[:2], dtype=torch.float64))  # u = 1: past the end
     assert draw(edge).tolist() == [1]
+    monkeypatch.undo()
+    for bad in (torch.full((1, 4), float("nan")), torch.zeros(1, 4), torch.tensor([[0.5, float("inf"), 0.0, 0.0]]),
+                torch.tensor([[1.5, -0.5, 0.0, 0.0]])):  # not a distribution: an error, as torch.multinomial gives
+        with pytest.raises(RuntimeError, match="probability tensor"):
+            draw(bad)
+
+
+def test_draw_keeps_small_probabilities_after_a_large_one(monkeypatch):
+    """Token i is drawn when u lands in its exact interval [sum p_<i, sum p_<=i). A token of probability 1e-9 after
+    0.9 of the mass has an interval narrower than a float32 step there (6e-8): a float32 running sum gives it width 0
+    (never drawn), a float32 u cannot land in it; each would draw its neighbour here."""
+    from rewdistill.sampling.fast import draw
+
+    probs = torch.full((1, 1000), 0.1 / 998)
+    probs[0, 0], probs[0, 1] = 0.9, 1e-9  # (1, V)
+    exact = probs[0].double().cumsum(0)  # float64 sums of the float32 probabilities
+    picks = [1, 2, 999]
+    mids = torch.tensor([[(exact[i] - probs[0, i].double() / 2).item() / exact[-1].item()] for i in picks],
+                        dtype=torch.float64)  # (3, 1) u in the middle of each pick's interval
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: mids)
+    assert draw(probs.repeat(len(picks), 1)).tolist() == picks
 
 
 def test_other_architectures_fall_back_to_generate(other_tokenizer):

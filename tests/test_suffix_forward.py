@@ -133,6 +133,9 @@ def test_scalar_rm_suffix_scores_equal_full(kind, monkeypatch):
     real = reward_module.suffix_last_scores
     monkeypatch.setattr(reward_module, "suffix_last_scores", lambda *a: calls.append(1) or real(*a))
     assert usable(rm, "score") and not usable(rm)
+    two_cfg = lm.config.__class__(**{**lm.config.to_dict(), "num_labels": 2})
+    two = AutoModelForSequenceClassification.from_config(two_cfg)
+    assert not usable(two, "score")  # one score per row only
     ids, mask, resp = pair_batch(random_pairs(6, seed=4), PAD)  # rows of different lengths: the last token varies
     full = batch_scores(rm, ids, mask, resp)
     fast = batch_scores(rm, ids, mask, resp, suffix=True)

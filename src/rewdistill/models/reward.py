@@ -126,7 +126,7 @@ def batch_scores(rm, ids: torch.Tensor, mask: torch.Tensor, resp: torch.Tensor, 
     (`suffix_last_scores`); likelihood with `suffix`: `mean_response_logprob`'s suffix path."""
     if is_likelihood(rm):
         return rm(ids, mask, resp, suffix=suffix)
-    if suffix and bool(mask[:, 0].all()) and usable(rm, "score"):
+    if suffix and bool(mask[:, 0].all()) and usable(rm, "score"):  # right-padded rows (pair_batch): no holes
         return suffix_last_scores(rm, ids, mask)
     return last_token_scores(rm, ids, mask)
 

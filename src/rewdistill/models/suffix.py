@@ -40,6 +40,8 @@ def usable(model, head: str = "lm_head") -> bool:
     if not supports(m, head):
         return False
     cfg = m.config
+    if head == "score" and getattr(cfg, "num_labels", 1) != 1:  # suffix_last_scores reads one score per row
+        return False
     if getattr(cfg, "_attn_implementation", None) not in ("sdpa", "eager"):
         return False
     if type(m.model.norm).__name__ not in RMS_NAMES:

@@ -57,15 +57,20 @@ def additive(allowed: torch.Tensor) -> torch.Tensor:
 def draw(probs: torch.Tensor) -> torch.Tensor:
     """One token per row by inverse CDF: probs (b, V), rows summing to ~1 -> (b,) the first index whose running sum
     exceeds u x the row's sum, u uniform in [0, 1); a token of probability 0 is never drawn. The same distribution as
-    `torch.multinomial(probs, 1)`, which on CPU draws an exponential per vocabulary entry (one uniform per row here:
-    a fifth of the student's sampling step on the tiny tasks)."""
-    cdf = probs.cumsum(-1)  # (b, V)
-    u = torch.rand(len(probs), 1, device=probs.device) * cdf[:, -1:]  # (b, 1)
+    `torch.multinomial(probs, 1)`, which on CPU draws an exponential per vocabulary entry (one uniform per row here).
+    The running sum and u are float64: in float32 a large flat vocabulary's small probabilities come out coarsely
+    rounded (at V = 150k, total variation ~1e-3 from the true distribution). Rows that are not a distribution (NaN,
+    inf, negative or all-zero entries) raise, as multinomial does."""
+    cdf = probs.double().cumsum(-1)  # (b, V)
+    total = cdf[:, -1:]  # (b, 1)
+    if not bool((torch.isfinite(total) & (total > 0)).all() and (probs >= 0).all()):
+        raise RuntimeError("probability tensor contains either inf, nan or element < 0, or a row sums to 0 (a "
+                           "diverged model: non-finite logits)")
+    u = torch.rand(len(probs), 1, dtype=torch.float64, device=probs.device) * total  # (b, 1)
     tok = torch.searchsorted(cdf, u, right=True)[:, 0]  # (b,) cdf[tok - 1] <= u < cdf[tok]
     over = tok >= probs.shape[-1]  # u rounded up to the row's sum: its last token of non-zero probability
     if bool(over.any()):
-        last = probs.shape[-1] - 1 - (probs[over].flip(-1) > 0).long().argmax(-1)
-        tok[over] = last
+        tok[over] = probs.shape[-1] - 1 - (probs[over].flip(-1) > 0).long().argmax(-1)
     return tok
 
 
