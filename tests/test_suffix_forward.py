@@ -150,6 +150,22 @@ def test_scalar_rm_suffix_scores_equal_full(kind, monkeypatch):
     assert calls == [1]
 
 
+def test_calibration_scores_through_the_suffix_forward(suffix_calls):
+    import random as rnd
+
+    from rewdistill.train.reward_model import calibrate
+
+    pairs = random_pairs(40, seed=5)
+    rows = [{"pair": p, "label": int(len(p[1]) % 2)} for p in pairs]
+    fits = []
+    for suffix in (False, True):
+        rm = LikelihoodRM(micro("qwen2"))
+        calibrate(rm, rows, PAD, rnd.Random(0), suffix=suffix)
+        fits.append((float(rm.scale), float(rm.bias)))
+    assert len(suffix_calls) == 1  # one batch of 40, scored through models.suffix only when asked
+    assert fits[0] == pytest.approx(fits[1], rel=1e-4)
+
+
 def test_usable_refuses_what_it_cannot_reproduce():
     model = micro("llama").train()
     assert usable(model)
