@@ -92,3 +92,26 @@ def test_sft_weights_are_refused_over_several_processes():
     with pytest.raises(RuntimeError, match="one process"):
         train_sft(None, [([1], [2])] * 4, 0, epochs=1, lr=1e-3, batch_size=4, warmup_frac=0.0, weight_decay=0.0,
                   accelerator=two, seed=0, log=print, weights=[1.0] * 4)
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_pairs_tokenise_as_pair_ids_row_by_row(chat):
+    """`PromptFormat.pairs` tokenises each prompt once and the responses in one batch: the same ids, row by row."""
+    import copy
+
+    from rewdistill.models.load import load_prompt_format
+    from rewdistill.models.prompt import PromptFormat
+
+    tok = copy.deepcopy(load_prompt_format("zoo:teacher").tokenizer)
+    if chat:
+        tok.chat_template = "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}<assistant>"
+    fmt = PromptFormat.from_tokenizer(tok)
+    assert fmt.chat == chat
+    prompts = {"q1": "What is 2 + 3?", "q2": "Which is red? (A) sky (B) rose"}
+    rows = [{"qid": "q1", "text": " The answer is 5."}, {"qid": "q2", "text": ""}, {"qid": "q1", "text": "5\n"},
+            {"qid": "q2", "text": "  (B) rose  "}]
+    got = fmt.pairs(prompts, rows)
+    assert got == [fmt.pair_ids(prompts[r["qid"]], r["text"]) for r in rows]
+    got[0][0].append(-1)  # each row its own prompt list: changing one leaves the other rows of the question alone
+    assert got[2][0] == fmt.prompt_ids(prompts["q1"])
+    assert fmt.pairs(prompts, []) == []

@@ -49,12 +49,20 @@ class PromptFormat:
         """Prompt ids, then response ids + EOS, tokenised apart (as the model sees them when it generates).
         Plain prompts: the response gets exactly one leading space; chat prompts: none (it starts the assistant
         turn); an empty response is EOS alone. Used wherever text from another model is scored or trained on."""
-        body = response.strip() if self.chat or not response.strip() else " " + response.lstrip()
-        return self.prompt_ids(prompt), self.tokenizer(body, add_special_tokens=False)["input_ids"] + [self.eos_id]
+        return self.prompt_ids(prompt), self.tokenizer(self.body(response), add_special_tokens=False)["input_ids"] + [
+            self.eos_id]
+
+    def body(self, response: str) -> str:
+        """A response's text as `pair_ids` tokenises it."""
+        return response.strip() if self.chat or not response.strip() else " " + response.lstrip()
 
     def pairs(self, prompts: dict[str, str], rows: list[dict]) -> list[tuple[list[int], list[int]]]:
-        """`pair_ids` of rows {qid, text}, the prompt looked up by qid."""
-        return [self.pair_ids(prompts[r["qid"]], r["text"]) for r in rows]
+        """`pair_ids` of rows {qid, text}, the prompt looked up by qid: each prompt tokenised once, the responses in
+        one batched call (the same ids as `pair_ids` row by row; a question has many responses)."""
+        ids = {q: self.prompt_ids(prompts[q]) for q in dict.fromkeys(r["qid"] for r in rows)}
+        bodies = [self.body(r["text"]) for r in rows]
+        resp = self.tokenizer(bodies, add_special_tokens=False)["input_ids"] if bodies else []
+        return [(list(ids[r["qid"]]), x + [self.eos_id]) for r, x in zip(rows, resp)]
 
     def sequences(self, prompts: dict[str, str], rows: list[dict]) -> list[list[int]]:
         """Prompt + response ids of rows {qid, text} (what a reward model scores)."""
