@@ -774,7 +774,9 @@ TABLES = {
     "suffix-check": partial(batching_check_table, [f"suffix_check_{s}_tiny-{t}.json" for s in ("sft", "rm")
                                                    for t in ("arith", "choice")]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
-    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith_7cc99d2.json",
+    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith_5136e8a.json",
+                                                 "side_by_side_tiny-choice_5136e8a.json",
+                                                 "side_by_side_tiny-arith_7cc99d2.json",
                                                  "side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
                                                  "side_by_side_tiny-arith_c99bf8c.json"]),
     "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
