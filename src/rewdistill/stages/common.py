@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
@@ -42,10 +41,7 @@ class Ctx:
 
     @property
     def device(self) -> str:
-        d = self.cfg.models.device
-        if d == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return d
+        return precision.run_device(self.cfg.models.device)
 
     def metrics(self, stage: str, main_process: bool = True):
         """This round's `<stage>_metrics.jsonl` logger (a no-op on non-main processes): fresh, or, when the stage's

@@ -49,12 +49,12 @@ from rewdistill.train.selection import Selection
 logger = logging.getLogger("rewdistill")
 
 
-
 def frozen_dtype(ctx: Ctx) -> str:
     """The dtype of RL's frozen models (reference, reward model, teacher): on CPU the policy's fp32, whatever
     models.dtype says (the KL to the reference is exact, 0 at the first step; their passes are a small part of an RL
     step there); elsewhere models.dtype."""
     return "float32" if ctx.device == "cpu" else ctx.cfg.models.dtype
+
 
 def build_reward(ctx: Ctx, rm, rm_fmt, questions: list[dict], labels: dict):
     """The reward function of `rl.reward` over `questions` (rm: the loaded reward model; rm_fmt: None when it reads
