@@ -379,6 +379,24 @@ def profile_table(name: str, link, top: int = 6) -> str:
                                       rows, right_from=2)
 
 
+def levers_table(names: list[str], link) -> str:
+    """`benchmarks/levers.py`: today's path and an alternative on the same work, median seconds and the speed-up."""
+    lines, rows = [], []
+    for i, n in enumerate(names, 1):
+        d = load(n)
+        lines.append(source(n, link, f"{d['task']}, median of {d['repeats']} alternating runs, "
+                                     f"{d['torch_threads']} threads, torch {d['torch']}"))
+        for r in d["rows"]:
+            today = r["today"]
+            diff = (f"max score difference {r['max_abs_score_diff']:.3g}" if "max_abs_score_diff" in r else
+                    f"max output difference {r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "")
+            for alt, x in r["speedup"].items():
+                rows.append([f"({i}) {r['lever']}", r["work"], f"{today}: {r['median_s'][today]:.2f}",
+                             f"{alt}: {r['median_s'][alt]:.2f}", f"{x:.2f}x", diff])
+    return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
+        ["lever", "work", "today (s)", "alternative (s)", "speed-up", "result"], rows, right_from=2)
+
+
 def sft_setting(r: dict) -> str:
     """An `sft_sweep.py` row's overrides as the table's setting: 'sft.epochs 10, sft.lr 4e-3'."""
     return ", ".join(f"{k} {v}" for k, v in r["overrides"].items())
@@ -780,6 +798,7 @@ TABLES = {
                                                  "side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
                                                  "side_by_side_tiny-arith_c99bf8c.json"]),
     "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
+    "levers": partial(levers_table, ["levers_tiny-choice.json"]),
     "profile-rl-step": partial(profile_table, "profile_rl_step.json", top=10),
     "results-files": results_files,
 }

@@ -211,3 +211,34 @@ def test_grouped_query_attention_repeating_heads_equals_sdpa_gqa():
                                                       v[:, h // 3 : h // 3 + 1], attn_mask=mask, scale=0.35)[:, 0]
                        for h in range(6)], 1)  # (2, 6, 3, 8) head by head
     assert torch.allclose(cpu, ref, atol=1e-6)
+
+
+def test_compaction_keeps_every_running_row_and_copies_only_the_movers():
+    """Compaction keeps exactly the rows not done, leaves those among the first n in place, moves the others into
+    the done rows' places, and the cache rows follow: row j of the compacted cache is old row order[j]."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        b = int(torch.randint(1, 40, (1,), generator=g))
+        done = torch.rand(b, generator=g) < torch.rand(1, generator=g)
+        if done.all():
+            continue
+        order, holes, movers = fast.compaction(done)
+        n = int((~done).sum())
+        assert sorted(order.tolist()) == (~done).nonzero()[:, 0].tolist()  # every running row, once
+        stay = [j for j in range(n) if not done[j]]
+        assert all(order[j] == j for j in stay)  # rows already in place do not move
+        assert len(movers) == len(holes) and all(m >= n for m in movers.tolist())
+        cache = fast.KVCache(2, b, 3, 7, 4, torch.float32, "cpu")
+        for buf in cache.k + cache.v:
+            buf.copy_(torch.arange(b, dtype=torch.float32)[:, None, None, None] + torch.rand(b, 3, 7, 4, generator=g))
+        before = [buf.clone() for buf in cache.k + cache.v]
+        cache.fill(holes, movers, n, used=5)
+        for old, new in zip(before, cache.k + cache.v):
+            assert new.shape[0] == n
+            assert torch.equal(new[:, :, :5], old[order][:, :, :5])
+
+
+def test_greedy_equals_generate_when_many_rows_finish_at_different_steps():
+    """Prompts of mixed lengths and answers at batch 64 trigger several compactions: greedy outputs stay equal."""
+    model, tok = load_causal_lm("zoo:teacher").eval(), load_prompt_format("zoo:teacher")
+    same_greedy(model, tok, task_prompts("tiny-choice", 64), 64, max_new_tokens=64)

@@ -2,7 +2,8 @@
 
 Why it is faster than `model.generate` (benchmarks/sampling.py measures it):
 - a pre-allocated KV cache written in place (HF's DynamicCache concatenates every step: O(length) copies);
-- finished rows leave the batch (compacted once an eighth of the rows are done), so few steps are spent on them;
+- finished rows leave the batch (compacted once an eighth of the rows are done: rows still running past the new
+  batch size move into the finished rows' places, so only they are copied), so few steps are spent on them;
 - prompts are sorted by length before batching and pre-filled in groups padded to their own length;
 - n samples of one prompt share one pass over the prompt (its cache is copied to the n rows);
 - one additive mask per step, rotary tables computed once, one-kernel RMSNorm, logits only for the last
@@ -80,7 +81,7 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.
 
 
 class KVCache:
-    """Per-layer key/value buffers (B, H_kv, L_max, D), written in place; `keep` compacts the batch."""
+    """Per-layer key/value buffers (B, H_kv, L_max, D), written in place; `fill` compacts the batch."""
 
     def __init__(self, n_layers: int, B: int, H: int, L: int, D: int, dtype, device):
         # zeros, not empty: masked positions (left padding) are still multiplied by a zero weight, and 0 * NaN
@@ -95,20 +96,36 @@ class KVCache:
         view.v = [v[rows, :, lo:hi] for v in self.v]
         return view
 
-    def keep(self, rows: torch.Tensor, used: int) -> None:
-        """Keep only `rows` (indices into the current batch); only the first `used` positions are copied. With no
-        more rows than the buffers hold (finished rows dropped), in place: the kept rows move to the front and the
-        buffers become views of it (a fresh buffer of the whole cache every time cost more than the copy)."""
-        n = len(rows)
+    def fill(self, holes: torch.Tensor, movers: torch.Tensor, n: int, used: int) -> None:
+        """Keep the first `n` rows, row `movers[j]` (>= n) copied into row `holes[j]` (< n): only the rows that move
+        are copied (`compaction`), the first `used` positions of each."""
         for buffers in (self.k, self.v):
             for i, buf in enumerate(buffers):
-                if n <= buf.shape[0]:
-                    buf[:n, :, :used] = buf[rows, :, :used]  # the right side is gathered first: no overlap
-                    buffers[i] = buf[:n]
-                else:  # more rows than the buffers: a prompt's cache copied to its n samples
-                    fresh = torch.empty((n,) + buf.shape[1:], dtype=buf.dtype, device=buf.device)
-                    fresh[:, :, :used] = buf[rows, :, :used]
-                    buffers[i] = fresh
+                buf[holes, :, :used] = buf[movers, :, :used]  # disjoint rows: the right side is gathered first
+                buffers[i] = buf[:n]
+
+    def expand(self, rows: torch.Tensor, used: int) -> None:
+        """Fresh buffers of len(rows) rows, row j a copy of row rows[j] (a prompt's cache to its n samples); only the
+        first `used` positions are copied."""
+        for buffers in (self.k, self.v):
+            for i, buf in enumerate(buffers):
+                fresh = torch.empty((len(rows),) + buf.shape[1:], dtype=buf.dtype, device=buf.device)
+                fresh[:, :, :used] = buf[rows, :, :used]
+                buffers[i] = fresh
+
+
+def compaction(done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which rows survive a compaction, and where: done (b,) bool -> (order (n,), holes (k,), movers (k,)), n the
+    rows not done. order[j] is the row that buffer row j holds afterwards: a row not done among the first n stays
+    where it is, and the k rows not done past n move into the k done rows among the first n (holes). Only the
+    movers' caches are copied (KVCache.fill), not every surviving row's; rows change order, which the decode loop
+    follows through `alive`."""
+    n = int((~done).sum())
+    holes = done[:n].nonzero()[:, 0]  # (k,) done rows among the first n
+    movers = (~done[n:]).nonzero()[:, 0] + n  # (k,) rows not done past n: as many as there are holes
+    order = torch.arange(n, device=done.device)
+    order[holes] = movers
+    return order, holes, movers
 
 
 def attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float,
@@ -200,7 +217,7 @@ def decode_batch(model, prompts: list[list[int]], temperature: float, max_new_to
     next_pos = torch.tensor([len(p) for p in prompts], device=device)  # (U,)
     if n > 1:  # every prompt's cache, state and last hidden state to its n rows
         rows = torch.arange(U, device=device).repeat_interleave(n)
-        cache.keep(rows, P)
+        cache.expand(rows, P)
         h, valid, next_pos = h[rows], valid[rows], next_pos[rows]
 
     stop_t = torch.tensor(stop, device=device)
@@ -227,8 +244,8 @@ def decode_batch(model, prompts: list[list[int]], temperature: float, max_new_to
         if t == max_new_tokens - 1 or bool(done.all()):
             break
         if int(done.sum()) * 8 >= len(done):  # compact: finished rows would cost compute every step
-            keep = (~done).nonzero()[:, 0]
-            cache.keep(keep, P + t)
+            keep, holes, movers = compaction(done)
+            cache.fill(holes, movers, len(keep), P + t)
             alive, neg, next_pos, tok, done = alive[keep], neg[keep], next_pos[keep], tok[keep], done[keep]
         col = P + t
         neg[:, col] = 0.0

@@ -50,9 +50,10 @@ logger = logging.getLogger("rewdistill")
 
 
 def frozen_dtype(ctx: Ctx) -> str:
-    """The dtype of RL's frozen models (reference, reward model, teacher): on CPU the policy's fp32, whatever
-    models.dtype says (the KL to the reference is exact, 0 at the first step; their passes are a small part of an RL
-    step there); elsewhere models.dtype."""
+    """The dtype of RL's frozen reference and teacher: on CPU the policy's fp32, whatever models.dtype says (the KL to
+    the reference is exact, 0 at the first step); elsewhere models.dtype. The reward model loads in models.dtype
+    everywhere, as the evaluation reads it (bf16 on a CPU with AMX: its scoring was a quarter of a tiny-choice RL
+    stage in fp32, benchmarks/levers.py)."""
     return "float32" if ctx.device == "cpu" else ctx.cfg.models.dtype
 
 
@@ -142,7 +143,7 @@ def run(ctx: Ctx) -> str:
     rm = None  # loaded once: the reward (rm, hybrid) and the watch share it
     if cfg.reward in ("rm", "hybrid", "rm+teacher-kl") or (cfg.reward == "rm-vote" and cfg.vote_weights == "rm") \
             or watching:
-        rm = load_reward(rm_dir, ctx.device, frozen, m.trust_remote_code).eval()
+        rm = load_reward(rm_dir, ctx.device, m.dtype, m.trust_remote_code).eval()
     critic = None
     if ALGOS[cfg.algo].NEEDS_CRITIC:  # PPO's critic starts from a scalar reward model on the policy's tokens
         critic_init = rm_dir if rm_reads_policy_tokens and kind_of(rm_dir) == "scalar" else sft_dir

@@ -70,6 +70,21 @@ def shuffled(items: list, rng: random.Random) -> list:
     return items
 
 
+def length_grouped(items: list, length_of: Callable, batch_size: int, rng: random.Random, window: int = 4) -> list:
+    """Items shuffled, then each run of `window` x batch_size sorted by length (longest first) and cut into batches,
+    the epoch's whole batches in a random order, a last incomplete batch at the end (`fit` drops it): a batch is
+    still a random draw, from a quarter of a random window instead of the whole set, and pads to a length close to
+    its own (HF Trainer's group_by_length, with a smaller window)."""
+    rng.shuffle(items)
+    whole = len(items) - len(items) % batch_size
+    batches = []
+    for lo in range(0, whole, window * batch_size):
+        run = sorted(items[lo : min(lo + window * batch_size, whole)], key=length_of, reverse=True)  # stable
+        batches += [run[b : b + batch_size] for b in range(0, len(run), batch_size)]
+    rng.shuffle(batches)
+    return [i for b in batches for i in b] + items[whole:]
+
+
 def grouped_shuffle(items: list, group_of: Callable, rng: random.Random) -> list:
     """Items in a random order of their groups, each group's items together and in a random order: batches cut
     from it hold whole groups (all the responses to a question) instead of items drawn independently."""
@@ -106,6 +121,7 @@ def fit(
     carry_order: bool = False,  # False: each epoch shuffles `items` afresh; True: it shuffles the last epoch's order
     order_key: str = "order",  # name of the epoch's item order in the checkpoint's loop state
     group_of: Callable | None = None,  # item -> group key: each epoch shuffles the groups, a group's items adjacent
+    length_of: Callable | None = None,  # item -> its length: batches of similar lengths (`length_grouped`)
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
     compile: bool = False,  # torch.compile the forward passes of batch_loss (sft.compile)
@@ -132,7 +148,12 @@ def fit(
     for epoch in range(first_epoch, epochs):
         if epoch != first_epoch or order is None:  # a resumed epoch keeps the order it was saved with
             order = list(order if carry_order and order is not None else items)
-            order = grouped_shuffle(order, group_of, rng) if group_of else shuffled(order, rng)
+            if group_of:
+                order = grouped_shuffle(order, group_of, rng)
+            elif length_of:
+                order = length_grouped(order, length_of, batch_size, rng)
+            else:
+                order = shuffled(order, rng)
         for s in range(first_micro if epoch == first_epoch else 0, micro_per_epoch):
             chunk = shard_of(order[s * batch_size : (s + 1) * batch_size], accelerator, contiguous=group_of is not None)
             with accelerator.accumulate(model):

@@ -92,13 +92,15 @@ def train_sft(
     log: Callable[[dict], None],
     ckpt=None,  # train.checkpoint.Checkpoint: resume from it, save to it every N steps
     max_skips: int = 10,
-    batching: str = "random",  # random: pairs drawn independently; question: a prompt's responses together, packed
+    batching: str = "random",  # random: pairs drawn independently; length: similar lengths together
+    #                            (`train.loop.length_grouped`); question: a prompt's responses together, packed
     weights: list[float] | None = None,  # per pair: how many copies of it the loss counts (sft.duplicates weight)
     compile: bool = False,  # torch.compile the forward and loss (sft.compile; `train.loop.compile_wanted`)
     suffix: bool = False,  # the loss through `models.suffix` where it applies (sft.forward suffix)
 ):
-    """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs (`batching` question: of the prompts,
-    each prompt's responses adjacent, so that a batch holds whole questions and packs them). Returns the prepared
+    """SFT with `train.loop.fit`; every epoch is a fresh shuffle of the pairs (`batching` length: batches of similar
+    lengths, `train.loop.length_grouped`; question: of the prompts, each prompt's responses adjacent, so that a batch
+    holds whole questions and packs them). Returns the prepared
     (possibly wrapped) model; save it with `save_pretrained`."""
     if batch_size % accelerator.num_processes:
         raise RuntimeError(f"sft.batch_size {batch_size} must be a multiple of the {accelerator.num_processes} "
@@ -106,7 +108,7 @@ def train_sft(
     if weights is not None and accelerator.num_processes > 1:
         raise RuntimeError("sft.duplicates weight runs on one process; use keep or drop with several")
     if weights is not None and batching == "question":
-        raise RuntimeError("sft.duplicates weight needs sft.batching random (packed batches take no weights)")
+        raise RuntimeError("sft.duplicates weight needs sft.batching random or length (packed batches take no weights)")
     if not pairs:
         raise RuntimeError("sft: no training pairs (no label-1 finished teacher response); sample more teacher "
                            "responses or lower pseudo_label.min_vote_share")
@@ -118,10 +120,11 @@ def train_sft(
 
     packed = batching == "question"
     group_of = (lambda i: tuple(pairs[i][0])) if packed else None  # pair index -> its prompt
+    length_of = (lambda i: len(pairs[i][0]) + len(pairs[i][1])) if batching == "length" else None
 
     with deterministic_if(compile):  # compiled runs at 2 threads differed without it
         return fit(model, sft_optimizer(model, lr, weight_decay), list(range(len(pairs))), batch_loss,
                    epochs=epochs, batch_size=batch_size, lr=lr, warmup_frac=warmup_frac, accelerator=accelerator,
                    rng=random.Random(seed), log=log, name="sft", kill_at="sft-step",
                    hint="Lower sft.lr or check the data.", ckpt=ckpt, max_skips=max_skips,
-                   group_of=group_of, compile=compile)
+                   group_of=group_of, length_of=length_of, compile=compile)
