@@ -1,21 +1,24 @@
-"""Speed levers tried and not kept: each row times today's code path and one alternative on the same work, in one
-process, the two alternating.
+"""Speed levers measured side by side: each row times two or more ways of doing the same work, in one process, the
+sides alternating; `kept` names the side the defaults use at the commit measured.
 
     python benchmarks/levers.py RUN_DIR [--repeats 3] [--out benchmarks/results/levers_<task>.json]
 
-RUN_DIR is a finished run; its data feed every row. Rows (today's path first):
-- `sft optimiser`: one SFT pass (the student, the stage's defaults: bf16 autocast where `auto` gives it, suffix
-  forward, batch 32) over `--sft-seqs` label-1 teacher sequences, AdamW as the stage builds it (single-tensor) vs
-  `foreach=True` vs `fused=True`.
-- `sft threads`: the same pass on 2 torch threads (today) vs 1.
+RUN_DIR is a finished run; its data feed every row:
+- `sft batching`: one SFT pass (the student at the stage's defaults: bf16 autocast where `auto` gives it, suffix
+  forward, batch 32) over `--sft-seqs` label-1 teacher sequences, random batches vs `sft.batching length`.
+- `sft optimiser`: the same pass, AdamW as the stage builds it (single-tensor) vs `foreach=True` vs `fused=True`.
+- `sft threads`: the same pass on 2 torch threads vs 1.
 - `rm scoring`: the reward model's scores of rollout-sized packed batches (16 questions x 8 of the run's teacher
-  responses, the rl stage's reward call), fp32 (today: the rl stage's frozen models on CPU) vs bf16 autocast (the
-  reward-model stage's training precision); the largest score difference is recorded.
-- `sampler cache`: the fast sampler on the teacher in bf16 (256 training prompts x 1, T = 1, 64 new tokens), key /
-  value cache in bf16 (today) vs fp32 (attention in fp32).
+  responses, the rl stage's reward call) with fp32 weights vs bf16 weights (`models.dtype` auto on an AMX CPU) vs
+  fp32 weights under bf16 autocast (the reward-model stage's training precision); the largest score difference to
+  fp32 is recorded.
+- `sampler compaction`: the fast sampler on the teacher (bf16 weights, 256 training prompts x 1, T = 1, 64 new
+  tokens); when an eighth of the rows are done, every running row's cache copied to the front (before 488f253)
+  vs only the rows past the new batch size moved into the finished rows' places (`fast.compaction`).
+- `sampler cache`: the same sampling, key / value cache in bf16 vs fp32 (attention in fp32).
 - `decode attention`: one decode step's attention on the teacher's cache shape (256 rows, 6 heads, 130 keys of 32
-  dims, left padding masked), SDPA (today) vs matmul + softmax + matmul; the largest output difference is recorded.
-Wall seconds per repeat, the median kept; speed-up = today / alternative (> 1: the alternative is faster).
+  dims, left padding masked), SDPA vs matmul + softmax + matmul; the largest output difference is recorded.
+Wall seconds per repeat, the median kept; speed-up = the first side / the other (> 1: the other is faster).
 """
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -34,9 +38,10 @@ from accelerate import Accelerator
 from provenance import git_commit, teacher_of  # benchmarks/provenance.py
 
 import rewdistill.sampling.fast as fast
+from rewdistill.config import Config
 from rewdistill.config_files import load_config
 from rewdistill.io import read_jsonl
-from rewdistill.models.load import load_causal_lm, load_prompt_format, resolve
+from rewdistill.models.load import load_causal_lm, load_prompt_format, pick_dtype, resolve
 from rewdistill.models.precision import keep_cpu_attention_fp32
 from rewdistill.models.precision import resolve as resolve_precision
 from rewdistill.models.reward import load_reward, packed_scores
@@ -63,11 +68,11 @@ def alternate(sides: dict, repeats: int) -> dict[str, list[float]]:
     return out
 
 
-def row(lever: str, seconds: dict[str, list[float]], unit_work: str, **extra) -> dict:
-    today, *alts = seconds
+def row(lever: str, seconds: dict[str, list[float]], unit_work: str, kept: str, **extra) -> dict:
+    first, *others = seconds
     med = {k: statistics.median(v) for k, v in seconds.items()}
-    return {"lever": lever, "today": today, "work": unit_work, "seconds": seconds, "median_s": med,
-            "speedup": {k: round(med[today] / med[k], 3) for k in alts}, **extra}
+    return {"lever": lever, "first": first, "kept": kept, "work": unit_work, "seconds": seconds, "median_s": med,
+            "speedup": {k: round(med[first] / med[k], 3) for k in others}, **extra}
 
 
 @contextmanager
@@ -91,13 +96,16 @@ def sft_rows(cfg, run: Path, n_seqs: int, repeats: int) -> list[dict]:
     fmt = load_prompt_format(student)
     prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run / "questions.jsonl")}
     rows = [r for r in read_jsonl(run / "teacher_labelled.jsonl") if r["label"] == 1 and r["finished"]]
-    pairs = fmt.pairs(prompts, rows)[:n_seqs]
+    random.Random(0).shuffle(rows)  # a sample of every question's lengths, not the first questions'
+    pairs = fmt.pairs(prompts, rows[:n_seqs])
     mixed = resolve_precision(cfg.sft.mixed_precision, "cpu")
     if mixed == "bf16":
         keep_cpu_attention_fp32()
     acc = Accelerator(cpu=True, mixed_precision=mixed)
 
-    def sft(opt_kw: dict | None = None, threads: int | None = None):
+    default = Config().sft.batching  # the code's default, whatever the run used
+
+    def sft(opt_kw: dict | None = None, threads: int | None = None, batching: str = default):
         def go():
             model = load_causal_lm(student)
             before = torch.get_num_threads()
@@ -107,23 +115,25 @@ def sft_rows(cfg, run: Path, n_seqs: int, repeats: int) -> list[dict]:
                 with adamw(**(opt_kw or {})):
                     train_sft(model, pairs, fmt.pad_id, epochs=1, lr=cfg.sft.lr, batch_size=cfg.sft.batch_size,
                               warmup_frac=cfg.sft.warmup_frac, weight_decay=cfg.sft.weight_decay, accelerator=acc,
-                              seed=0, log=lambda r: None, suffix=cfg.sft.forward == "suffix")
+                              seed=0, log=lambda r: None, suffix=cfg.sft.forward == "suffix", batching=batching)
             finally:
                 torch.set_num_threads(before)
         return go
 
     work = f"{len(pairs)} SFT sequences, one epoch, {mixed} autocast, sft.forward {cfg.sft.forward}"
+    batching = alternate({"random": sft(batching="random"), "length": sft(batching="length")}, repeats)
+    work_b = f"{work}, sft.batching {default}"
     opt = alternate({"single-tensor": sft(), "foreach": sft({"foreach": True}), "fused": sft({"fused": True})},
                     repeats)
     threads = alternate({"2 threads": sft(threads=2), "1 thread": sft(threads=1)}, repeats)
-    return [row("sft optimiser", opt, work), row("sft threads", threads, work)]
+    return [row("sft batching", batching, work, default),
+            row("sft optimiser", opt, work_b, "single-tensor"), row("sft threads", threads, work_b, "2 threads")]
 
 
 def rm_row(run: Path, repeats: int) -> dict:
     cfg = load_config(str(run / "config.yaml"), {})
     fmt = load_prompt_format(resolve(cfg.models.student))
-    rm = load_reward(str(run / "reward_model"))
-    rm.eval()
+    rms = {dtype: load_reward(str(run / "reward_model"), "cpu", dtype).eval() for dtype in ("float32", "bfloat16")}
     prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run / "questions.jsonl")}
     by_q: dict[str, list[dict]] = {}
     for r in read_jsonl(run / "teacher_labelled.jsonl"):
@@ -136,14 +146,34 @@ def rm_row(run: Path, repeats: int) -> dict:
     keep_cpu_attention_fp32()
 
     @torch.no_grad()
-    def score(bf16: bool):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return torch.cat([packed_scores(rm, b).float() for b in batches])
+    def score(dtype: str, autocast: bool = False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return torch.cat([packed_scores(rms[dtype], b).float() for b in batches])
 
-    diff = float((score(True) - score(False)).abs().max())
-    seconds = alternate({"fp32": lambda: score(False), "bf16 autocast": lambda: score(True)}, repeats)
-    return row("rm scoring", seconds, f"{len(batches)} packed batches of 16 questions x 8 teacher responses",
-               max_abs_score_diff=round(diff, 5))
+    fp32 = score("float32")
+    diff = {"bf16 weights": float((score("bfloat16") - fp32).abs().max()),
+            "fp32 weights, bf16 autocast": float((score("float32", True) - fp32).abs().max())}
+    seconds = alternate({"fp32 weights": lambda: score("float32"), "bf16 weights": lambda: score("bfloat16"),
+                         "fp32 weights, bf16 autocast": lambda: score("float32", True)}, repeats)
+    kept = "bf16 weights" if pick_dtype(cfg.models.dtype, "cpu") == torch.bfloat16 else "fp32 weights"
+    return row("rm scoring", seconds, f"{len(batches)} packed batches of 16 questions x 8 teacher responses", kept,
+               max_abs_score_diff={k: round(v, 5) for k, v in diff.items()})
+
+
+@contextmanager
+def copy_every_row():
+    """The compaction before 488f253: every running row's cache gathered to the front, not only the movers."""
+    compaction = fast.compaction
+
+    def everyone(done):
+        keep = (~done).nonzero()[:, 0]
+        return keep, torch.arange(len(keep), device=done.device), keep  # holes = every slot, movers = every row
+
+    fast.compaction = everyone
+    try:
+        yield
+    finally:
+        fast.compaction = compaction
 
 
 @contextmanager
@@ -164,24 +194,23 @@ def fp32_cache():
         fast.KVCache.__init__, fast.attention = init, attention
 
 
-def sampler_row(cfg, repeats: int) -> dict:
+def sampler_rows(cfg, repeats: int) -> list[dict]:
     teacher = resolve(cfg.models.teacher)
     model = load_causal_lm(teacher, "cpu", "bfloat16")
     fmt = load_prompt_format(teacher)
-    task = task_from_config(cfg.task)
-    prompts = [task.prompt(e) for e in task.load("train")[:256]]
+    prompts = [task_from_config(cfg.task).prompt(e) for e in task_from_config(cfg.task).load("train")[:256]]
 
-    def sample(cache32: bool):
+    def sample(patch=None):
         def go():
-            if cache32:
-                with fp32_cache():
-                    generate(model, fmt, prompts, 1.0, 1, 64, 256, engine="fast")
-            else:
+            with patch() if patch else nullcontext():
                 generate(model, fmt, prompts, 1.0, 1, 64, 256, engine="fast")
         return go
 
-    seconds = alternate({"bf16 cache": sample(False), "fp32 cache": sample(True)}, repeats)
-    return row("sampler cache", seconds, "teacher in bf16, 256 prompts x 1, T = 1, 64 new tokens")
+    work = "teacher in bf16, 256 prompts x 1, T = 1, 64 new tokens"
+    compaction = alternate({"copy every running row": sample(copy_every_row), "copy the movers": sample()}, repeats)
+    cache = alternate({"bf16 cache": sample(), "fp32 cache": sample(fp32_cache)}, repeats)
+    return [row("sampler compaction", compaction, work, "copy the movers"),
+            row("sampler cache", cache, work, "bf16 cache")]
 
 
 def attention_row(repeats: int) -> dict:
@@ -205,7 +234,7 @@ def attention_row(repeats: int) -> dict:
     seconds = alternate({"sdpa": lambda: [sdpa() for _ in range(calls)],
                          "matmul + softmax": lambda: [manual() for _ in range(calls)]}, repeats)
     return row("decode attention", seconds, f"{calls} calls, q (256, 6, 1, 32), cache (256, 6, 130, 32) of 170",
-               max_abs_diff=diff)
+               "sdpa", max_abs_diff=diff)
 
 
 def main() -> None:
@@ -218,12 +247,12 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = load_config(str(args.run / "config.yaml"), {})
     rows = sft_rows(cfg, args.run, args.sft_seqs, args.repeats)
-    rows += [rm_row(args.run, args.repeats), sampler_row(cfg, args.repeats), attention_row(args.repeats)]
+    rows += [rm_row(args.run, args.repeats), *sampler_rows(cfg, args.repeats), attention_row(args.repeats)]
     out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
            "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows}
     for r in rows:
-        print(f"{r['lever']:18s} {r['today']}: {r['median_s'][r['today']]:.3f} s; "
+        print(f"{r['lever']:18s} {r['first']}: {r['median_s'][r['first']]:.3f} s; "
               + ", ".join(f"{k}: {r['median_s'][k]:.3f} s ({x:.2f}x)" for k, x in r["speedup"].items()))
     path = args.out or Path(__file__).parent / "results" / f"levers_{cfg.task.name}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")

@@ -380,21 +380,24 @@ def profile_table(name: str, link, top: int = 6) -> str:
 
 
 def levers_table(names: list[str], link) -> str:
-    """`benchmarks/levers.py`: today's path and an alternative on the same work, median seconds and the speed-up."""
+    """`benchmarks/levers.py`: ways of doing the same work side by side, median seconds, the speed-up over the first
+    side and the side the defaults use."""
     lines, rows = [], []
     for i, n in enumerate(names, 1):
         d = load(n)
         lines.append(source(n, link, f"{d['task']}, median of {d['repeats']} alternating runs, "
                                      f"{d['torch_threads']} threads, torch {d['torch']}"))
         for r in d["rows"]:
-            today = r["today"]
-            diff = (f"max score difference {r['max_abs_score_diff']:.3g}" if "max_abs_score_diff" in r else
-                    f"max output difference {r['max_abs_diff']:.2g}" if "max_abs_diff" in r else "")
-            for alt, x in r["speedup"].items():
-                rows.append([f"({i}) {r['lever']}", r["work"], f"{today}: {r['median_s'][today]:.2f}",
-                             f"{alt}: {r['median_s'][alt]:.2f}", f"{x:.2f}x", diff])
+            diffs = r.get("max_abs_score_diff") or {}
+            for k, side in enumerate(r["median_s"]):
+                x = "1.00x" if k == 0 else f"{r['speedup'][side]:.2f}x"
+                diff = (f"max score difference {diffs[side]:.3g}" if side in diffs else
+                        f"max output difference {r['max_abs_diff']:.2g}" if "max_abs_diff" in r and k else "")
+                rows.append([f"({i}) {r['lever']}" if k == 0 else "", r["work"] if k == 0 else "",
+                             f"**{side}**" if side == r["kept"] else side, f"{r['median_s'][side]:.2f}", x, diff])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
-        ["lever", "work", "today (s)", "alternative (s)", "speed-up", "result"], rows, right_from=2)
+        ["lever", "work", "side (**the default**)", "seconds", "speed vs the first side", "result"], rows,
+        right_from=3)
 
 
 def sft_setting(r: dict) -> str:
@@ -797,8 +800,10 @@ TABLES = {
                                                  "side_by_side_tiny-arith_7cc99d2.json",
                                                  "side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
                                                  "side_by_side_tiny-arith_c99bf8c.json"]),
-    "profile-stages": partial(profile_table, "profile_stages_tiny-choice.json"),
+    "profile-stages": lambda link: "\n\n".join(profile_table(f"profile_stages_tiny-{t}_169835a.json", link)
+                                                  for t in ("choice", "arith")),
     "levers": partial(levers_table, ["levers_tiny-choice.json"]),
+    "levers-check": partial(precision_check_table, ["levers_check_tiny-arith.json", "levers_check_tiny-choice.json"]),
     "profile-rl-step": partial(profile_table, "profile_rl_step.json", top=10),
     "results-files": results_files,
 }
