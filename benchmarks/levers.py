@@ -17,7 +17,8 @@ RUN_DIR is a finished run; its data feed every row:
   vs only the rows past the new batch size moved into the finished rows' places (`fast.compaction`).
 - `sampler cache`: the same sampling, key / value cache in bf16 vs fp32 (attention in fp32).
 - `decode attention`: one decode step's attention on the teacher's cache shape (256 rows, 6 heads, 130 keys of 32
-  dims, left padding masked), SDPA vs matmul + softmax + matmul; the largest output difference is recorded.
+  dims, left padding masked) in the sampler's dtype (`models.dtype`), SDPA vs matmul + softmax + matmul; the largest
+  output difference is recorded.
 Wall seconds per repeat, the median kept; speed-up = the first side / the other (> 1: the other is faster).
 """
 from __future__ import annotations
@@ -162,18 +163,25 @@ def rm_row(run: Path, repeats: int) -> dict:
 
 @contextmanager
 def copy_every_row():
-    """The compaction before 488f253: every running row's cache gathered to the front, not only the movers."""
-    compaction = fast.compaction
+    """The compaction before 488f253: every running row's cache gathered into the front rows (a slice copy), not only
+    the movers."""
+    compaction, fill = fast.compaction, fast.KVCache.fill
 
     def everyone(done):
-        keep = (~done).nonzero()[:, 0]
-        return keep, torch.arange(len(keep), device=done.device), keep  # holes = every slot, movers = every row
+        keep = (~done).nonzero()[:, 0]  # (n,)
+        return keep, None, keep  # the rows in order, all of them copied
 
-    fast.compaction = everyone
+    def gather_to_front(self, holes, rows, n, used):
+        for buffers in (self.k, self.v):
+            for i, buf in enumerate(buffers):
+                buf[:n, :, :used] = buf[rows, :, :used]  # the right side is gathered first: no overlap
+                buffers[i] = buf[:n]
+
+    fast.compaction, fast.KVCache.fill = everyone, gather_to_front
     try:
         yield
     finally:
-        fast.compaction = compaction
+        fast.compaction, fast.KVCache.fill = compaction, fill
 
 
 @contextmanager
@@ -213,12 +221,13 @@ def sampler_rows(cfg, repeats: int) -> list[dict]:
             row("sampler cache", cache, work, "bf16 cache")]
 
 
-def attention_row(repeats: int) -> dict:
+def attention_row(cfg, repeats: int) -> dict:
+    dtype = pick_dtype(cfg.models.dtype, "cpu")  # the sampler's cache dtype here
     g = torch.Generator().manual_seed(0)
     b, H, L, end, D = 256, 6, 170, 130, 32
-    keys, values = torch.randn(b, H, L, D, generator=g), torch.randn(b, H, L, D, generator=g)
-    q = torch.randn(b, H, 1, D, generator=g)
-    mask = torch.zeros(b, 1, 1, L)
+    keys, values = (torch.randn(b, H, L, D, generator=g).to(dtype) for _ in range(2))
+    q = torch.randn(b, H, 1, D, generator=g).to(dtype)
+    mask = torch.zeros(b, 1, 1, L, dtype=dtype)
     mask[:, :, :, :20] = float("-inf")  # left padding
     k, v, m, scale = keys[:, :, :end], values[:, :, :end], mask[..., :end], D ** -0.5
 
@@ -233,7 +242,8 @@ def attention_row(repeats: int) -> dict:
     calls = 200
     seconds = alternate({"sdpa": lambda: [sdpa() for _ in range(calls)],
                          "matmul + softmax": lambda: [manual() for _ in range(calls)]}, repeats)
-    return row("decode attention", seconds, f"{calls} calls, q (256, 6, 1, 32), cache (256, 6, 130, 32) of 170",
+    return row("decode attention", seconds, f"{calls} calls, {str(dtype)[6:]}, q (256, 6, 1, 32), cache (256, 6, 130, "
+               "32) of 170",
                "sdpa", max_abs_diff=diff)
 
 
@@ -247,7 +257,7 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = load_config(str(args.run / "config.yaml"), {})
     rows = sft_rows(cfg, args.run, args.sft_seqs, args.repeats)
-    rows += [rm_row(args.run, args.repeats), *sampler_rows(cfg, args.repeats), attention_row(args.repeats)]
+    rows += [rm_row(args.run, args.repeats), *sampler_rows(cfg, args.repeats), attention_row(cfg, args.repeats)]
     out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
            "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows}

@@ -213,9 +213,10 @@ def test_grouped_query_attention_repeating_heads_equals_sdpa_gqa():
     assert torch.allclose(cpu, ref, atol=1e-6)
 
 
-def test_compaction_keeps_every_running_row_and_copies_only_the_movers():
-    """Compaction keeps exactly the rows not done, leaves those among the first n in place, moves the others into
-    the done rows' places, and the cache rows follow: row j of the compacted cache is old row order[j]."""
+def test_compaction_keeps_every_running_row_and_moves_only_rows_past_n():
+    """Compaction keeps exactly the rows not done, leaves those among the first n in place, moves the others (only
+    those: one per done row among the first n) into the done rows' places, and the cache rows follow: row j of the
+    compacted cache is old row order[j]."""
     g = torch.Generator().manual_seed(0)
     for _ in range(50):
         b = int(torch.randint(1, 40, (1,), generator=g))
@@ -227,7 +228,8 @@ def test_compaction_keeps_every_running_row_and_copies_only_the_movers():
         assert sorted(order.tolist()) == (~done).nonzero()[:, 0].tolist()  # every running row, once
         stay = [j for j in range(n) if not done[j]]
         assert all(order[j] == j for j in stay)  # rows already in place do not move
-        assert len(movers) == len(holes) and all(m >= n for m in movers.tolist())
+        assert len(movers) == len(holes) == int(done[:n].sum()) and all(m >= n for m in movers.tolist())
+        assert holes.tolist() == done[:n].nonzero()[:, 0].tolist()
         cache = fast.KVCache(2, b, 3, 7, 4, torch.float32, "cpu")
         for buf in cache.k + cache.v:
             buf.copy_(torch.arange(b, dtype=torch.float32)[:, None, None, None] + torch.rand(b, 3, 7, 4, generator=g))
@@ -238,7 +240,18 @@ def test_compaction_keeps_every_running_row_and_copies_only_the_movers():
             assert torch.equal(new[:, :, :5], old[order][:, :, :5])
 
 
-def test_greedy_equals_generate_when_many_rows_finish_at_different_steps():
-    """Prompts of mixed lengths and answers at batch 64 trigger several compactions: greedy outputs stay equal."""
+def test_greedy_equals_generate_when_many_rows_finish_at_different_steps(monkeypatch):
+    """Prompts of mixed lengths and answers at batch 64 trigger several compactions that move rows: greedy outputs
+    stay equal."""
+    moved = []
+    compaction = fast.compaction
+
+    def spy(done):
+        out = compaction(done)
+        moved.append(len(out[2]))
+        return out
+
+    monkeypatch.setattr(fast, "compaction", spy)
     model, tok = load_causal_lm("zoo:teacher").eval(), load_prompt_format("zoo:teacher")
     same_greedy(model, tok, task_prompts("tiny-choice", 64), 64, max_new_tokens=64)
+    assert len(moved) >= 2 and sum(moved) > 0  # compacted, and rows past the new batch size moved

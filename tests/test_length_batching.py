@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
-from rewdistill.train.loop import length_grouped, shuffled
+import torch
+from accelerate import Accelerator
+
+from rewdistill.train.loop import fit, length_grouped, shuffled
 
 
 def padded(order: list[int], length: list[int], batch: int) -> int:
@@ -55,3 +58,22 @@ def test_far_less_padding_than_a_random_order():
     grouped = padded(length_grouped(list(range(2048)), length.__getitem__, 32, random.Random(0)), length, 32)
     real = sum(length)
     assert (grouped - real) < 0.35 * (rand - real)
+
+
+def test_fit_trains_on_whole_length_sorted_batches_and_drops_the_rest():
+    """fit(length_of=...) takes each epoch's order from length_grouped: every micro-batch whole and sorted longest
+    first, a fresh order each epoch, the incomplete batch never trained on."""
+    length = [random.Random(i).randint(1, 50) for i in range(70)]
+    seen: list[list[int]] = []
+    model = torch.nn.Linear(2, 1)
+
+    def batch_loss(m, chunk):
+        seen.append(list(chunk))
+        return m(torch.ones(1, 2)).sum() * 0.0, {}
+
+    fit(model, torch.optim.SGD(model.parameters(), lr=0.1), list(range(70)), batch_loss, epochs=2, batch_size=16,
+        lr=0.1, warmup_frac=0.0, accelerator=Accelerator(cpu=True), rng=random.Random(0), log=lambda r: None,
+        name="t", kill_at="t", hint="", length_of=length.__getitem__)
+    assert len(seen) == 2 * (70 // 16) and all(len(c) == 16 for c in seen)
+    assert all([length[i] for i in c] == sorted((length[i] for i in c), reverse=True) for c in seen)
+    assert seen[:4] != seen[4:]  # each epoch shuffles afresh

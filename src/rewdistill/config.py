@@ -122,8 +122,8 @@ class SFTCfg(Section):
     compile: Literal["off", "on", "auto"] = Field("off", description="torch.compile the student's forward and loss "
                                                   "(benchmarks/README.md); auto: one CPU process with a C++ compiler")
     forward: Literal["suffix", "full"] = Field("suffix", description="suffix: last layer and head only where a response"
-                                               " token is predicted (models/suffix.py; random batching, one process, "
-                                               "not compiled); full: the model's forward")
+                                               " token is predicted (models/suffix.py; random or length batching, one "
+                                               "process, not compiled); full: the model's forward")
 
 
 class RewardModelCfg(Section):

@@ -134,7 +134,7 @@ def block_mask(model, batch: Packed) -> torch.Tensor:
         return mask
     impl = getattr(getattr(model, "module", model).config, "_attn_implementation", None)
     raise ValueError(f"question batching needs the model's attention to be sdpa or eager (it is {impl}); set "
-                     "sft.batching / reward_model.batching / rl.batching to random")
+                     "sft.batching (random or length) / reward_model.batching / rl.batching to random")
 
 
 def packed_logprobs(model, batch: Packed, temperature: float = 1.0, with_entropy: bool = False):

@@ -52,8 +52,7 @@ logger = logging.getLogger("rewdistill")
 def frozen_dtype(ctx: Ctx) -> str:
     """The dtype of RL's frozen reference and teacher: on CPU the policy's fp32, whatever models.dtype says (the KL to
     the reference is exact, 0 at the first step); elsewhere models.dtype. The reward model loads in models.dtype
-    everywhere, as the evaluation reads it (bf16 on a CPU with AMX: its scoring was a quarter of a tiny-choice RL
-    stage in fp32, benchmarks/levers.py)."""
+    everywhere, as the evaluation reads it (bf16 on a CPU with AMX: faster scoring, benchmarks/levers.py)."""
     return "float32" if ctx.device == "cpu" else ctx.cfg.models.dtype
 
 
