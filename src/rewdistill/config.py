@@ -112,10 +112,10 @@ class SFTCfg(Section):
     batch_size: int = Field(32, ge=1, description="sequences per optimiser step (before accumulation)")
     grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
-    batching: Literal["length", "random", "question"] = Field(
-        "length", description="length: random batches of similar lengths (each from a sorted window of 4 batches: "
-        "little padding); " + BATCHING_HELP + "; question is not recommended for SFT: on the tiny tasks the student "
-        "learned far slower and collapsed on validation")
+    batching: Literal["random", "length", "question"] = Field(
+        "random", description=BATCHING_HELP + "; length: batches of similar lengths (each from a sorted window of 4 "
+        "batches: little padding, faster). length and question are not recommended for SFT: on the tiny tasks the "
+        "student lost accuracy on validation (benchmarks/README.md)")
     duplicates: Literal["keep", "drop", "weight"] = Field("keep", description="keep: every label-1 teacher response; "
                                                           "drop / weight: one copy of each (weight: loss x its count)")
     mixed_precision: Precision = Field("auto", description=PRECISION_HELP)
