@@ -738,6 +738,8 @@ TABLES = {
     "sampling-bf16": partial(sampling_table, "sampling_bf16.json"),
     "sampling-draw": partial(sampling_table, "sampling_draw.json"),
     "sampling-compaction": partial(sampling_table, "sampling_compaction.json"),
+    "default-run-time-levers": partial(pipeline_times, ["side_by_side_tiny-choice_5136e8a.json#new",
+                                                        "default_run_time_tiny-choice_8d15120.json"]),
     "sampling-h200": partial(sampling_table, "sampling_h200.json"),
     "rl-step": partial(rl_step_table, ["rl_step_draw.json", "rl_step_head.json", "rl_step_sft.json", "rl_step.json"]),
     "pipeline-time": partial(pipeline_times, ["pipeline_time_before_fast_sampler.json", "pipeline_time.json",
