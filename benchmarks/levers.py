@@ -131,8 +131,7 @@ def sft_rows(cfg, run: Path, n_seqs: int, repeats: int) -> list[dict]:
             row("sft optimiser", opt, work_b, "single-tensor"), row("sft threads", threads, work_b, "2 threads")]
 
 
-def rm_row(run: Path, repeats: int) -> dict:
-    cfg = load_config(str(run / "config.yaml"), {})
+def rm_row(cfg, run: Path, repeats: int) -> dict:
     fmt = load_prompt_format(resolve(cfg.models.student))
     rms = {dtype: load_reward(str(run / "reward_model"), "cpu", dtype).eval() for dtype in ("float32", "bfloat16")}
     prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run / "questions.jsonl")}
@@ -206,7 +205,8 @@ def sampler_rows(cfg, repeats: int) -> list[dict]:
     teacher = resolve(cfg.models.teacher)
     model = load_causal_lm(teacher, "cpu", "bfloat16")
     fmt = load_prompt_format(teacher)
-    prompts = [task_from_config(cfg.task).prompt(e) for e in task_from_config(cfg.task).load("train")[:256]]
+    task = task_from_config(cfg.task)
+    prompts = [task.prompt(e) for e in task.load("train")[:256]]
 
     def sample(patch=None):
         def go():
@@ -257,7 +257,7 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = load_config(str(args.run / "config.yaml"), {})
     rows = sft_rows(cfg, args.run, args.sft_seqs, args.repeats)
-    rows += [rm_row(args.run, args.repeats), *sampler_rows(cfg, args.repeats), attention_row(cfg, args.repeats)]
+    rows += [rm_row(cfg, args.run, args.repeats), *sampler_rows(cfg, args.repeats), attention_row(cfg, args.repeats)]
     out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
            "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows}
