@@ -10,6 +10,8 @@ median of `--repeats`); neither is in the library, both are recorded so that the
   elementwise work). The compile time is timed apart: the first compiled pass, on an empty inductor cache (a fresh
   `TORCHINDUCTOR_CACHE_DIR`), minus a compiled pass after it. `break_even_steps` = compile seconds / seconds saved
   per step: a stage shorter than that loses time.
+- `sft_op_profile`: where an eager step's time goes: torch.profiler over 20 of those steps, the
+  operators with the most own CPU time (ms per step, calls per step, share of the profiled time).
 - `decode attention, shared prompt`: one decode step's attention where each prompt has n samples (the teacher's
   n_per_temperature = 2, RL's group_size = 8, and n = 1), in the sampler's dtype: SDPA over each row's whole cache
   (the prompt's keys copied into each of its n rows, as the sampler holds them) vs the prompt's keys read once for
@@ -29,12 +31,14 @@ import platform  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from levers import alternate, row, timed  # noqa: E402  benchmarks/levers.py
 from provenance import git_commit, teacher_of  # noqa: E402  benchmarks/provenance.py
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from rewdistill.config_files import load_config  # noqa: E402
 from rewdistill.io import read_jsonl  # noqa: E402
@@ -56,7 +60,16 @@ def suffix_loss_core(model, ids, mask, q_at, target, valid):
     return -(logp * w).sum() / w.sum()
 
 
-def sft_compile_row(cfg, run: Path, steps: int, repeats: int) -> dict:
+def op_table(prof, steps: int, top: int = 12) -> list[dict]:
+    """A torch.profiler run's operators with the most own CPU time, per optimiser step."""
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return [{"op": e.key, "ms_per_step": round(e.self_cpu_time_total / 1000 / steps, 2),
+             "calls_per_step": round(e.count / steps, 1), "share": round(e.self_cpu_time_total / total, 3)}
+            for e in ops[:top]]
+
+
+def sft_compile_row(cfg, run: Path, steps: int, repeats: int, profile_steps: int = 20) -> tuple[list[dict], dict]:
     student = resolve(cfg.models.student)
     fmt = load_prompt_format(student)
     prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run / "questions.jsonl")}
@@ -77,29 +90,34 @@ def sft_compile_row(cfg, run: Path, steps: int, repeats: int) -> dict:
         q_at = (starts[:, None] - 1 + t[None]).clamp(0, T - 1)  # (B, R)
         return ids, mask, q_at, ids.gather(1, (q_at + 1).clamp(max=T - 1)), t[None] < lengths[:, None]
 
-    def pass_of(loss_fn):
+    def pass_of(loss_fn, batches=batches, around=nullcontext):
         def go():
             torch.manual_seed(0)
             model = load_causal_lm(student)
             model.train()
             opt = sft_optimizer(model, cfg.sft.lr, cfg.sft.weight_decay)
-            for chunk in batches:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed == "bf16"):
-                    loss = loss_fn(model, *inputs(chunk))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                opt.zero_grad()
+            with around() as prof:  # the steps only, not the loading
+                for chunk in batches:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed == "bf16"):
+                        loss = loss_fn(model, *inputs(chunk))
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    opt.zero_grad()
+            return prof
         return go
 
+    pass_of(suffix_loss_core, batches[:profile_steps])()  # warm
+    prof = pass_of(suffix_loss_core, batches[:profile_steps], lambda: profile(activities=[ProfilerActivity.CPU]))()
+    ops = op_table(prof, profile_steps)
     compiled = torch.compile(suffix_loss_core, dynamic=True)
     first = timed(pass_of(compiled))  # compiles, on the empty cache
     seconds = alternate({"eager": pass_of(suffix_loss_core), "compiled": pass_of(compiled)}, repeats)
     eager_s, comp_s = (statistics.median(seconds[k]) for k in ("eager", "compiled"))
     compile_s = first - comp_s
     saved = (eager_s - comp_s) / steps
-    return row("sft compile (suffix)", seconds, f"{steps} SFT steps of {cfg.sft.batch_size} sequences, {mixed} "
-               "autocast, sft.forward suffix", "eager", compile_s=round(compile_s, 2),
+    work = f"{steps} SFT steps of {cfg.sft.batch_size} sequences, {mixed} autocast, sft.forward suffix"
+    return ops, row("sft compile (suffix)", seconds, work, "eager", compile_s=round(compile_s, 2),
                break_even_steps=round(compile_s / saved) if saved > 0 else None)
 
 
@@ -145,11 +163,13 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(str(args.run / "config.yaml"), {})
     dtype = pick_dtype(cfg.models.dtype, "cpu")  # the sampler's cache dtype here
-    rows = [sft_compile_row(cfg, args.run, args.steps, args.repeats)]
+    profile, sft_row = sft_compile_row(cfg, args.run, args.steps, args.repeats)
+    rows = [sft_row]
     rows += [prefix_row(n, dtype, args.repeats) for n in (2, 8, 1)]
     out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
            "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows}
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows,
+           "sft_op_profile": profile}
     for r in rows:
         print(f"{r['lever']:32s} {r['first']}: {r['median_s'][r['first']]:.3f} s; "
               + ", ".join(f"{k}: {r['median_s'][k]:.3f} s ({x:.2f}x)" for k, x in r["speedup"].items())
