@@ -392,12 +392,24 @@ def levers_table(names: list[str], link) -> str:
             for k, side in enumerate(r["median_s"]):
                 x = "1.00x" if k == 0 else f"{r['speedup'][side]:.2f}x"
                 diff = (f"max score difference {diffs[side]:.3g}" if side in diffs else
-                        f"max output difference {r['max_abs_diff']:.2g}" if "max_abs_diff" in r and k else "")
+                        f"max output difference {r['max_abs_diff']:.2g}" if "max_abs_diff" in r and k else
+                        f"compiling took {r['compile_s']:.0f} s: pays after {r['break_even_steps']} steps"
+                        if "compile_s" in r and k else "")
                 rows.append([f"({i}) {r['lever']}" if k == 0 else "", r["work"] if k == 0 else "",
                              f"**{side}**" if side == r["kept"] else side, f"{r['median_s'][side]:.2f}", x, diff])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
         ["lever", "work", "side (**the default**)", "seconds", "speed vs the first side", "result"], rows,
         right_from=3)
+
+
+def op_profile_table(name: str, link) -> str:
+    """`benchmarks/levers_kernels.py`'s `sft_op_profile`: an eager SFT step's operators by own CPU time."""
+    d = load(name)
+    rows = [[f"`{r['op']}`", f"{r['ms_per_step']:.2f}", f"{r['calls_per_step']:g}", f"{r['share']:.0%}"]
+            for r in d["sft_op_profile"]]
+    caption = source(name, link, f"{d['task']}, eager SFT steps at the defaults under torch.profiler, "
+                                 f"{d['torch_threads']} threads, torch {d['torch']}")
+    return caption + "\n\n" + table(["operator (own time)", "ms per step", "calls per step", "share"], rows)
 
 
 def sft_setting(r: dict) -> str:
@@ -742,6 +754,7 @@ TABLES = {
                                                         "default_run_time_tiny-choice_8d15120.json"]),
     "sampling-h200": partial(sampling_table, "sampling_h200.json"),
     "rl-step": partial(rl_step_table, ["rl_step_draw.json", "rl_step_head.json", "rl_step_sft.json", "rl_step.json"]),
+    "rl-step-again": partial(rl_step_table, ["rl_step_c7c4b21.json", "rl_step_e2739e3.json"]),
     "pipeline-time": partial(pipeline_times, ["pipeline_time_before_fast_sampler.json", "pipeline_time.json",
                                               "pipeline_time_tiny-choice_before_fast_sampler.json",
                                               "default_run_time_tiny-arith.json",
@@ -798,7 +811,9 @@ TABLES = {
     "suffix-check": partial(batching_check_table, [f"suffix_check_{s}_tiny-{t}.json" for s in ("sft", "rm")
                                                    for t in ("arith", "choice")]),
     "rm-data": partial(rm_data_table, ["rm_data_sweep_tiny-arith.json", "rm_data_sweep_tiny-choice.json"]),
-    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith_5136e8a.json",
+    "side-by-side": partial(side_by_side_table, ["side_by_side_tiny-arith_c7c4b21.json",
+                                                 "side_by_side_tiny-choice_c7c4b21.json",
+                                                 "side_by_side_tiny-arith_5136e8a.json",
                                                  "side_by_side_tiny-choice_5136e8a.json",
                                                  "side_by_side_tiny-arith_7cc99d2.json",
                                                  "side_by_side_tiny-arith.json", "side_by_side_tiny-choice.json",
@@ -806,6 +821,8 @@ TABLES = {
     "profile-stages": lambda link: "\n\n".join(profile_table(f"profile_stages_tiny-{t}_169835a.json", link)
                                                   for t in ("choice", "arith")),
     "levers": partial(levers_table, ["levers_tiny-choice.json"]),
+    "levers-kernels": partial(levers_table, ["levers_kernels_tiny-choice.json"]),
+    "sft-op-profile": partial(op_profile_table, "levers_kernels_tiny-choice.json"),
     "levers-check": partial(precision_check_table, ["levers_check_tiny-arith.json", "levers_check_tiny-choice.json"]),
     "profile-rl-step": partial(profile_table, "profile_rl_step.json", top=10),
     "results-files": results_files,
