@@ -820,6 +820,7 @@ TABLES = {
                                                  "side_by_side_tiny-arith_c99bf8c.json"]),
     "profile-stages": lambda link: "\n\n".join(profile_table(f"profile_stages_tiny-{t}_169835a.json", link)
                                                   for t in ("choice", "arith")),
+    "profile-stages-now": partial(profile_table, "profile_stages_tiny-choice_b14132a.json"),
     "levers": partial(levers_table, ["levers_tiny-choice.json"]),
     "levers-kernels": partial(levers_table, ["levers_kernels_tiny-choice.json"]),
     "sft-op-profile": partial(op_profile_table, "levers_kernels_tiny-choice.json"),
