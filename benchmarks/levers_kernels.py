@@ -4,64 +4,113 @@ median of `--repeats`); neither is in the library, both are recorded so that the
     python benchmarks/levers_kernels.py RUN_DIR [--repeats 3] [--steps 100]
         [--out benchmarks/results/levers_kernels_<task>.json]
 
-- `sft compile (suffix)`: SFT optimiser steps as the stage runs them (the student, `sft.forward` suffix, its
-  mixed precision, batch 32 of the run's label-1 teacher sequences, AdamW, clipping), the loss eager vs the same loss
-  function under `torch.compile(dynamic=True)` (inductor's CPU kernels fuse the norms, rotary and activation
-  elementwise work). The compile time is timed apart: the first compiled pass, on an empty inductor cache (a fresh
-  `TORCHINDUCTOR_CACHE_DIR`), minus a compiled pass after it. `break_even_steps` = compile seconds / seconds saved
-  per step: a stage shorter than that loses time.
-- `sft_op_profile`: where an eager step's time goes: torch.profiler over 20 of those steps, the
-  operators with the most own CPU time (ms per step, calls per step, share of the profiled time).
-- `decode attention, shared prompt`: one decode step's attention where each prompt has n samples (the teacher's
-  n_per_temperature = 2, RL's group_size = 8, and n = 1), in the sampler's dtype: SDPA over each row's whole cache
-  (the prompt's keys copied into each of its n rows, as the sampler holds them) vs the prompt's keys read once for
-  its n queries plus each row's own generated keys, the two merged by their log-sum-exp (flash attention's
-  `(out, logsumexp)`); the largest output difference is recorded.
+- `sft_op_profile`: where an eager SFT step's time goes. Steps as the stage runs them (the student, `sft.forward`
+  suffix, its mixed precision, batches of `sft.batch_size` of the run's label-1 teacher sequences, AdamW, clipping)
+  under torch.profiler, 20 steps: the operators with the most own CPU time (ms per step, calls per step, share).
+- `sft compile (suffix)`: `--steps` of those steps with the loss eager vs the same loss function under
+  `torch.compile(dynamic=True)` (inductor's CPU kernels fuse the elementwise work), the compiled side under
+  `deterministic_if(True)` as `train_sft` runs a compiled forward. The compile time is timed apart: the first
+  compiled pass, on an empty inductor cache (a fresh `TORCHINDUCTOR_CACHE_DIR`, removed after), minus the median
+  compiled pass after it. `break_even_steps` = compile seconds / seconds saved per step, beside `stage_steps`, the
+  optimiser steps of RUN_DIR's SFT stage (`sft_metrics.jsonl`); `loss_diff`: eager vs compiled loss at the first
+  step and the largest difference over the steps (the two runs drift apart by rounding).
+- `decode attention, shared prompt`: one decode step's attention on the teacher's shapes where each prompt has n
+  samples (n = 2: the teacher's n_per_temperature; n = 8: RL's group_size, on the teacher's shapes; n = 1), in the
+  sampler's dtype: SDPA over each row's whole cache (the prompt's keys copied into each of its n rows, as the sampler
+  holds them) vs the prompt's keys read once for its n queries plus each row's own generated keys, the two merged by
+  their log-sum-exp (flash attention's `(out, logsumexp)`); both sides with an (all-zero) padding mask, as a sampler
+  would pass; the largest output difference is recorded.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import random
+import shutil
+import statistics
 import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
 
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="levers-inductor-"))  # before torch
+import torch
+import torch.nn.functional as F
+from levers import alternate, row, timed  # benchmarks/levers.py
+from provenance import git_commit, teacher_of  # benchmarks/provenance.py
+from torch.profiler import ProfilerActivity, profile
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from contextlib import nullcontext  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from levers import alternate, row, timed  # noqa: E402  benchmarks/levers.py
-from provenance import git_commit, teacher_of  # noqa: E402  benchmarks/provenance.py
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-from rewdistill.config_files import load_config  # noqa: E402
-from rewdistill.io import read_jsonl  # noqa: E402
-from rewdistill.models.family import base_model  # noqa: E402
-from rewdistill.models.forward import pad_right  # noqa: E402
-from rewdistill.models.load import load_causal_lm, load_prompt_format, pick_dtype, resolve  # noqa: E402
-from rewdistill.models.precision import keep_cpu_attention_fp32  # noqa: E402
-from rewdistill.models.precision import resolve as resolve_precision  # noqa: E402
-from rewdistill.models.suffix import hidden_at  # noqa: E402
-from rewdistill.train.sft import sft_optimizer  # noqa: E402
+from rewdistill.config_files import load_config
+from rewdistill.io import read_jsonl
+from rewdistill.models.family import base_model
+from rewdistill.models.forward import pad_right
+from rewdistill.models.load import load_causal_lm, load_prompt_format, pick_dtype, resolve
+from rewdistill.models.precision import keep_cpu_attention_fp32
+from rewdistill.models.precision import resolve as resolve_precision
+from rewdistill.models.suffix import hidden_at, response_positions
+from rewdistill.train.loop import deterministic_if
+from rewdistill.train.sft import sft_optimizer
 
 
 def suffix_loss_core(model, ids, mask, q_at, target, valid):
-    """`train.sft.suffix_loss` after its index bookkeeping (done eagerly: `int(lengths.max())` would break a graph).
-    ids, mask (B, T); q_at, target, valid (B, R) -> scalar."""
+    """`train.sft.suffix_loss` after its index bookkeeping (`models.suffix.response_positions`, done eagerly:
+    `int(lengths.max())` would break a graph). ids, mask (B, T); q_at, target, valid (B, R) -> scalar."""
     logits = base_model(model).lm_head(hidden_at(model, ids, mask, q_at)).float()  # (B, R, V)
     logp = torch.gather(F.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(-1)  # (B, R)
     w = valid.float()
     return -(logp * w).sum() / w.sum()
 
 
-def op_table(prof, steps: int, top: int = 12) -> list[dict]:
-    """A torch.profiler run's operators with the most own CPU time, per optimiser step."""
+class SFTSteps:
+    """A run's SFT data, and passes of optimiser steps over fixed random batches of it as the stage takes them."""
+
+    def __init__(self, cfg, run: Path, steps: int):
+        self.student = resolve(cfg.models.student)
+        self.fmt = load_prompt_format(self.student)
+        prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run / "questions.jsonl")}
+        rows = [r for r in read_jsonl(run / "teacher_labelled.jsonl") if r["label"] == 1 and r["finished"]]
+        self.pairs = self.fmt.pairs(prompts, rows)
+        rng = random.Random(0)
+        self.batches = [rng.sample(range(len(self.pairs)), cfg.sft.batch_size) for _ in range(steps)]
+        self.cfg = cfg
+        self.mixed = resolve_precision(cfg.sft.mixed_precision, "cpu")
+        if self.mixed == "bf16":
+            keep_cpu_attention_fp32()
+
+    def inputs(self, chunk: list[int]):
+        """(ids, mask, q_at, target, valid) of a batch of pair indices, as `suffix_loss` builds them."""
+        ps = [self.pairs[i] for i in chunk]
+        ids, mask = pad_right([p + r for p, r in ps], self.fmt.pad_id)  # (B, T) each
+        starts, lengths = torch.tensor([len(p) for p, _ in ps]), torch.tensor([len(r) for _, r in ps])  # (B,)
+        return (ids, mask, *response_positions(ids, starts, lengths))
+
+    def pass_of(self, loss_fn, n: int | None = None, around=nullcontext):
+        """A function running the first n batches (all: None) from the student base with `loss_fn`, the steps (not
+        the loading) inside `around()`; it returns (the losses, what `around()` gave)."""
+        def go():
+            torch.manual_seed(0)
+            model = load_causal_lm(self.student)
+            model.train()
+            opt = sft_optimizer(model, self.cfg.sft.lr, self.cfg.sft.weight_decay)
+            losses = []
+            with around() as ctx:
+                for chunk in self.batches[:n]:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.mixed == "bf16"):
+                        loss = loss_fn(model, *self.inputs(chunk))
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    opt.zero_grad()
+                    losses.append(loss.item())
+            return losses, ctx
+        return go
+
+
+def sft_op_profile(sft: SFTSteps, steps: int = 20, top: int = 12) -> list[dict]:
+    """The operators with the most own CPU time over `steps` eager steps (after an untimed pass of them)."""
+    sft.pass_of(suffix_loss_core, steps)()
+    _, prof = sft.pass_of(suffix_loss_core, steps, lambda: profile(activities=[ProfilerActivity.CPU]))()
     ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in ops)
     return [{"op": e.key, "ms_per_step": round(e.self_cpu_time_total / 1000 / steps, 2),
@@ -69,56 +118,27 @@ def op_table(prof, steps: int, top: int = 12) -> list[dict]:
             for e in ops[:top]]
 
 
-def sft_compile_row(cfg, run: Path, steps: int, repeats: int, profile_steps: int = 20) -> tuple[list[dict], dict]:
-    student = resolve(cfg.models.student)
-    fmt = load_prompt_format(student)
-    prompts = {q["qid"]: q["prompt"] for q in read_jsonl(run / "questions.jsonl")}
-    rows = [r for r in read_jsonl(run / "teacher_labelled.jsonl") if r["label"] == 1 and r["finished"]]
-    pairs = fmt.pairs(prompts, rows)
-    rng = random.Random(0)
-    batches = [rng.sample(range(len(pairs)), cfg.sft.batch_size) for _ in range(steps)]
-    mixed = resolve_precision(cfg.sft.mixed_precision, "cpu")
-    if mixed == "bf16":
-        keep_cpu_attention_fp32()
+def sft_compile_row(sft: SFTSteps, run: Path, repeats: int) -> dict:
+    """Eager vs compiled loss over `sft.batches`, with the compile time apart (the inductor cache empty at first)."""
+    compiled_fn = torch.compile(suffix_loss_core, dynamic=True)
 
-    def inputs(chunk: list[int]):
-        ps = [pairs[i] for i in chunk]
-        ids, mask = pad_right([p + r for p, r in ps], fmt.pad_id)  # (B, T) each
-        starts = torch.tensor([len(p) for p, _ in ps])
-        lengths = torch.tensor([len(r) for _, r in ps])
-        T, t = ids.shape[1], torch.arange(int(lengths.max()))
-        q_at = (starts[:, None] - 1 + t[None]).clamp(0, T - 1)  # (B, R)
-        return ids, mask, q_at, ids.gather(1, (q_at + 1).clamp(max=T - 1)), t[None] < lengths[:, None]
+    def compiled():
+        with deterministic_if(True):
+            return sft.pass_of(compiled_fn)()
 
-    def pass_of(loss_fn, batches=batches, around=nullcontext):
-        def go():
-            torch.manual_seed(0)
-            model = load_causal_lm(student)
-            model.train()
-            opt = sft_optimizer(model, cfg.sft.lr, cfg.sft.weight_decay)
-            with around() as prof:  # the steps only, not the loading
-                for chunk in batches:
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed == "bf16"):
-                        loss = loss_fn(model, *inputs(chunk))
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    opt.step()
-                    opt.zero_grad()
-            return prof
-        return go
-
-    pass_of(suffix_loss_core, batches[:profile_steps])()  # warm
-    prof = pass_of(suffix_loss_core, batches[:profile_steps], lambda: profile(activities=[ProfilerActivity.CPU]))()
-    ops = op_table(prof, profile_steps)
-    compiled = torch.compile(suffix_loss_core, dynamic=True)
-    first = timed(pass_of(compiled))  # compiles, on the empty cache
-    seconds = alternate({"eager": pass_of(suffix_loss_core), "compiled": pass_of(compiled)}, repeats)
-    eager_s, comp_s = (statistics.median(seconds[k]) for k in ("eager", "compiled"))
-    compile_s = first - comp_s
-    saved = (eager_s - comp_s) / steps
-    work = f"{steps} SFT steps of {cfg.sft.batch_size} sequences, {mixed} autocast, sft.forward suffix"
-    return ops, row("sft compile (suffix)", seconds, work, "eager", compile_s=round(compile_s, 2),
-               break_even_steps=round(compile_s / saved) if saved > 0 else None)
+    first_s = timed(compiled)  # compiles
+    seconds = alternate({"eager": sft.pass_of(suffix_loss_core), "compiled": compiled}, repeats)
+    eager_loss, comp_loss = sft.pass_of(suffix_loss_core)()[0], compiled()[0]
+    steps = len(sft.batches)
+    compile_s = first_s - statistics.median(seconds["compiled"])
+    saved = (statistics.median(seconds["eager"]) - statistics.median(seconds["compiled"])) / steps
+    work = f"{steps} SFT steps of {sft.cfg.sft.batch_size} sequences, {sft.mixed} autocast, sft.forward suffix"
+    return row("sft compile (suffix)", seconds, work, "eager", first_compiled_s=round(first_s, 2),
+               compile_s=round(compile_s, 2), break_even_steps=round(compile_s / saved) if saved > 0 else None,
+               stage_steps=sum(1 for _ in read_jsonl(run / "sft_metrics.jsonl")),
+               loss_diff={"first_step": abs(eager_loss[0] - comp_loss[0]),
+                          "max_over_steps": max(abs(a - b) for a, b in zip(eager_loss, comp_loss))},
+               dynamo_stats=dict(torch._dynamo.utils.counters["stats"]))
 
 
 def prefix_row(n: int, dtype: torch.dtype, repeats: int, calls: int = 200) -> dict:
@@ -133,6 +153,7 @@ def prefix_row(n: int, dtype: torch.dtype, repeats: int, calls: int = 200) -> di
     keys = torch.cat([kp.repeat_interleave(n, 0), kg], 2)  # (rows, H, P + G, D): the sampler's cache
     values = torch.cat([vp.repeat_interleave(n, 0), vg], 2)
     mask = torch.zeros(rows, 1, 1, P + G, dtype=dtype)
+    mask_p = torch.zeros(prompts, 1, 1, P, dtype=dtype)  # broadcast over a prompt's n queries
     mask_g = torch.zeros(rows, 1, 1, G, dtype=dtype)
 
     def whole():
@@ -140,7 +161,7 @@ def prefix_row(n: int, dtype: torch.dtype, repeats: int, calls: int = 200) -> di
 
     def shared():
         qp = q.view(prompts, n, H, D).transpose(1, 2)  # (prompts, H, n, D): a prompt's n queries together
-        op, lp = flash(qp, kp, vp)[:2]  # (prompts, H, n, D), (prompts, H, n)
+        op, lp = flash(qp, kp, vp, attn_mask=mask_p)[:2]  # (prompts, H, n, D), (prompts, H, n)
         og, lg = flash(q, kg, vg, attn_mask=mask_g)[:2]  # (rows, H, 1, D), (rows, H, 1)
         op = op.transpose(1, 2).reshape(rows, H, 1, D)
         lp = lp.transpose(1, 2).reshape(rows, H, 1)
@@ -162,18 +183,25 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     cfg = load_config(str(args.run / "config.yaml"), {})
+    cache = tempfile.mkdtemp(prefix="levers-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache  # empty: the first compile pays in full (read when compiling)
+    try:
+        sft = SFTSteps(cfg, args.run, args.steps)
+        ops = sft_op_profile(sft)
+        rows = [sft_compile_row(sft, args.run, args.repeats)]
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     dtype = pick_dtype(cfg.models.dtype, "cpu")  # the sampler's cache dtype here
-    profile, sft_row = sft_compile_row(cfg, args.run, args.steps, args.repeats)
-    rows = [sft_row]
     rows += [prefix_row(n, dtype, args.repeats) for n in (2, 8, 1)]
     out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
            "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows,
-           "sft_op_profile": profile}
+           "sft_op_profile": ops}
     for r in rows:
         print(f"{r['lever']:32s} {r['first']}: {r['median_s'][r['first']]:.3f} s; "
               + ", ".join(f"{k}: {r['median_s'][k]:.3f} s ({x:.2f}x)" for k, x in r["speedup"].items())
-              + (f"; compile {r['compile_s']} s, break-even {r['break_even_steps']} steps" if "compile_s" in r else ""))
+              + (f"; compile {r['compile_s']} s, break-even {r['break_even_steps']} of {r['stage_steps']} steps"
+                 if "compile_s" in r else ""))
     path = args.out or Path(__file__).parent / "results" / f"levers_kernels_{cfg.task.name}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)

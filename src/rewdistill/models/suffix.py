@@ -109,14 +109,22 @@ def suffix_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, starts: torch.
     ids, mask: (B, T) right-padded; starts, lengths: (B,), starts >= 1 where lengths > 0. Returns (logp, valid),
     both (B, R) with R = max(lengths): logp[b, t] = log p(ids[b, starts[b] + t] | ids[b, :starts[b] + t]); valid
     marks t < lengths[b] (logp is 0 elsewhere)."""
+    q_at, target, valid = response_positions(ids, starts, lengths)  # (B, R) each
+    logits = base_model(model).lm_head(hidden_at(model, ids, mask, q_at)).float()  # (B, R, V)
+    logp = torch.gather(F.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(-1)  # (B, R)
+    return logp * valid, valid
+
+
+def response_positions(ids: torch.Tensor, starts: torch.Tensor,
+                       lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For right-padded rows ids (B, T) whose responses are ids[b, starts[b] : starts[b] + lengths[b]]: the positions
+    whose outputs predict the response tokens, those tokens, and which are real, each (B, R) with R = max(lengths)
+    (q_at and target clamped into the row where t >= lengths[b])."""
     T = ids.shape[1]
     t = torch.arange(int(lengths.max()), device=ids.device)
     valid = t[None] < lengths[:, None]  # (B, R)
     q_at = (starts[:, None] - 1 + t[None]).clamp(0, T - 1)  # (B, R) positions whose output predicts a token
-    logits = base_model(model).lm_head(hidden_at(model, ids, mask, q_at)).float()  # (B, R, V)
-    target = ids.gather(1, (q_at + 1).clamp(max=T - 1))  # (B, R)
-    logp = torch.gather(F.log_softmax(logits, -1), 2, target[:, :, None]).squeeze(-1)  # (B, R)
-    return logp * valid, valid
+    return q_at, ids.gather(1, (q_at + 1).clamp(max=T - 1)), valid
 
 
 def suffix_last_scores(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
