@@ -379,6 +379,21 @@ def profile_table(name: str, link, top: int = 6) -> str:
                                       rows, right_from=2)
 
 
+def lever_result(r: dict, side: str) -> str:
+    """The result column of a levers row's non-first side: how far its output moved, or what compiling cost."""
+    if side in (r.get("max_abs_score_diff") or {}):
+        return f"max score difference {r['max_abs_score_diff'][side]:.3g}"
+    if "max_abs_diff" in r:
+        return f"max output difference {r['max_abs_diff']:.2g}"
+    if "compile_s" not in r:
+        return ""
+    pays = (f"pays after {r['break_even_steps']} steps" if r["break_even_steps"] is not None else "never pays")
+    stage = f" (the stage ran {r['stage_steps']})" if "stage_steps" in r else ""
+    moved = (f"; loss {r['loss_diff']['first_step']:.1g} from eager's at step 1, up to "
+             f"{r['loss_diff']['max_over_steps']:.1g} later" if "loss_diff" in r else "")
+    return f"compiling took {r['compile_s']:.0f} s: {pays}{stage}{moved}"
+
+
 def levers_table(names: list[str], link) -> str:
     """`benchmarks/levers.py`: ways of doing the same work side by side, median seconds, the speed-up over the first
     side and the side the defaults use."""
@@ -388,13 +403,9 @@ def levers_table(names: list[str], link) -> str:
         lines.append(source(n, link, f"{d['task']}, median of {d['repeats']} alternating runs, "
                                      f"{d['torch_threads']} threads, torch {d['torch']}"))
         for r in d["rows"]:
-            diffs = r.get("max_abs_score_diff") or {}
             for k, side in enumerate(r["median_s"]):
                 x = "1.00x" if k == 0 else f"{r['speedup'][side]:.2f}x"
-                diff = (f"max score difference {diffs[side]:.3g}" if side in diffs else
-                        f"max output difference {r['max_abs_diff']:.2g}" if "max_abs_diff" in r and k else
-                        f"compiling took {r['compile_s']:.0f} s: pays after {r['break_even_steps']} steps"
-                        if "compile_s" in r and k else "")
+                diff = lever_result(r, side) if k else ""
                 rows.append([f"({i}) {r['lever']}" if k == 0 else "", r["work"] if k == 0 else "",
                              f"**{side}**" if side == r["kept"] else side, f"{r['median_s'][side]:.2f}", x, diff])
     return "\n".join(f"{i}. {x}" for i, x in enumerate(lines, 1)) + "\n\n" + table(
