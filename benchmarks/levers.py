@@ -258,13 +258,21 @@ def main() -> None:
     cfg = load_config(str(args.run / "config.yaml"), {})
     rows = sft_rows(cfg, args.run, args.sft_seqs, args.repeats)
     rows += [rm_row(cfg, args.run, args.repeats), *sampler_rows(cfg, args.repeats), attention_row(cfg, args.repeats)]
-    out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
-           "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows}
+    save(results(cfg, args.run, args.repeats, rows), args.out or Path(__file__).parent / "results" /
+         f"levers_{cfg.task.name}.json")
+
+
+def results(cfg, run: Path, repeats: int, rows: list[dict], **extra) -> dict:
+    """A levers JSON: where and on what the rows were measured, the rows (each printed), and `extra`."""
     for r in rows:
-        print(f"{r['lever']:18s} {r['first']}: {r['median_s'][r['first']]:.3f} s; "
+        print(f"{r['lever']:32s} {r['first']}: {r['median_s'][r['first']]:.3f} s; "
               + ", ".join(f"{k}: {r['median_s'][k]:.3f} s ({x:.2f}x)" for k, x in r["speedup"].items()))
-    path = args.out or Path(__file__).parent / "results" / f"levers_{cfg.task.name}.json"
+    return {"task": cfg.task.name, "run": str(run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
+            "teacher": teacher_of(run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": repeats, "rows": rows, **extra}
+
+
+def save(out: dict, path: Path) -> None:
     path.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", path)
 

@@ -24,21 +24,17 @@ median of `--repeats`); neither is in the library, both are recorded so that the
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import shutil
 import statistics
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from levers import alternate, row, timed  # benchmarks/levers.py
-from provenance import git_commit, teacher_of  # benchmarks/provenance.py
+from levers import alternate, results, row, save, timed  # benchmarks/levers.py
 from torch.profiler import ProfilerActivity, profile
 
 from rewdistill.config_files import load_config
@@ -193,18 +189,8 @@ def main() -> None:
         shutil.rmtree(cache, ignore_errors=True)
     dtype = pick_dtype(cfg.models.dtype, "cpu")  # the sampler's cache dtype here
     rows += [prefix_row(n, dtype, args.repeats) for n in (2, 8, 1)]
-    out = {"task": cfg.task.name, "run": str(args.run), "date": time.strftime("%Y-%m-%d"), "commit": git_commit(),
-           "teacher": teacher_of(args.run), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "repeats": args.repeats, "rows": rows,
-           "sft_op_profile": ops}
-    for r in rows:
-        print(f"{r['lever']:32s} {r['first']}: {r['median_s'][r['first']]:.3f} s; "
-              + ", ".join(f"{k}: {r['median_s'][k]:.3f} s ({x:.2f}x)" for k, x in r["speedup"].items())
-              + (f"; compile {r['compile_s']} s, break-even {r['break_even_steps']} of {r['stage_steps']} steps"
-                 if "compile_s" in r else ""))
-    path = args.out or Path(__file__).parent / "results" / f"levers_kernels_{cfg.task.name}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print("wrote", path)
+    save(results(cfg, args.run, args.repeats, rows, sft_op_profile=ops),
+         args.out or Path(__file__).parent / "results" / f"levers_kernels_{cfg.task.name}.json")
 
 
 if __name__ == "__main__":
