@@ -238,5 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `rewdistill` command (and `python -m rewdistill.cli`): main(), then leave as a launched process must."""
+    from rewdistill.launch import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

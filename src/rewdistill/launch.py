@@ -9,6 +9,7 @@ Accelerator itself: the same accelerate code path (`fsdp2_prepare_model`, `get_s
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -83,11 +84,31 @@ def sharding_note(acc, model, name: str) -> str | None:
             f"{acc.process_index} holds {held:,} of {whole:,} parameter values")
 
 
+_closed = False  # this process ran in a process group, now closed: `exit_process` ends it without finalizing
+
+
 def close_processes() -> None:
-    """End a multi-process run cleanly: every process waits for the others, then the process group is closed.
-    Left open, gloo's threads can abort an interpreter at exit ("terminate called without an active exception")."""
+    """End a multi-process run cleanly: every process waits for the others, then the process group is closed."""
+    global _closed
     import torch.distributed as td
 
     if td.is_available() and td.is_initialized():
         td.barrier()
         td.destroy_process_group()
+        _closed = True
+
+
+def exit_process(code: int) -> None:
+    """Leave with `code`. After a process group, skip the interpreter's finalization (os._exit, once output is
+    flushed): gloo's worker threads outlive destroy_process_group (gloo has no shutdown) and one may still be
+    releasing a finished collective's tensors, which needs the GIL; during finalization that thread is killed inside
+    a C++ destructor and the process aborts ("terminate called without an active exception", SIGABRT) although the
+    run succeeded. Seen under CPU load, a few runs in twenty (tests/test_fsdp.py in CI)."""
+    if not _closed:
+        sys.exit(code)
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
