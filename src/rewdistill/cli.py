@@ -5,6 +5,7 @@ import argparse
 import errno
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from rewdistill.cli_runs import RUN_TOOLS, add_run_tools
@@ -240,9 +241,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The `rewdistill` command (and `python -m rewdistill.cli`): main(), then leave as a launched process must."""
-    from rewdistill.launch import exit_process
+    from rewdistill import launch
 
-    exit_process(main())
+    try:
+        code = main()
+    except BaseException:  # an unexpected error (or --debug): its traceback, then the same way out
+        if not launch.in_process_group():
+            raise
+        traceback.print_exc()
+        code = 1
+    launch.exit_process(code)
 
 
 if __name__ == "__main__":

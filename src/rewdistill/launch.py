@@ -5,6 +5,9 @@ FSDP on CPU processes: accelerate turns FSDP on only for GPUs / accelerators; on
 train with plain DDP without saying so. PyTorch's FSDP2 (`fully_shard`) runs on CPU, so `use_launched_engine` hands
 the launch's FSDP plugin (the `FSDP_*` variables `accelerate launch --config_file fsdp.yaml` sets) to the
 Accelerator itself: the same accelerate code path (`fsdp2_prepare_model`, `get_state_dict`) as on GPUs.
+
+At the end, `close_processes` closes the process group and `exit_process` ends a launched process without the
+interpreter's finalization, where gloo's threads can abort a finished run.
 """
 from __future__ import annotations
 
@@ -98,17 +101,29 @@ def close_processes() -> None:
         _closed = True
 
 
+def in_process_group() -> bool:
+    """This process joined a process group (open now, or closed by `close_processes`)."""
+    if _closed:
+        return True
+    import torch.distributed as td
+
+    return td.is_available() and td.is_initialized()
+
+
 def exit_process(code: int) -> None:
-    """Leave with `code`. After a process group, skip the interpreter's finalization (os._exit, once output is
+    """Leave with `code`. In a process group, skip the interpreter's finalization (os._exit, once output is
     flushed): gloo's worker threads outlive destroy_process_group (gloo has no shutdown) and one may still be
-    releasing a finished collective's tensors, which needs the GIL; during finalization that thread is killed inside
-    a C++ destructor and the process aborts ("terminate called without an active exception", SIGABRT) although the
-    run succeeded. Seen under CPU load, a few runs in twenty (tests/test_fsdp.py in CI)."""
-    if not _closed:
+    releasing a finished collective's tensors, which needs the GIL; while the main thread finalizes, that thread is
+    killed inside a C++ destructor and the process aborts ("terminate called without an active exception", SIGABRT)
+    although the run succeeded. Seen under CPU load, a few runs in twenty (tests/test_fsdp.py in CI)."""
+    if not in_process_group():
         sys.exit(code)
     import logging
 
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`) or stream: nothing more to keep
+            pass
     os._exit(code)
